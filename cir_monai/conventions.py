@@ -1,0 +1,77 @@
+# Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
+"""The one place where displacement-field conventions are converted.
+
+Two conventions meet in this project:
+
+* **Reference (normalised)**: the authors' cLapIRN works with fields in
+  normalised grid units of ``torch.nn.functional.grid_sample`` with
+  ``align_corners=True`` (−1 and +1 are the centres of the corner voxels) and
+  the channels in grid_sample's ``(x, y[, z])`` order, i.e. channel 0 is the
+  displacement along the LAST spatial axis. Shape ``(B, n, *spatial)``.
+* **MONAI DDF (voxels)**: the public convention of this project and of
+  :class:`monai.networks.blocks.Warp`: displacement in voxels, channel ``i``
+  along spatial axis ``i``. Shape ``(B, n, *spatial)``.
+
+The conversion is ``ddf[:, i] = field[:, n - 1 - i] * (size_i - 1) / 2``
+(method.md §3). A singleton axis has no extent; its factor is taken as 0 one
+way and the division guarded the other way, as MONAI's ``Warp`` does.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["normalized_to_voxel_ddf", "voxel_ddf_to_normalized", "voxel_scale"]
+
+
+def voxel_scale(spatial_shape: tuple[int, ...] | torch.Size, like: torch.Tensor) -> torch.Tensor:
+    """Per-axis factor ``(size_i - 1) / 2`` from normalised units to voxels.
+
+    Args:
+        spatial_shape: the spatial size ``(D, H, W)`` or ``(H, W)`` of the grid the field lives on.
+        like: tensor whose device and dtype the result takes.
+
+    Returns:
+        tensor of shape ``(1, n, 1, ..., 1)`` broadcastable against a DDF.
+    """
+    n = len(spatial_shape)
+    scale = torch.tensor([(s - 1) / 2.0 for s in spatial_shape], device=like.device, dtype=like.dtype)
+    return scale.view(1, n, *([1] * n))
+
+
+def _check_field(field: torch.Tensor, name: str) -> int:
+    if field.ndim not in (4, 5) or field.shape[1] != field.ndim - 2:
+        raise ValueError(
+            f"{name} must have shape (B, n, *spatial) with n = 2 or 3 channels matching the spatial dims, "
+            f"got {tuple(field.shape)}."
+        )
+    return field.ndim - 2
+
+
+def normalized_to_voxel_ddf(field: torch.Tensor) -> torch.Tensor:
+    """Reference field (normalised units, reversed channels) -> MONAI DDF in voxels.
+
+    Args:
+        field: ``(B, n, *spatial)`` in normalised ``align_corners=True`` units, channel 0 along the last axis.
+
+    Returns:
+        ``(B, n, *spatial)`` displacement in voxels, channel ``i`` along spatial axis ``i``.
+    """
+    _check_field(field, "field")
+    return torch.flip(field, dims=(1,)) * voxel_scale(field.shape[2:], field)
+
+
+def voxel_ddf_to_normalized(ddf: torch.Tensor) -> torch.Tensor:
+    """MONAI DDF in voxels -> reference field (normalised units, reversed channels).
+
+    The inverse of :func:`normalized_to_voxel_ddf`.
+
+    Args:
+        ddf: ``(B, n, *spatial)`` displacement in voxels, channel ``i`` along spatial axis ``i``.
+
+    Returns:
+        ``(B, n, *spatial)`` in normalised ``align_corners=True`` units, channel 0 along the last axis.
+    """
+    _check_field(ddf, "ddf")
+    scale = voxel_scale(ddf.shape[2:], ddf).clamp_min(0.5)  # singleton axis: (1-1)/2 -> guarded
+    return torch.flip(ddf / scale, dims=(1,))

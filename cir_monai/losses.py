@@ -1,0 +1,142 @@
+# Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
+"""Training objective of cLapIRN (method.md §4).
+
+For pyramid level ``l`` (1-based) with per-sample weight λ:
+``L_l = Σ_{i=1..l} −(1 / 2^(i−1)) · NCC_{w_i}(pool^(i−1)(F_l), pool^(i−1)(M_l ∘ φ))
++ λ · smooth(φ) [+ w_fold · mean(ReLU(−det J))]`` with windows
+``w_i = 2l + 3 − 2i`` (level 3: 7, 5, 3). Local NCC is MONAI's
+:class:`~monai.losses.LocalNormalizedCrossCorrelationLoss` (rectangular kernel,
+squared NCC). The smoothness term uses the authors' scaling: the field in voxels
+×2 (normalised units × (size − 1)), the mean over axes of the mean squared
+forward difference, so that λ means what it means in the paper and in the
+released weights.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from monai.losses import LocalNormalizedCrossCorrelationLoss
+from monai.networks.layers import Pool
+
+from cir_monai.metrics import jacobian_determinant
+from cir_monai.networks.clapirn import PyramidOutput
+
+__all__ = ["MultiResolutionNCC", "SmoothnessLoss", "FoldingLoss", "CLapIRNLoss"]
+
+
+class MultiResolutionNCC(nn.Module):
+    """Similarity pyramid: ``Σ_i −NCC_{k − 2i}(pool^i(pred), pool^i(target)) / 2^i``, i = 0..num_scales−1.
+
+    Between scales both images are average-pooled (kernel 3, stride 2, padding 1,
+    padding excluded), as in the network.
+
+    Args:
+        spatial_dims: 2 or 3.
+        kernel_size: window at the finest scale (odd; 7 at pyramid level 3).
+        num_scales: number of scales (the level's index).
+
+    Shapes:
+        ``pred``, ``target``: ``(B, 1, *spatial)`` -> ``(B,)`` per-sample loss (negative).
+    """
+
+    def __init__(self, spatial_dims: int = 3, kernel_size: int = 7, num_scales: int = 3) -> None:
+        super().__init__()
+        if kernel_size % 2 == 0 or kernel_size - 2 * (num_scales - 1) < 1:
+            raise ValueError(
+                f"kernel_size must be odd and leave a window >= 1 at every scale, got {kernel_size} for {num_scales} scales."
+            )
+        self.ncc = nn.ModuleList(
+            LocalNormalizedCrossCorrelationLoss(
+                spatial_dims, kernel_size=kernel_size - 2 * i, kernel_type="rectangular", reduction="none"
+            )
+            for i in range(num_scales)
+        )
+        self.pool = Pool[Pool.AVG, spatial_dims](kernel_size=3, stride=2, padding=1, count_include_pad=False)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        total = pred.new_zeros(pred.shape[0], dtype=torch.float32)
+        for i, ncc in enumerate(self.ncc):
+            if i:
+                pred, target = self.pool(pred), self.pool(target)
+            total = total + ncc(pred.float(), target.float()).flatten(1).mean(1) / 2**i
+        return total
+
+
+class SmoothnessLoss(nn.Module):
+    """Diffusion regulariser ``mean_axes mean(|∂_j (s·u)|²)`` with forward differences.
+
+    Args:
+        reference_scaling: multiply the voxel DDF by ``s = 2`` first, the authors'
+            scaling (normalised units × (size − 1)); ``False`` uses voxels as they are.
+
+    Shapes:
+        ``ddf``: ``(B, n, *spatial)`` in voxels -> ``(B,)``.
+    """
+
+    def __init__(self, reference_scaling: bool = True) -> None:
+        super().__init__()
+        self.scale = 2.0 if reference_scaling else 1.0
+
+    def forward(self, ddf: torch.Tensor) -> torch.Tensor:
+        n = ddf.ndim - 2
+        u = ddf.float() * self.scale
+        return sum(torch.diff(u, dim=2 + j).pow(2).flatten(1).mean(1) for j in range(n)) / n
+
+
+class FoldingLoss(nn.Module):
+    """Anti-folding penalty ``mean(ReLU(−det J))`` (forward differences).
+
+    Shapes:
+        ``ddf``: ``(B, n, *spatial)`` in voxels -> ``(B,)``.
+    """
+
+    def forward(self, ddf: torch.Tensor) -> torch.Tensor:
+        return F.relu(-jacobian_determinant(ddf.float(), "forward")).flatten(1).mean(1)
+
+
+class CLapIRNLoss(nn.Module):
+    """The loss of the deepest active pyramid level: similarity pyramid + λ · smoothness (+ folding).
+
+    Args:
+        spatial_dims: 2 or 3.
+        num_levels: levels of the network (one similarity pyramid per level).
+        folding_weight: weight of :class:`FoldingLoss` (0 = off, the paper).
+        reference_scaling: see :class:`SmoothnessLoss`.
+
+    Forward:
+        ``out``: the network's training-mode :class:`PyramidOutput`;
+        ``lam``: λ in user units, a number or ``(B,)`` tensor (the same λ fed to the network).
+
+    Returns:
+        dict with the scalar ``loss`` (batch mean) and the ``(B,)`` terms ``similarity``,
+        ``smoothness``, ``folding``.
+    """
+
+    def __init__(
+        self, spatial_dims: int = 3, num_levels: int = 3, folding_weight: float = 0.0, reference_scaling: bool = True
+    ) -> None:
+        super().__init__()
+        self.similarity = nn.ModuleList(
+            MultiResolutionNCC(spatial_dims, kernel_size=2 * level + 1, num_scales=level)
+            for level in range(1, num_levels + 1)
+        )
+        self.smoothness = SmoothnessLoss(reference_scaling)
+        self.folding = FoldingLoss()
+        self.folding_weight = float(folding_weight)
+
+    def forward(self, out: PyramidOutput, lam: float | torch.Tensor) -> dict[str, torch.Tensor]:
+        level = len(out.levels)
+        if not 1 <= level <= len(self.similarity):
+            raise ValueError(f"the output has {level} levels, this loss handles 1..{len(self.similarity)}.")
+        last = out.levels[-1]
+        lam_t = torch.as_tensor(lam, dtype=torch.float32, device=last.ddf.device).reshape(-1)
+        similarity = self.similarity[level - 1](last.warped, last.fixed)
+        smoothness = self.smoothness(last.ddf)
+        total = similarity + lam_t * smoothness
+        folding = torch.zeros_like(smoothness)
+        if self.folding_weight > 0:
+            folding = self.folding(last.ddf)
+            total = total + self.folding_weight * folding
+        return {"loss": total.mean(), "similarity": similarity, "smoothness": smoothness, "folding": folding}

@@ -1,0 +1,20 @@
+# Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
+"""Network components of cLapIRN (2D and 3D through ``spatial_dims``)."""
+
+from cir_monai.networks.blocks import ConditionalResBlock, PlainResBlock
+from cir_monai.networks.clapirn import CONDITIONING, CLapIRN, LevelOutput, PyramidOutput, RegistrationLevel
+from cir_monai.networks.conditioning import ConditionalInstanceNorm, MappingNetwork
+from cir_monai.networks.warp import Warp
+
+__all__ = [
+    "CONDITIONING",
+    "CLapIRN",
+    "ConditionalInstanceNorm",
+    "ConditionalResBlock",
+    "LevelOutput",
+    "MappingNetwork",
+    "PlainResBlock",
+    "PyramidOutput",
+    "RegistrationLevel",
+    "Warp",
+]

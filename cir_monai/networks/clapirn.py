@@ -1,0 +1,360 @@
+# Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
+"""cLapIRN: the conditional Laplacian-pyramid registration network.
+
+Mok & Chung, "Conditional Deformable Image Registration with Convolutional
+Neural Network", MICCAI 2021, built on LapIRN (Mok & Chung, MICCAI 2020).
+``method.md`` §2 states the architecture this module reproduces; the authors'
+released weights load into it unchanged through :mod:`cir_monai.convert`.
+
+Contract: ``ddf = net(moving, fixed, lam)`` returns a dense displacement field
+``u`` in **voxels**, MONAI convention (channel ``i`` along spatial axis ``i``),
+such that the registered image is ``moving(x + u(x))``, i.e.
+``monai.networks.blocks.Warp()(moving, ddf)``. Shape ``(B, spatial_dims, *spatial)``,
+the input's spatial size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from monai.networks.layers import Conv, Pool
+
+from cir_monai.conventions import normalized_to_voxel_ddf
+from cir_monai.networks.blocks import ConditionalResBlock, PlainResBlock, conv3
+from cir_monai.networks.conditioning import MappingNetwork
+from cir_monai.networks.warp import Warp
+
+__all__ = ["CONDITIONING", "CLapIRN", "RegistrationLevel", "LevelOutput", "PyramidOutput"]
+
+#: conditioning variants: CIR-DM (paper), CIR-CM (ablation), λ as input channel (ablation), LapIRN baseline
+CONDITIONING = ("distributed", "centralized", "concat", "none")
+
+
+@dataclass
+class LevelOutput:
+    """What the trainer needs from one pyramid level (training mode only).
+
+    Attributes:
+        ddf: ``(B, n, *S_l)`` the level's TOTAL field in voxels of the level's grid (MONAI convention).
+        warped: ``(B, 1, *S_l)`` the level's moving image warped by ``ddf``.
+        fixed: ``(B, 1, *S_l)`` the level's fixed image.
+    """
+
+    ddf: torch.Tensor
+    warped: torch.Tensor
+    fixed: torch.Tensor
+
+
+@dataclass
+class PyramidOutput:
+    """Training-mode output of :class:`CLapIRN`.
+
+    Attributes:
+        ddf: ``(B, n, *spatial)`` final DDF at the input's size, as in evaluation mode.
+        levels: one :class:`LevelOutput` per active level, coarse to fine. Level
+            grids are those of the internally padded input (identical to the input's
+            when every size is a multiple of ``2 ** num_levels``).
+        code: ``(B, 1)`` the normalised code ``λ / λ_max`` used (``None`` for the baseline).
+    """
+
+    ddf: torch.Tensor
+    levels: list[LevelOutput]
+    code: torch.Tensor | None
+
+
+class RegistrationLevel(nn.Module):
+    """One CNN registration network (CRN) of the pyramid (method.md §2, steps 2–7).
+
+    ``skip = encoder(x)``; ``h = down(skip) [+ features of the coarser level]``;
+    ``h = LReLU(block_j(h, cond))`` for each block; ``up = up(h)``;
+    ``residual = Softsign(head(cat(up, skip))) · range_flow``.
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels: input channels (2 at the coarsest level, ``2 + spatial_dims`` above; +1 for ``concat``).
+        encoder_channels: encoder width (4·sc full, 2·sc lite).
+        feature_channels: width of the residual blocks (4·sc).
+        up_channels: output width of the transposed convolution (4·sc; 2·sc at the finest lite level).
+        blocks: the residual blocks, each called as ``block(h, cond)``.
+        range_flow: bound of the residual field in normalised units.
+
+    Shapes:
+        ``x``: ``(B, in_channels, *S)`` with every size even -> residual ``(B, n, *S)`` in the
+        reference convention (normalised units, reversed channels) and features ``(B, up_channels, *S)``.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        encoder_channels: int,
+        feature_channels: int,
+        up_channels: int,
+        blocks: list[nn.Module],
+        range_flow: float = 0.4,
+    ) -> None:
+        super().__init__()
+        self.range_flow = range_flow
+        self.encoder = nn.Sequential(
+            conv3(spatial_dims, in_channels, encoder_channels),
+            nn.LeakyReLU(0.2),
+            conv3(spatial_dims, encoder_channels, encoder_channels),
+        )
+        self.down = conv3(spatial_dims, encoder_channels, feature_channels, stride=2)
+        self.blocks = nn.ModuleList(blocks)
+        self.up = Conv[Conv.CONVTRANS, spatial_dims](feature_channels, up_channels, 2, stride=2, bias=False)
+        head_in = up_channels + encoder_channels
+        self.head = nn.Sequential(
+            conv3(spatial_dims, head_in, head_in // 2),
+            nn.LeakyReLU(0.2),
+            conv3(spatial_dims, head_in // 2, spatial_dims),
+            nn.Softsign(),
+        )
+
+    def forward(
+        self, x: torch.Tensor, cond: torch.Tensor | None, coarse_features: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        skip = self.encoder(x)
+        h = self.down(skip)
+        if coarse_features is not None:
+            h = h + coarse_features
+        for block in self.blocks:
+            h = F.leaky_relu(block(h, cond), 0.2)
+        up = self.up(h)
+        residual = self.head(torch.cat([up, skip], dim=1)) * self.range_flow
+        return residual, up
+
+
+class CLapIRN(nn.Module):
+    """Conditional Laplacian-pyramid image registration network (cLapIRN).
+
+    ``num_levels`` :class:`RegistrationLevel` s, coarse to fine, at resolution
+    ``1 / 2**(num_levels - 1 - k)`` for level ``k``. Level 0 sees the average-pooled
+    pair; level ``k > 0`` sees its moving image warped by the upsampled total
+    field of level ``k − 1``, its fixed image and that field, and adds its residual
+    to it (added, not composed). λ enters as the code ``c = λ / λ_max``:
+
+    * ``"distributed"`` (CIR-DM, the paper): one 4-layer mapping network ``c → z`` per block;
+    * ``"centralized"`` (CIR-CM): one 8-layer, 256-wide mapping network for all blocks;
+    * ``"concat"``: ``c`` as an extra constant input channel, plain blocks;
+    * ``"none"`` (LapIRN baseline): unconditional, λ fixed at training time (``lam`` is ignored).
+
+    Inputs of any size are padded with zeros (the background) to a multiple of
+    ``2 ** num_levels`` and the field is cropped back. Grids are built at call
+    time on the input's device and dtype. Evaluation mode computes only the final
+    field; training mode also returns what the losses need per level.
+
+    Args:
+        spatial_dims: 2 or 3.
+        start_channels: ``sc``; feature width 4·sc (7 in the paper).
+        conditioning: one of :data:`CONDITIONING`.
+        num_levels: pyramid levels (3).
+        num_blocks: residual blocks per level (5).
+        range_flow: bound of each level's residual, normalised units (0.4).
+        lam_max: λ of code 1 (10): ``lam`` must lie in ``[0, lam_max]``.
+        lite: the authors' "lite" widths (encoder 2·sc, narrower head; released OASIS model: sc=4).
+        latent_dim: CIN latent size for ``"distributed"`` (64); ``"centralized"`` uses 256.
+
+    Example::
+
+        net = CLapIRN(spatial_dims=3, start_channels=7).eval()
+        with torch.no_grad():
+            ddf = net(moving, fixed, lam=1.0)       # (1, 3, D, H, W), voxels
+        warped = Warp()(moving, ddf)
+
+    .. warning:: the network expects affinely pre-aligned images with
+        intensities in [0, 1] and background exactly 0 (method.md §4).
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 3,
+        start_channels: int = 7,
+        conditioning: str = "distributed",
+        num_levels: int = 3,
+        num_blocks: int = 5,
+        range_flow: float = 0.4,
+        lam_max: float = 10.0,
+        lite: bool = False,
+        latent_dim: int = 64,
+    ) -> None:
+        super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+        if conditioning not in CONDITIONING:
+            raise ValueError(f"conditioning must be one of {CONDITIONING}, got {conditioning!r}.")
+        for name, value in (("start_channels", start_channels), ("num_levels", num_levels), ("num_blocks", num_blocks)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if not (lam_max > 0 and math.isfinite(lam_max)):
+            raise ValueError(f"lam_max must be a positive finite number, got {lam_max!r}.")
+        self.spatial_dims = spatial_dims
+        self.start_channels = start_channels
+        self.conditioning = conditioning
+        self.num_levels = num_levels
+        self.num_blocks = num_blocks
+        self.lam_max = float(lam_max)
+        self.lite = lite
+
+        sc = start_channels
+        feature = 4 * sc
+        encoder = 2 * sc if lite else 4 * sc
+        extra = 1 if conditioning == "concat" else 0
+        self.mapping = MappingNetwork(1, 256, 256, num_layers=8) if conditioning == "centralized" else None
+
+        def make_block() -> nn.Module:
+            if conditioning == "distributed":
+                return ConditionalResBlock.distributed(spatial_dims, feature, latent_dim)
+            if conditioning == "centralized":
+                return ConditionalResBlock(spatial_dims, feature, latent_dim=256)
+            return PlainResBlock(spatial_dims, feature)
+
+        levels = []
+        for k in range(num_levels):
+            in_channels = (2 if k == 0 else 2 + spatial_dims) + extra
+            up = 2 * sc if (lite and k == num_levels - 1) else feature
+            blocks = [make_block() for _ in range(num_blocks)]
+            levels.append(RegistrationLevel(spatial_dims, in_channels, encoder, feature, up, blocks, range_flow))
+        self.levels = nn.ModuleList(levels)
+        self.pool = Pool[Pool.AVG, spatial_dims](kernel_size=3, stride=2, padding=1, count_include_pad=False)
+        self.warp = Warp(mode="bilinear", padding_mode="border")
+        self._interp = "trilinear" if spatial_dims == 3 else "bilinear"
+
+    # ------------------------------------------------------------------ checks
+    @property
+    def size_multiple(self) -> int:
+        """Every spatial size is padded internally to a multiple of this (``2 ** num_levels``)."""
+        return 2**self.num_levels
+
+    def _check_images(self, moving: torch.Tensor, fixed: torch.Tensor) -> None:
+        n = self.spatial_dims
+        for name, img in (("moving", moving), ("fixed", fixed)):
+            if not isinstance(img, torch.Tensor):
+                raise ValueError(f"{name} must be a torch.Tensor, got {type(img).__name__}.")
+            if img.ndim != n + 2:
+                raise ValueError(
+                    f"{name} must have shape (B, 1, {'D, H, W' if n == 3 else 'H, W'}) for spatial_dims={n}, "
+                    f"got {img.ndim}-d tensor of shape {tuple(img.shape)}."
+                )
+            if img.shape[1] != 1:
+                raise ValueError(f"{name} must have 1 channel, got {img.shape[1]} (shape {tuple(img.shape)}).")
+            if not img.is_floating_point():
+                raise ValueError(f"{name} must be a floating-point tensor, got {img.dtype}.")
+            if not bool(torch.isfinite(img).all()):
+                raise ValueError(f"{name} contains NaN or Inf values.")
+        if moving.shape != fixed.shape:
+            raise ValueError(
+                f"moving and fixed must have the same shape, got {tuple(moving.shape)} and {tuple(fixed.shape)}."
+            )
+
+    def lam_to_code(self, lam: float | torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor | None:
+        """Check ``lam`` (user units) and return the code ``c = lam / lam_max`` of shape ``(B, 1)``.
+
+        Args:
+            lam: a number, a 0-d tensor, or a ``(B,)`` tensor (one λ per sample), in ``[0, lam_max]``.
+            batch: the batch size ``B``.
+            device: where the code goes.
+
+        Raises:
+            ValueError: ``lam`` missing for a conditional model, of the wrong length, NaN, or out of range.
+        """
+        if self.conditioning == "none":
+            return None
+        if lam is None:
+            raise ValueError(f"lam is required for conditioning={self.conditioning!r}: give λ in [0, {self.lam_max:g}].")
+        lam_t = torch.as_tensor(lam, dtype=torch.float32).to(device=device, dtype=torch.float32).reshape(-1)
+        if lam_t.numel() == 1:
+            lam_t = lam_t.expand(batch)
+        if lam_t.numel() != batch:
+            raise ValueError(f"lam must be a number or have one value per sample (B={batch}), got {lam_t.numel()} values.")
+        values = lam_t.detach().cpu()
+        if not bool(torch.isfinite(values).all()):
+            raise ValueError(f"lam must be finite, got {values.tolist()}.")
+        if bool((values < 0).any()) or bool((values > self.lam_max).any()):
+            raise ValueError(f"lam must lie in [0, {self.lam_max:g}] (λ_max), got {values.tolist()}.")
+        return (lam_t / self.lam_max).reshape(batch, 1)
+
+    # ----------------------------------------------------------------- forward
+    def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, list[slice]]:
+        m = self.size_multiple
+        pads: list[int] = []
+        crop = [slice(None), slice(None)]
+        for s in reversed(x.shape[2:]):  # F.pad takes the last axis first
+            total = (-s) % m
+            pads += [total // 2, total - total // 2]
+        for s in x.shape[2:]:
+            total = (-s) % m
+            crop.append(slice(total // 2, total // 2 + s))
+        if any(pads):
+            x = F.pad(x, pads)
+        return x, crop
+
+    def forward(
+        self,
+        moving: torch.Tensor,
+        fixed: torch.Tensor,
+        lam: float | torch.Tensor | None = None,
+        active_levels: int | None = None,
+    ) -> torch.Tensor | PyramidOutput:
+        """Register ``moving`` to ``fixed`` at smoothness ``lam``.
+
+        Args:
+            moving: ``(B, 1, *spatial)`` in [0, 1].
+            fixed: ``(B, 1, *spatial)`` in [0, 1], same shape.
+            lam: λ in ``[0, lam_max]``, a number or one per sample ``(B,)``; ignored by the baseline.
+            active_levels: run only the ``active_levels`` coarsest levels (progressive
+                training); the field is upsampled to the input's size. Default: all.
+
+        Returns:
+            evaluation mode: the DDF ``(B, spatial_dims, *spatial)`` in voxels (MONAI convention).
+            training mode: a :class:`PyramidOutput` (final DDF plus per-level outputs).
+
+        Raises:
+            ValueError: bad shapes, NaN input, missing or out-of-range ``lam``, bad ``active_levels``.
+        """
+        self._check_images(moving, fixed)
+        n_active = self.num_levels if active_levels is None else active_levels
+        if not isinstance(n_active, int) or not 1 <= n_active <= self.num_levels:
+            raise ValueError(f"active_levels must be an integer in [1, {self.num_levels}], got {active_levels!r}.")
+        batch = moving.shape[0]
+        code = self.lam_to_code(lam, batch, moving.device)
+
+        moving_p, crop = self._pad(moving)
+        fixed_p, _ = self._pad(fixed)
+        movings, fixeds = [moving_p], [fixed_p]
+        for _ in range(self.num_levels - 1):  # finest first
+            movings.append(self.pool(movings[-1]))
+            fixeds.append(self.pool(fixeds[-1]))
+        movings.reverse()
+        fixeds.reverse()
+
+        cond = None if code is None else (self.mapping(code) if self.mapping is not None else code)
+        outputs: list[LevelOutput] = []
+        field = features = None
+        for k in range(n_active):
+            mov_k, fix_k = movings[k], fixeds[k]
+            if field is None:
+                inputs = [mov_k, fix_k]
+            else:
+                field = F.interpolate(field, size=fix_k.shape[2:], mode=self._interp, align_corners=False)
+                warped = self.warp(mov_k, normalized_to_voxel_ddf(field))
+                inputs = [warped.to(fix_k.dtype), fix_k, field.to(fix_k.dtype)]
+            if self.conditioning == "concat":
+                inputs.append(code.to(fix_k.dtype).reshape(batch, 1, *([1] * self.spatial_dims)).expand_as(fix_k))
+            residual, features = self.levels[k](torch.cat(inputs, dim=1), cond, features)
+            residual = residual.float()  # fields are accumulated in float32, also under autocast
+            field = residual if field is None else field + residual
+            if self.training:
+                level_ddf = normalized_to_voxel_ddf(field)
+                outputs.append(LevelOutput(level_ddf, self.warp(mov_k, level_ddf), fix_k))
+
+        if field.shape[2:] != moving_p.shape[2:]:
+            field = F.interpolate(field, size=moving_p.shape[2:], mode=self._interp, align_corners=False)
+        ddf = normalized_to_voxel_ddf(field)[tuple(crop)]
+        if self.training:
+            return PyramidOutput(ddf=ddf, levels=outputs, code=code)
+        return ddf

@@ -1,0 +1,74 @@
+# Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
+"""Conditioning on the smoothness weight: mapping networks and conditional instance norm.
+
+Mok & Chung, "Conditional Deformable Image Registration with Convolutional
+Neural Network", MICCAI 2021, §2.2 (see ``method.md`` §2).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["MappingNetwork", "ConditionalInstanceNorm"]
+
+
+class MappingNetwork(nn.Sequential):
+    """MLP mapping the normalised code ``c = λ / λ_max`` to a latent ``z``.
+
+    ``num_layers`` × (Linear, LeakyReLU(0.2)); the first layer takes ``in_features``
+    inputs, the last gives ``latent_dim`` outputs, the others are ``width`` wide.
+    CIR-DM uses one per conditional block (4 layers, 64 wide); CIR-CM one for the
+    whole model (8 layers, 256 wide). Layer ``k``'s Linear is child ``2k``, the
+    authors' key layout (``mapping.{0,2,4,6}``).
+
+    Args:
+        in_features: size of the condition (1 for the scalar code).
+        width: hidden width.
+        latent_dim: output size.
+        num_layers: number of Linear layers (>= 1).
+
+    Shapes:
+        ``(B, in_features)`` -> ``(B, latent_dim)``.
+    """
+
+    def __init__(self, in_features: int = 1, width: int = 64, latent_dim: int = 64, num_layers: int = 4) -> None:
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}.")
+        layers: list[nn.Module] = []
+        for k in range(num_layers):
+            fan_in = in_features if k == 0 else width
+            fan_out = latent_dim if k == num_layers - 1 else width
+            layers += [nn.Linear(fan_in, fan_out), nn.LeakyReLU(0.2)]
+        super().__init__(*layers)
+
+
+class ConditionalInstanceNorm(nn.Module):
+    """Conditional instance normalisation.
+
+    ``h'_i = (1 + γ_i(z)) · (h_i − μ(h_i)) / σ(h_i) + β_i(z)`` with
+    ``(γ, β) = Linear(latent_dim → 2C)(z)`` (first ``C`` outputs are γ, bias
+    initialised to 0) and an instance norm without affine parameters or running
+    statistics (eps 1e-5). The ``1 +`` makes a zero style the identity scaling.
+
+    Args:
+        channels: number of feature channels ``C``.
+        latent_dim: size of ``z``.
+        eps: instance-norm epsilon.
+
+    Shapes:
+        ``x``: ``(B, C, *spatial)``; ``z``: ``(B, latent_dim)`` -> ``(B, C, *spatial)``.
+    """
+
+    def __init__(self, channels: int, latent_dim: int = 64, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.channels = channels
+        self.eps = eps
+        self.style = nn.Linear(latent_dim, 2 * channels)
+        nn.init.zeros_(self.style.bias)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        style = self.style(z).reshape(z.shape[0], 2 * self.channels, *([1] * (x.ndim - 2)))
+        gamma, beta = style.chunk(2, dim=1)
+        return (1.0 + gamma) * F.instance_norm(x, eps=self.eps) + beta
