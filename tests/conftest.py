@@ -1,0 +1,35 @@
+"""Shared fixtures: the authors' reference outputs in ``../shared/reference`` (skip if absent)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE_DIR = REPO.parent / "shared" / "reference"
+
+
+def pytest_configure(config):
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    if not (REFERENCE_DIR / "parity.npz").is_file():
+        pytest.skip(f"reference fixtures not found at {REFERENCE_DIR} (the authors' outputs for parity tests)")
+    return REFERENCE_DIR
+
+
+@pytest.fixture(scope="session")
+def parity(reference_dir) -> dict[str, torch.Tensor]:
+    with np.load(reference_dir / "parity.npz") as data:
+        return {k: torch.from_numpy(data[k]) for k in data.files}
+
+
+@pytest.fixture(scope="session")
+def parity_metrics(reference_dir) -> dict:
+    return json.loads((reference_dir / "parity_metrics.json").read_text())

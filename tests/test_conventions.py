@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cir_monai.conventions import normalized_to_voxel_ddf, voxel_ddf_to_normalized
+from cir_monai.networks import Warp
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7, 9), (1, 2, 6, 11), (1, 3, 1, 4, 5)])
+def test_round_trip(shape):
+    torch.manual_seed(0)
+    ddf = torch.randn(shape)
+    if shape[2] == 1:
+        ddf[:, 0] = 0.0  # no displacement is representable along a singleton axis
+    assert torch.allclose(normalized_to_voxel_ddf(voxel_ddf_to_normalized(ddf)), ddf, atol=1e-6)
+    field = torch.randn(shape)
+    back = voxel_ddf_to_normalized(normalized_to_voxel_ddf(field))
+    keep = [i for i in range(len(shape) - 2) if shape[2 + i] > 1]  # voxel channel i; normalised channel n-1-i
+    n = len(shape) - 2
+    for i in keep:
+        assert torch.allclose(back[:, n - 1 - i], field[:, n - 1 - i], atol=1e-6)
+
+
+def test_known_values_3d():
+    field = torch.zeros(1, 3, 5, 9, 17)
+    field[:, 0] = 1.0  # +1 along the LAST axis (W, 17 voxels) in normalised units = half the extent
+    field[:, 2] = -0.5  # along the first axis (D, 5 voxels)
+    ddf = normalized_to_voxel_ddf(field)
+    assert torch.allclose(ddf[:, 2], torch.full_like(ddf[:, 2], 8.0))
+    assert torch.allclose(ddf[:, 0], torch.full_like(ddf[:, 0], -1.0))
+    assert torch.allclose(ddf[:, 1], torch.zeros_like(ddf[:, 1]))
+
+
+@pytest.mark.parametrize("spatial", [(6, 7, 8), (9, 10)])
+def test_monai_warp_equals_reference_grid_sample(spatial):
+    """Warping with the converted DDF through MONAI's Warp equals the reference's grid_sample."""
+    torch.manual_seed(1)
+    n = len(spatial)
+    image = torch.rand(2, 1, *spatial)
+    field = 0.2 * torch.randn(2, n, *spatial)
+    axes = [torch.linspace(-1, 1, s) for s in spatial]
+    grid = torch.stack(torch.meshgrid(*axes, indexing="ij")[::-1], dim=-1)  # (x, y, z) order
+    reference = F.grid_sample(image, grid + field.movedim(1, -1), mode="bilinear", padding_mode="border", align_corners=True)
+    ours = Warp()(image, normalized_to_voxel_ddf(field))
+    assert torch.allclose(ours, reference, atol=1e-5)
+
+
+def test_bad_shape():
+    with pytest.raises(ValueError, match="channels"):
+        normalized_to_voxel_ddf(torch.zeros(1, 2, 4, 4, 4))
