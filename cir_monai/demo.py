@@ -24,6 +24,7 @@ from cir_monai.convert import load_official_checkpoint
 from cir_monai.data import synthetic_pair
 from cir_monai.metrics import jacobian_statistics, mean_dice
 from cir_monai.networks import Warp
+from cir_monai.runtime import tune_cpu_allocator
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "official_clapirn_lite_oasis.pth"
 
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print(f"error: --lams and --size take comma-separated numbers, got {args.lams!r} and {args.size!r}", file=sys.stderr)
         return 2
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    tune_cpu_allocator()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"building the phantom pair {shape} ...", flush=True)

@@ -46,9 +46,9 @@ class ConditionalResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         z = self.mapping(cond) if self.mapping is not None else cond
-        out = self.conv1(F.leaky_relu(self.ai1(x, z), 0.2))
-        out = self.conv2(F.leaky_relu(self.ai2(out, z), 0.2))
-        return out + x
+        out = self.conv1(F.leaky_relu(self.ai1(x, z), 0.2, inplace=True))
+        out = self.conv2(F.leaky_relu(self.ai2(out, z), 0.2, inplace=True))
+        return out.add_(x)
 
     @classmethod
     def distributed(cls, spatial_dims: int, channels: int, latent_dim: int = 64, width: int = 64):
@@ -70,5 +70,5 @@ class PlainResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         out = self.conv1(F.leaky_relu(x, 0.2))
-        out = self.conv2(F.leaky_relu(out, 0.2))
-        return out + x
+        out = self.conv2(F.leaky_relu(out, 0.2, inplace=True))
+        return out.add_(x)

@@ -15,6 +15,7 @@ the input's spatial size.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -99,9 +100,10 @@ class RegistrationLevel(nn.Module):
     ) -> None:
         super().__init__()
         self.range_flow = range_flow
+        self.channels_last = spatial_dims == 3
         self.encoder = nn.Sequential(
             conv3(spatial_dims, in_channels, encoder_channels),
-            nn.LeakyReLU(0.2),
+            nn.LeakyReLU(0.2, inplace=True),
             conv3(spatial_dims, encoder_channels, encoder_channels),
         )
         self.down = conv3(spatial_dims, encoder_channels, feature_channels, stride=2)
@@ -110,23 +112,85 @@ class RegistrationLevel(nn.Module):
         head_in = up_channels + encoder_channels
         self.head = nn.Sequential(
             conv3(spatial_dims, head_in, head_in // 2),
-            nn.LeakyReLU(0.2),
+            nn.LeakyReLU(0.2, inplace=True),
             conv3(spatial_dims, head_in // 2, spatial_dims),
             nn.Softsign(),
         )
 
     def forward(
-        self, x: torch.Tensor, cond: torch.Tensor | None, coarse_features: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self,
+        x: torch.Tensor,
+        cond: torch.Tensor | None,
+        coarse_features: torch.Tensor | None = None,
+        return_features: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """
+        Args:
+            x: ``(B, in_channels, *S)``.
+            cond: the code ``(B, 1)`` (distributed), the shared latent (centralized) or ``None``.
+            coarse_features: the coarser level's up-sampled features ``(B, feature_channels, *S/2)``.
+            return_features: build ``up(h)`` for the next level. Without it (the finest level) the
+                head's first convolution is applied to ``h`` directly (:meth:`_up_then_conv`).
+
+        Returns:
+            the residual field (reference convention) and the features (or ``None``).
+        """
+        if self.channels_last:  # match the channels-last weights (CLapIRN.set_channels_last): no conversions inside
+            x = x.contiguous(memory_format=torch.channels_last_3d)
         skip = self.encoder(x)
         h = self.down(skip)
         if coarse_features is not None:
-            h = h + coarse_features
+            h = h.add_(coarse_features)  # in place on a fresh tensor: no extra allocation
         for block in self.blocks:
-            h = F.leaky_relu(block(h, cond), 0.2)
-        up = self.up(h)
-        residual = self.head(torch.cat([up, skip], dim=1)) * self.range_flow
+            h = F.leaky_relu(block(h, cond), 0.2, inplace=True)
+        if return_features:
+            up = self.up(h)
+            hidden = self.head[0](torch.cat([up, skip], dim=1))
+        else:
+            up = None
+            hidden = self._up_then_conv(h, skip)
+        residual = self.head[1:](hidden) * self.range_flow
         return residual, up
+
+    def _up_then_conv(self, h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """``head[0](cat(up(h), skip))`` without building ``up(h)``: the same maths, ~3× fewer MACs for ``up``.
+
+        A 3×3 convolution of a stride-2, kernel-2 transposed convolution of ``h`` is, for each
+        of the ``2**n`` output phases ``p``, a kernel-2 convolution of ``h`` with composed weights:
+        output ``y = 2m + p`` reads ``up`` at ``y + k − 1`` (tap ``k``), which is ``h`` at
+        ``m + ⌊(p + k − 1) / 2⌋`` through transposed-convolution tap ``(p + k − 1) mod 2``.
+        Zero padding agrees (``up`` outside the grid is ``h`` outside the grid). Per output voxel
+        that is ``8·C·C_up`` instead of ``27·C·C_up`` MACs in 3D, and no ``up``/``cat`` tensors.
+        """
+        n = h.ndim - 2
+        conv = self.head[0]
+        up_channels = self.up.weight.shape[1]
+        conv_fn = F.conv3d if n == 3 else F.conv2d
+        out = conv_fn(skip, conv.weight[:, up_channels:], padding=1)
+        letters = "xyz"[:n]
+        window, tap = "abc"[:n], "qrs"[:n]
+        equation = (
+            f"ou{letters}," + ",".join(f"{letters[d]}{window[d]}{tap[d]}" for d in range(n)) + f",iu{tap}->oi{window}"
+        )
+        padded = F.pad(h, [1, 1] * n)  # kernel-2 windows at every start 0..M: phase p uses starts p..p+M-1
+        sizes = h.shape[2:]
+        for phase in itertools.product((0, 1), repeat=n):
+            selections = [self._phase_selection(p, h) for p in phase]
+            weight = torch.einsum(equation, conv.weight[:, :up_channels], *selections, self.up.weight)
+            part = conv_fn(padded, weight)  # (B, O, M + 1, ...): no strided input copies
+            part = part[(slice(None), slice(None)) + tuple(slice(p, p + size) for p, size in zip(phase, sizes))]
+            out[(slice(None), slice(None)) + tuple(slice(p, None, 2) for p in phase)] += part
+        return out
+
+    @staticmethod
+    def _phase_selection(phase: int, like: torch.Tensor) -> torch.Tensor:
+        """``S[k, a, q] = 1`` where conv tap ``k`` of output phase ``phase`` reads window ``a`` of ``h``
+        through transposed-convolution tap ``q`` (see :meth:`_up_then_conv`)."""
+        sel = torch.zeros(3, 2, 2, dtype=like.dtype, device=like.device)
+        for k in range(3):
+            t = phase + k - 1
+            sel[k, t // 2 + 1 - phase, t % 2] = 1.0
+        return sel
 
 
 class CLapIRN(nn.Module):
@@ -223,6 +287,24 @@ class CLapIRN(nn.Module):
         self.pool = Pool[Pool.AVG, spatial_dims](kernel_size=3, stride=2, padding=1, count_include_pad=False)
         self.warp = Warp(mode="bilinear", padding_mode="border")
         self._interp = "trilinear" if spatial_dims == 3 else "bilinear"
+        self.set_channels_last(spatial_dims == 3)
+
+    def set_channels_last(self, enabled: bool = True) -> CLapIRN:
+        """Run 3D convolutions in the channels-last layout (default for 3D) or the contiguous one.
+
+        Channels-last 3D convolutions are 1.5–2× faster with oneDNN on CPU (docs/benchmarks.md)
+        and are supported by cuDNN. The layout survives ``.to(device)`` and ``load_state_dict``
+        (values are copied, not layouts); results are the same up to float rounding.
+        """
+        enabled = bool(enabled) and self.spatial_dims == 3
+        fmt = torch.channels_last_3d if enabled else torch.contiguous_format
+        for level in self.levels:
+            level.channels_last = enabled
+        with torch.no_grad():
+            for p in self.parameters():
+                if p.ndim == 5:
+                    p.data = p.data.contiguous(memory_format=fmt)
+        return self
 
     # ------------------------------------------------------------------ checks
     @property
@@ -345,7 +427,8 @@ class CLapIRN(nn.Module):
                 inputs = [warped.to(fix_k.dtype), fix_k, field.to(fix_k.dtype)]
             if self.conditioning == "concat":
                 inputs.append(code.to(fix_k.dtype).reshape(batch, 1, *([1] * self.spatial_dims)).expand_as(fix_k))
-            residual, features = self.levels[k](torch.cat(inputs, dim=1), cond, features)
+            finest = k == self.num_levels - 1  # nothing consumes the finest level's features
+            residual, features = self.levels[k](torch.cat(inputs, dim=1), cond, features, return_features=not finest)
             residual = residual.float()  # fields are accumulated in float32, also under autocast
             field = residual if field is None else field + residual
             if self.training:

@@ -33,11 +33,18 @@ class Warp(_MonaiWarp):
             warnings.simplefilter("ignore")
             super().__init__(mode=mode, padding_mode=padding_mode)
 
+    #: reference grids kept per (batch, shape, device, dtype): a pyramid warps at several sizes per call
+    max_cached_grids = 4
+
     def get_reference_grid(self, ddf: torch.Tensor, jitter: bool = False, seed: int = 0) -> torch.Tensor:
-        ref = self.ref_grid
-        if ref is not None and (ref.device != ddf.device or ref.dtype != ddf.dtype):
+        key = (ddf.shape[0], tuple(ddf.shape[2:]), ddf.device, ddf.dtype, jitter)
+        cache = self.__dict__.setdefault("_grids", {})
+        if key not in cache:
             self.ref_grid = None
-        return super().get_reference_grid(ddf, jitter=jitter, seed=seed)
+            cache[key] = super().get_reference_grid(ddf, jitter=jitter, seed=seed)
+            while len(cache) > self.max_cached_grids:
+                cache.pop(next(iter(cache)))
+        return cache[key]
 
     def forward(self, image: torch.Tensor, ddf: torch.Tensor) -> torch.Tensor:
         """

@@ -153,3 +153,15 @@ def test_bad_inputs_raise_value_error(name, kwargs, message):
 def test_bad_constructor_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CLapIRN(**kwargs)
+
+
+def test_channels_last_and_contiguous_layouts_agree():
+    net = small(3).eval()
+    assert net.levels[0].blocks[0].conv1.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    moving, fixed = pair(3, size=(64, 64, 72))  # large enough for oneDNN's channels-last kernels
+    with torch.no_grad():
+        fast = net(moving, fixed, 2.0)
+        net.set_channels_last(False)
+        plain = net(moving, fixed, 2.0)
+    assert net.levels[0].blocks[0].conv1.weight.is_contiguous()
+    assert (fast - plain).abs().max() < 1e-4

@@ -1,0 +1,140 @@
+#!/usr/bin/env python
+"""Inference benchmark: parameters, multiply-adds and median CPU time per pair.
+
+    python bench/bench_inference.py [--repeats 3] [--threads 2] [--no-append]
+
+Models (method.md §2): the full cLapIRN (start_channels 7) at 144×192×160 and
+the authors' lite layout (start_channels 4) at 160×192×224, random weights
+(time does not depend on them). Implementations, each in its own process so
+that memory and allocator settings do not leak between them:
+
+* ``ours``: ``CLapIRN`` in evaluation mode (channels-last 3D convolutions, fused
+  conditional instance norm, no training-only outputs), with the entry points'
+  allocator setting (:func:`cir_monai.runtime.tune_cpu_allocator`);
+* ``ours, default malloc``: the same without the allocator setting;
+* ``reference-style``: the same weights run the way the authors' code runs them:
+  contiguous layout, ``instance_norm`` then the affine style, out-of-place
+  activations and the warped image computed at every level, default allocator.
+
+Prints a markdown table and appends it, with the command, to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import types
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = {
+    "full": dict(kwargs=dict(spatial_dims=3, start_channels=7), shape=(144, 192, 160), target_s=9.5),
+    "lite": dict(kwargs=dict(spatial_dims=3, start_channels=4, lite=True), shape=(160, 192, 224), target_s=4.4),
+}
+IMPLS = ("ours", "ours, default malloc", "reference-style")
+
+
+def _reference_style(net):
+    """Run the network the way the authors' implementation does (see module docstring)."""
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    from cir_monai.networks import ConditionalInstanceNorm
+
+    def cin_forward(self, x, z):
+        style = self.style(z).reshape(z.shape[0], 2 * self.channels, *([1] * (x.ndim - 2)))
+        gamma, beta = style.chunk(2, dim=1)
+        return (1.0 + gamma) * F.instance_norm(x, eps=self.eps) + beta
+
+    net.set_channels_last(False)
+    for module in net.modules():
+        if isinstance(module, ConditionalInstanceNorm):
+            module.forward = types.MethodType(cin_forward, module)
+        if isinstance(module, nn.LeakyReLU):
+            module.inplace = False
+    return net.train()  # training mode computes the per-level warped images, as the reference does in eval
+
+
+def child(model: str, impl: str, repeats: int, threads: int) -> dict:
+    import torch
+
+    if impl == "ours":
+        from cir_monai.runtime import tune_cpu_allocator
+
+        tune_cpu_allocator()
+    from cir_monai.networks import CLapIRN
+    from cir_monai.networks.profiling import count_macs, count_parameters
+
+    torch.set_num_threads(threads)
+    spec = MODELS[model]
+    torch.manual_seed(0)
+    net = CLapIRN(**spec["kwargs"]).eval()
+    moving, fixed = torch.rand(1, 1, *spec["shape"]), torch.rand(1, 1, *spec["shape"])
+    params = count_parameters(net)
+    macs = count_macs(net, moving, fixed, 1.0)
+    if impl == "reference-style":
+        net = _reference_style(net)
+    times = []
+    with torch.no_grad():
+        for i in range(repeats + 1):  # the first call warms up oneDNN and the allocator
+            start = time.perf_counter()
+            net(moving, fixed, 1.0)
+            if i:
+                times.append(time.perf_counter() - start)
+            print(f"  {model:5s} {impl:22s} run {i}/{repeats}: {time.perf_counter() - start:6.2f} s", file=sys.stderr, flush=True)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return dict(params=params, macs=macs, median_s=statistics.median(times), times=times, peak_mb=peak_mb)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--models", default="full,lite")
+    parser.add_argument("--no-append", action="store_true", help="print only; do not append to docs/benchmarks.md")
+    parser.add_argument("--child", nargs=2, metavar=("MODEL", "IMPL"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child[0], args.child[1], args.repeats, args.threads)))
+        return 0
+
+    rows = []
+    for model in args.models.split(","):
+        results = {}
+        for impl in IMPLS:
+            cmd = [sys.executable, __file__, "--child", model, impl, "--repeats", str(args.repeats), "--threads", str(args.threads)]
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT, check=True)
+            results[impl] = json.loads(proc.stdout.strip().splitlines()[-1])
+        ref = results["reference-style"]["median_s"]
+        for impl, r in results.items():
+            rows.append(
+                f"| {model} | {'×'.join(map(str, MODELS[model]['shape']))} | {impl} | {r['params']:,} | "
+                f"{r['macs'] / 1e9:.1f} | {r['median_s']:.2f} | {ref / r['median_s']:.2f}× | {r['peak_mb']:,.0f} |"
+            )
+    header = (
+        "| model | size | implementation | parameters | GMACs | median s / pair | speed-up vs reference-style | peak RSS MB |\n"
+        "|---|---|---|---|---|---|---|---|"
+    )
+    table = header + "\n" + "\n".join(rows)
+    print(table)
+    if not args.no_append:
+        import torch
+
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        machine = f"{platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}"
+        command = "python bench/bench_inference.py " + " ".join(a for a in sys.argv[1:])
+        with open(ROOT / "docs" / "benchmarks.md", "a") as f:
+            f.write(f"\n### Inference, {stamp}\n\n`{command.strip()}` ({machine}; {args.repeats} timed runs after one warm-up)\n\n{table}\n")
+        print(f"appended to {ROOT / 'docs' / 'benchmarks.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
