@@ -14,7 +14,8 @@ that memory and allocator settings do not leak between them:
 * ``ours, default malloc``: the same without the allocator setting;
 * ``reference-style``: the same weights run the way the authors' code runs them:
   contiguous layout, ``instance_norm`` then the affine style, out-of-place
-  activations and the warped image computed at every level, default allocator.
+  activations, the finest level's ``up`` features built and concatenated, and the
+  warped image computed at every level, default allocator.
 
 Prints a markdown table and appends it, with the command, to docs/benchmarks.md.
 """
@@ -46,7 +47,10 @@ def _reference_style(net):
     import torch.nn as nn
     import torch.nn.functional as F
 
-    from cir_monai.networks import ConditionalInstanceNorm
+    from cir_monai.networks import ConditionalInstanceNorm, RegistrationLevel
+
+    def level_forward(self, x, cond, coarse_features=None, return_features=True):
+        return RegistrationLevel.forward(self, x, cond, coarse_features, True)  # always up + cat + conv
 
     def cin_forward(self, x, z):
         style = self.style(z).reshape(z.shape[0], 2 * self.channels, *([1] * (x.ndim - 2)))
@@ -59,6 +63,8 @@ def _reference_style(net):
             module.forward = types.MethodType(cin_forward, module)
         if isinstance(module, nn.LeakyReLU):
             module.inplace = False
+        if isinstance(module, RegistrationLevel):
+            module.forward = types.MethodType(level_forward, module)
     return net.train()  # training mode computes the per-level warped images, as the reference does in eval
 
 
@@ -130,6 +136,8 @@ def main() -> int:
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         machine = f"{platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}"
         command = "python bench/bench_inference.py " + " ".join(a for a in sys.argv[1:])
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        machine += f", commit {commit or 'unknown'}"
         with open(ROOT / "docs" / "benchmarks.md", "a") as f:
             f.write(f"\n### Inference, {stamp}\n\n`{command.strip()}` ({machine}; {args.repeats} timed runs after one warm-up)\n\n{table}\n")
         print(f"appended to {ROOT / 'docs' / 'benchmarks.md'}")

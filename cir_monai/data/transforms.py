@@ -1,0 +1,173 @@
+# Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
+"""Preprocessing of registration pairs as MONAI transforms, shared by training, inference and evaluation.
+
+:func:`registration_preprocessing` composes, on the keys ``fixed``, ``moving``,
+``fixed_label``, ``moving_label`` (labels optional):
+
+1. ``LoadImaged`` (NIfTI and everything ITK reads), channel first;
+2. :class:`CheckVolumed`: one channel, 3 spatial dimensions, finite values (clear error naming the file);
+3. ``Orientationd`` to ``orientation`` (RAS by default);
+4. optional ``Spacingd`` to ``pixdim`` mm (bilinear for images, nearest for labels);
+5. :class:`MatchGridd`: the moving image and label resampled onto the fixed image's grid when
+   the grids differ (an error when they do not overlap in physical space);
+6. ``ScaleIntensityRangePercentilesd``: intensities to [0, 1] with clipping; the lower
+   percentile (0 = the minimum) maps to exactly 0, so the background is exactly 0;
+7. optional ``ResizeWithPadOrCropd`` to ``spatial_size`` (centred; zero padding).
+
+The fixed image stays a ``MetaTensor``: its affine and the applied operations travel with it,
+so outputs can be written back in the fixed image's original space (``Invertd``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import (
+    Compose,
+    LoadImaged,
+    MapTransform,
+    Orientationd,
+    ResampleToMatch,
+    ResizeWithPadOrCropd,
+    ScaleIntensityRangePercentilesd,
+    Spacingd,
+)
+
+__all__ = ["IMAGE_KEYS", "LABEL_KEYS", "CheckVolumed", "MatchGridd", "PairPreprocessing", "registration_preprocessing"]
+
+IMAGE_KEYS = ("fixed", "moving")
+LABEL_KEYS = ("fixed_label", "moving_label")
+
+
+def _name(data: torch.Tensor, key: Hashable) -> str:
+    if isinstance(data, MetaTensor):
+        return str(data.meta.get("filename_or_obj", key))
+    return str(key)
+
+
+class CheckVolumed(MapTransform):
+    """Fail early, naming the file, unless each key holds one channel of a 3D (or ``spatial_dims``-D) volume."""
+
+    def __init__(self, keys: KeysCollection, spatial_dims: int = 3, allow_missing_keys: bool = True) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.spatial_dims = spatial_dims
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = d[key]
+            spatial = img.ndim - 1
+            if spatial != self.spatial_dims:
+                raise ValueError(
+                    f"{_name(img, key)}: {key} must be a {self.spatial_dims}D volume, got {spatial}D data of shape "
+                    f"{tuple(img.shape[1:])}"
+                )
+            if img.shape[0] != 1:
+                raise ValueError(f"{_name(img, key)}: {key} must have one channel, got {img.shape[0]}")
+            if not key.endswith("label") and not bool(torch.isfinite(torch.as_tensor(img)).all()):
+                raise ValueError(f"{_name(img, key)}: {key} contains NaN or Inf values")
+        return d
+
+
+def _world_box(img: MetaTensor) -> np.ndarray:
+    shape = np.array(img.shape[1:]) - 1
+    corners = np.array(np.meshgrid(*[[0, s] for s in shape], indexing="ij")).reshape(len(shape), -1)
+    affine = np.asarray(img.affine, dtype=np.float64)
+    world = affine[:3, :3] @ corners + affine[:3, 3:4]
+    return np.stack([world.min(1), world.max(1)])
+
+
+class MatchGridd(MapTransform):
+    """Resample ``moving`` (bilinear) and ``moving_label`` (nearest) onto the grid of ``fixed`` when they differ.
+
+    Raises:
+        ValueError: the two images do not overlap in physical (world) space.
+    """
+
+    def __init__(self, fixed_key: str = "fixed", moving_keys: Sequence[str] = ("moving", "moving_label")) -> None:
+        super().__init__(moving_keys, allow_missing_keys=True)
+        self.fixed_key = fixed_key
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        fixed = d[self.fixed_key]
+        for key in self.key_iterator(d):
+            moving = d[key]
+            same_grid = moving.shape[1:] == fixed.shape[1:] and np.allclose(
+                np.asarray(moving.affine), np.asarray(fixed.affine), atol=1e-4
+            )
+            if same_grid:
+                continue
+            fbox, mbox = _world_box(fixed), _world_box(moving)
+            if np.any(mbox[0] > fbox[1]) or np.any(fbox[0] > mbox[1]):
+                raise ValueError(
+                    f"{_name(moving, key)} and {_name(fixed, self.fixed_key)} do not overlap in physical space "
+                    f"(world boxes {mbox.round(1).tolist()} and {fbox.round(1).tolist()} mm): are they affinely aligned?"
+                )
+            mode = "nearest" if key.endswith("label") else "bilinear"
+            d[key] = ResampleToMatch(mode=mode, padding_mode="zeros")(moving, fixed)
+        return d
+
+
+class PairPreprocessing(Compose):
+    """A ``Compose`` that re-raises the error a transform raised, not MONAI's "applying transform ..." wrapper.
+
+    The messages of :class:`CheckVolumed`, :class:`MatchGridd` and ``LoadImaged`` name the file and
+    the problem; the wrapper would hide them behind the transform's ``repr``.
+    """
+
+    def __call__(self, input_, *args, **kwargs):
+        try:
+            return super().__call__(input_, *args, **kwargs)
+        except RuntimeError as err:
+            root: BaseException = err
+            while isinstance(root, RuntimeError) and str(root).startswith("applying transform") and root.__cause__:
+                root = root.__cause__
+            if root is err:
+                raise
+            raise root.with_traceback(None) from None
+
+
+def registration_preprocessing(
+    spatial_size: Sequence[int] | None = None,
+    pixdim: float | Sequence[float] | None = None,
+    orientation: str | None = "RAS",
+    percentiles: tuple[float, float] = (0.0, 100.0),
+    spatial_dims: int = 3,
+    load: bool = True,
+) -> Compose:
+    """The preprocessing of a pair dict ``{"fixed", "moving"[, "fixed_label", "moving_label"]}``.
+
+    Args:
+        spatial_size: crop/pad (centred) to this grid; ``None`` keeps the (fixed image's) grid.
+        pixdim: resample to this spacing in mm first; ``None`` keeps the spacing.
+        orientation: axis codes (``"RAS"``); ``None`` keeps the file's orientation.
+        percentiles: intensity percentiles mapped to 0 and 1 (``(0, 100)`` = min-max; e.g. ``(0.5, 99.5)``
+            clips outliers). Values below the lower one become exactly 0.
+        spatial_dims: 3 (2 for 2D images read from files).
+        load: start with ``LoadImaged`` (``False`` when the dict already holds tensors, channel first).
+
+    Returns:
+        a MONAI ``Compose`` (:class:`PairPreprocessing`).
+    """
+    keys = IMAGE_KEYS + LABEL_KEYS
+    transforms: list = []
+    if load:
+        transforms.append(LoadImaged(keys, ensure_channel_first=True, allow_missing_keys=True, image_only=True))
+    transforms.append(CheckVolumed(keys, spatial_dims))
+    if orientation:
+        transforms.append(Orientationd(keys, axcodes=orientation, allow_missing_keys=True, labels=None))
+    if pixdim is not None:
+        transforms.append(
+            Spacingd(keys, pixdim=pixdim, mode=("bilinear", "bilinear", "nearest", "nearest"), allow_missing_keys=True)
+        )
+    transforms.append(MatchGridd())
+    low, high = percentiles
+    transforms.append(ScaleIntensityRangePercentilesd(IMAGE_KEYS, lower=low, upper=high, b_min=0.0, b_max=1.0, clip=True))
+    if spatial_size is not None:
+        transforms.append(ResizeWithPadOrCropd(keys, spatial_size=spatial_size, mode="constant", allow_missing_keys=True))
+    return PairPreprocessing(transforms)

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from cir_monai.data import registration_preprocessing
+
+
+def blob(shape, centre, radius=4.0, background=0.0, scale=100.0):
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"))
+    r = np.sqrt(((grid - np.array(centre).reshape(3, 1, 1, 1)) ** 2).sum(0))
+    return np.where(r < radius, scale * (1.5 - r / radius), background).astype(np.float32)
+
+
+def save(path, data, affine):
+    nib.save(nib.Nifti1Image(data, affine), str(path))
+    return str(path)
+
+
+def test_moving_resampled_onto_fixed_grid(tmp_path):
+    fixed_affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    fixed = save(tmp_path / "f.nii.gz", blob((20, 22, 18), (10, 11, 9), background=5.0), fixed_affine)
+    moving_affine = np.diag([1.0, 1.0, 1.0, 1.0])  # finer grid, same world extent roughly
+    moving = save(tmp_path / "m.nii.gz", blob((40, 44, 36), (20, 22, 18), radius=8.0), moving_affine)
+    label = save(tmp_path / "ml.nii.gz", (blob((40, 44, 36), (20, 22, 18), radius=8.0) > 0).astype(np.int16), moving_affine)
+    out = registration_preprocessing(spatial_size=(24, 24, 24))({"fixed": fixed, "moving": moving, "moving_label": label})
+    assert out["fixed"].shape == out["moving"].shape == out["moving_label"].shape == (1, 24, 24, 24)
+    for key in ("fixed", "moving"):
+        assert out[key].min() == 0 and out[key].max() == pytest.approx(1.0)
+    assert torch.all(out["fixed"][out["fixed"] < 1e-6] == 0)  # background (5 in the file) is exactly 0
+    assert set(torch.unique(out["moving_label"]).tolist()) == {0.0, 1.0}  # nearest neighbour
+    assert np.allclose(np.asarray(out["moving"].affine), np.asarray(out["fixed"].affine), atol=1e-4)
+    assert np.allclose(np.diag(np.asarray(out["fixed"].affine))[:3], [2, 2, 2])
+    # the blobs now overlap on the same grid
+    f, m = out["fixed"] > 0.2, out["moving"] > 0.2
+    assert (f & m).sum() / f.sum() > 0.8
+
+
+def test_orientation_to_ras(tmp_path):
+    flip = np.diag([-1.0, 1.0, 1.0, 1.0])
+    data = blob((12, 12, 12), (3, 6, 6), radius=2.5)
+    path = save(tmp_path / "f.nii.gz", data, flip)
+    out = registration_preprocessing()({"fixed": path, "moving": save(tmp_path / "m.nii.gz", data, flip)})
+    assert out["fixed"][0, 8, 6, 6] > 0.5 and out["fixed"][0, 3, 6, 6] == 0  # x axis reversed into RAS
+
+
+def test_2d_image_is_rejected_with_its_name(tmp_path):
+    flat = save(tmp_path / "slice.nii.gz", np.ones((10, 12), np.float32), np.eye(4))
+    vol = save(tmp_path / "vol.nii.gz", np.ones((10, 12, 8), np.float32), np.eye(4))
+    with pytest.raises(ValueError, match=r"slice.nii.gz: moving must be a 3D volume, got 2D"):
+        registration_preprocessing()({"fixed": vol, "moving": flat})
+
+
+def test_no_overlap_in_physical_space(tmp_path):
+    far = np.eye(4)
+    far[:3, 3] = 500.0
+    a = save(tmp_path / "a.nii.gz", blob((10, 10, 10), (5, 5, 5)), np.eye(4))
+    b = save(tmp_path / "b.nii.gz", blob((10, 10, 10), (5, 5, 5)), far)
+    with pytest.raises(ValueError, match="do not overlap in physical space"):
+        registration_preprocessing()({"fixed": a, "moving": b})
