@@ -47,7 +47,7 @@ class ConditionalResBlock(nn.Module):
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         z = self.mapping(cond) if self.mapping is not None else cond
         out = self.conv1(F.leaky_relu(self.ai1(x, z), 0.2, inplace=True))
-        out = self.conv2(F.leaky_relu(self.ai2(out, z), 0.2, inplace=True))
+        out = self.conv2(F.leaky_relu(self.ai2(out, z, inplace=True), 0.2, inplace=True))
         return out.add_(x)
 
     @classmethod

@@ -98,10 +98,19 @@ class ConditionalInstanceNorm(nn.Module):
         self.style = nn.Linear(latent_dim, 2 * channels)
         nn.init.zeros_(self.style.bias)
 
-    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, z: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """
+        Args:
+            x: ``(B, C, *spatial)``.
+            z: ``(B, latent_dim)``.
+            inplace: overwrite ``x`` when no gradient is recorded (saves a large allocation at inference).
+        """
         style = self.style(z).reshape(z.shape[0], 2 * self.channels, *([1] * (x.ndim - 2)))
         gamma, beta = style.chunk(2, dim=1)
         # instance norm and the affine style folded into one scale and shift: one pass over x
         var, mean = instance_moments(x)
         scale = (1.0 + gamma) * torch.rsqrt(var + self.eps)
-        return torch.addcmul(beta - mean * scale, x, scale)
+        shift = beta - mean * scale
+        if inplace and not (torch.is_grad_enabled() and (x.requires_grad or scale.requires_grad)):
+            return x.mul_(scale.to(x.dtype)).add_(shift.to(x.dtype))
+        return torch.addcmul(shift, x, scale)
