@@ -52,7 +52,7 @@ def _reference_style(net):
     def level_forward(self, x, cond, coarse_features=None, return_features=True):
         return RegistrationLevel.forward(self, x, cond, coarse_features, True)  # always up + cat + conv
 
-    def cin_forward(self, x, z):
+    def cin_forward(self, x, z, inplace=False):
         style = self.style(z).reshape(z.shape[0], 2 * self.channels, *([1] * (x.ndim - 2)))
         gamma, beta = style.chunk(2, dim=1)
         return (1.0 + gamma) * F.instance_norm(x, eps=self.eps) + beta

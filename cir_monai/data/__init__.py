@@ -42,3 +42,7 @@ __all__ = [
     "registration_preprocessing",
     "synthetic_pair",
 ]
+
+from cir_monai.data.training import RandomPairDataset  # noqa: E402
+
+__all__ += ["RandomPairDataset"]

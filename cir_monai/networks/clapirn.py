@@ -256,6 +256,11 @@ class CLapIRN(nn.Module):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
         if not (lam_max > 0 and math.isfinite(lam_max)):
             raise ValueError(f"lam_max must be a positive finite number, got {lam_max!r}.")
+        #: the constructor arguments: ``CLapIRN(**net.config)`` rebuilds the architecture (saved in checkpoints)
+        self.config = dict(
+            spatial_dims=spatial_dims, start_channels=start_channels, conditioning=conditioning, num_levels=num_levels,
+            num_blocks=num_blocks, range_flow=range_flow, lam_max=float(lam_max), lite=bool(lite), latent_dim=latent_dim,
+        )
         self.spatial_dims = spatial_dims
         self.start_channels = start_channels
         self.conditioning = conditioning

@@ -1,0 +1,64 @@
+# Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
+"""On-the-fly training pairs whose item ``k`` is a fixed function of ``k`` (exact resume, any worker count)."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Dataset
+
+from cir_monai.data.pairs import PairConfig, make_subject
+from cir_monai.data.prepare import TRAIN_SEED
+
+__all__ = ["RandomPairDataset"]
+
+
+class RandomPairDataset(Dataset):
+    """Pairs of random subjects of a labelled template, for training.
+
+    A pool of ``pool_size`` subjects (:func:`~cir_monai.data.pairs.make_subject` with seeds
+    ``seed + i``) is generated lazily and kept in memory; item ``k`` pairs two distinct pool
+    subjects chosen by a generator seeded with ``seed + k``. So the pair seen at iteration ``k``
+    is the same after a resume, on any machine, with any number of workers.
+
+    Args:
+        image: template ``(1, 1, *S)`` in [0, 1].
+        label: template labels ``(1, 1, *S)`` or ``None``.
+        pool_size: number of distinct subjects (``pool_size·(pool_size−1)`` ordered pairs).
+        config: deformation and intensity settings.
+        seed: first seed (disjoint from the validation and test seeds).
+        length: nominal length (items are generated on demand).
+
+    Items: ``{"fixed", "moving"[, "fixed_label", "moving_label"]}``, each ``(1, *S)``.
+    """
+
+    def __init__(
+        self,
+        image: torch.Tensor,
+        label: torch.Tensor | None = None,
+        pool_size: int = 16,
+        config: PairConfig = PairConfig(),
+        seed: int = TRAIN_SEED,
+        length: int = 10**9,
+    ) -> None:
+        if pool_size < 2:
+            raise ValueError(f"pool_size must be >= 2, got {pool_size}")
+        self.image, self.label = image, label
+        self.pool_size, self.config, self.seed, self.length = pool_size, config, int(seed), int(length)
+        self._pool: dict[int, dict] = {}
+
+    def __len__(self) -> int:
+        return self.length
+
+    def subject(self, i: int) -> dict:
+        if i not in self._pool:
+            self._pool[i] = make_subject(self.image, self.label, self.seed + i, self.config)
+        return self._pool[i]
+
+    def __getitem__(self, k: int) -> dict:
+        gen = torch.Generator().manual_seed(self.seed + 7 * int(k) + 3)
+        i, j = torch.randperm(self.pool_size, generator=gen)[:2].tolist()
+        fixed, moving = self.subject(i), self.subject(j)
+        item = {"fixed": fixed["image"][0], "moving": moving["image"][0]}
+        if self.label is not None:
+            item["fixed_label"], item["moving_label"] = fixed["label"][0], moving["label"][0]
+        return item

@@ -1,0 +1,8 @@
+# Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
+"""Engines: the λ-sampling progressive trainer, checkpoints and the schedule."""
+
+from cir_monai.engines.checkpoint import load_checkpoint, save_checkpoint
+from cir_monai.engines.schedule import LevelSchedule, sample_lambda
+from cir_monai.engines.trainer import CLapIRNTrainer, validate
+
+__all__ = ["CLapIRNTrainer", "LevelSchedule", "load_checkpoint", "sample_lambda", "save_checkpoint", "validate"]

@@ -1,0 +1,68 @@
+# Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
+"""Progressive training schedule and λ sampling (method.md §4)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["LevelSchedule", "sample_lambda"]
+
+
+@dataclass(frozen=True)
+class LevelSchedule:
+    """Which pyramid levels train at a given iteration.
+
+    Level 1 alone for ``iterations[0]`` steps, then level 2 for ``iterations[1]`` steps with the
+    lower levels frozen for the first ``freeze_steps`` of them, then level 3 likewise
+    (the paper: 30k / 30k / 60k iterations, 3,000 frozen steps).
+
+    Args:
+        iterations: steps per level, coarse to fine.
+        freeze_steps: steps at the start of each level > 1 during which the lower levels are frozen.
+    """
+
+    iterations: Sequence[int] = (30000, 30000, 60000)
+    freeze_steps: int = 3000
+
+    def __post_init__(self) -> None:
+        if not self.iterations or any(int(n) < 1 for n in self.iterations):
+            raise ValueError(f"iterations per level must be positive integers, got {list(self.iterations)}")
+        if self.freeze_steps < 0:
+            raise ValueError(f"freeze_steps must be >= 0, got {self.freeze_steps}")
+
+    @property
+    def total(self) -> int:
+        return int(sum(self.iterations))
+
+    def at(self, iteration: int) -> tuple[int, bool]:
+        """``(active_levels, lower_levels_frozen)`` for the 1-based ``iteration``."""
+        start = 0
+        for level, count in enumerate(self.iterations, start=1):
+            if iteration <= start + count:
+                return level, level > 1 and iteration - start <= self.freeze_steps
+            start += count
+        return len(self.iterations), False
+
+
+def sample_lambda(
+    iteration: int, batch: int, lam_max: float = 10.0, mode: str = "uniform", seed: int = 0, lam_min: float = 0.01
+) -> torch.Tensor:
+    """λ for every sample of one iteration, a pure function of ``(seed, iteration)`` (exact resume).
+
+    Args:
+        mode: ``"uniform"`` on [0, lam_max] (the paper) or ``"loguniform"`` on [lam_min, lam_max].
+
+    Returns:
+        ``(batch,)`` float32.
+    """
+    gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(iteration))
+    u = torch.rand(batch, generator=gen)
+    if mode == "uniform":
+        return u * lam_max
+    if mode == "loguniform":
+        return torch.exp(math.log(lam_min) + u * (math.log(lam_max) - math.log(lam_min)))
+    raise ValueError(f"lam sampling must be 'uniform' or 'loguniform', got {mode!r}")

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cir_monai.engines import LevelSchedule, sample_lambda
+
+
+def test_level_schedule_boundaries():
+    s = LevelSchedule((3, 4, 5), freeze_steps=2)
+    assert s.total == 12
+    assert [s.at(k) for k in (1, 3)] == [(1, False), (1, False)]
+    assert [s.at(k) for k in (4, 5, 6, 7)] == [(2, True), (2, True), (2, False), (2, False)]
+    assert [s.at(k) for k in (8, 9, 10, 12)] == [(3, True), (3, True), (3, False), (3, False)]
+    with pytest.raises(ValueError, match="iterations per level"):
+        LevelSchedule((3, 0))
+
+
+@pytest.mark.parametrize("mode,low", [("uniform", 0.0), ("loguniform", 0.01)])
+def test_lambda_sampling_is_a_function_of_the_iteration(mode, low):
+    draws = torch.cat([sample_lambda(k, 4, 10.0, mode, seed=1) for k in range(200)])
+    assert draws.min() >= low and draws.max() <= 10.0 and draws.std() > 1.0
+    assert torch.equal(sample_lambda(17, 4, 10.0, mode, seed=1), sample_lambda(17, 4, 10.0, mode, seed=1))
+    assert not torch.equal(sample_lambda(17, 4, 10.0, mode, seed=1), sample_lambda(18, 4, 10.0, mode, seed=1))
+    with pytest.raises(ValueError, match="lam sampling"):
+        sample_lambda(0, 1, mode="normal")

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from ignite.engine import Events
+
+from cir_monai.data import RandomPairDataset, make_pair, phantom
+from cir_monai.engines import CLapIRNTrainer
+from cir_monai.networks import CLapIRN
+
+SHAPE = (24, 24, 24)
+
+
+@pytest.fixture(scope="module")
+def template():
+    return phantom(SHAPE, seed=0)
+
+
+class FixedPair(torch.utils.data.Dataset):
+    def __init__(self, pair):
+        self.pair = {k: v[0] for k, v in pair.items()}
+
+    def __len__(self):
+        return 10**6
+
+    def __getitem__(self, k):
+        return self.pair
+
+
+def net(seed=0, levels=3):
+    torch.manual_seed(seed)
+    return CLapIRN(3, start_channels=2, num_levels=levels)
+
+
+def test_training_on_a_fixed_pair_lowers_the_similarity_loss(tmp_path, template):
+    pair = make_pair(*template, seed=1)
+    trainer = CLapIRNTrainer(net(levels=1), FixedPair(pair), tmp_path, iterations=(40,), freeze_steps=0, lr=3e-3,
+                             log_every=1, checkpoint_every=100)
+    result = trainer.run()
+    sims = [r["similarity"] for r in trainer.history if "similarity" in r]
+    assert sum(sims[-5:]) / 5 < sum(sims[:5]) / 5 - 0.02
+    assert (tmp_path / "model.pt").is_file() and result["iterations"] == 40
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) >= 40
+
+
+def test_resume_continues_with_identical_losses(tmp_path, template):
+    data = RandomPairDataset(*template, pool_size=4)
+    kwargs = dict(iterations=(4, 3, 3), freeze_steps=1, checkpoint_every=5, log_every=1, lr=1e-3)
+    full = CLapIRNTrainer(net(0), data, tmp_path / "full", **kwargs)
+    full.run()
+    reference = {r["iteration"]: r["loss"] for r in full.history if "loss" in r}
+
+    interrupted = CLapIRNTrainer(net(0), data, tmp_path / "cut", **kwargs)
+
+    def kill(engine):
+        if engine.state.output["iteration"] == 7:
+            raise KeyboardInterrupt
+
+    interrupted.engine.add_event_handler(Events.ITERATION_COMPLETED, kill)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.run()
+    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["iteration"] == 5
+
+    resumed = CLapIRNTrainer(net(123), data, tmp_path / "cut", **kwargs)  # other init: the checkpoint must win
+    resumed.run()
+    after = {r["iteration"]: r["loss"] for r in resumed.history if "loss" in r}
+    assert sorted(after) == [6, 7, 8, 9, 10]
+    for k, loss in after.items():
+        assert loss == reference[k], (k, loss, reference[k])
+
+
+def test_validation_and_frozen_levels(tmp_path, template):
+    data = RandomPairDataset(*template, pool_size=3)
+    val = [make_pair(*template, seed=99)]
+    trainer = CLapIRNTrainer(net(), data, tmp_path, iterations=(2, 2, 2), freeze_steps=1, val_pairs=val, val_every=3,
+                             val_lams=(0.5, 5.0), log_every=1)
+    frozen_grads = []
+
+    def check(engine):
+        out = engine.state.output
+        if out["frozen"]:
+            frozen_grads.append(trainer.model.levels[0].encoder[0].weight.grad)
+
+    trainer.engine.add_event_handler(Events.ITERATION_COMPLETED, check)
+    trainer.run()
+    assert frozen_grads and all(g is None for g in frozen_grads)
+    vals = [r for r in trainer.history if "val_dice@0.5" in r]
+    assert [r["iteration"] for r in vals] == [3, 6]
+    assert {"val_jac_std@5", "val_folding_pct@0.5", "val_dice_before"} <= set(vals[0])
+    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any("val_dice@5" in l for l in lines)
+
+
+def test_bad_configuration(tmp_path, template):
+    data = RandomPairDataset(*template, pool_size=2)
+    with pytest.raises(ValueError, match="iterations has 2 entries, the network has 3 levels"):
+        CLapIRNTrainer(net(), data, tmp_path, iterations=(2, 2))
+    with pytest.raises(ValueError, match="lam sampling"):
+        CLapIRNTrainer(net(), data, tmp_path, iterations=(1, 1, 1), lam_sampling="gauss")
