@@ -28,6 +28,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import (
     Compose,
+    CopyItemsd,
     LoadImaged,
     MapTransform,
     Orientationd,
@@ -139,6 +140,7 @@ def registration_preprocessing(
     percentiles: tuple[float, float] = (0.0, 100.0),
     spatial_dims: int = 3,
     load: bool = True,
+    keep_raw: bool = False,
 ) -> Compose:
     """The preprocessing of a pair dict ``{"fixed", "moving"[, "fixed_label", "moving_label"]}``.
 
@@ -150,6 +152,8 @@ def registration_preprocessing(
             clips outliers). Values below the lower one become exactly 0.
         spatial_dims: 3 (2 for 2D images read from files).
         load: start with ``LoadImaged`` (``False`` when the dict already holds tensors, channel first).
+        keep_raw: also keep ``moving_raw``, the moving image on the fixed grid before intensity scaling
+            (inference warps it so outputs keep the original intensities).
 
     Returns:
         a MONAI ``Compose`` (:class:`PairPreprocessing`).
@@ -166,6 +170,8 @@ def registration_preprocessing(
             Spacingd(keys, pixdim=pixdim, mode=("bilinear", "bilinear", "nearest", "nearest"), allow_missing_keys=True)
         )
     transforms.append(MatchGridd())
+    if keep_raw:
+        transforms.append(CopyItemsd("moving", names="moving_raw"))
     low, high = percentiles
     transforms.append(ScaleIntensityRangePercentilesd(IMAGE_KEYS, lower=low, upper=high, b_min=0.0, b_max=1.0, clip=True))
     if spatial_size is not None:

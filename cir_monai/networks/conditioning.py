@@ -112,5 +112,5 @@ class ConditionalInstanceNorm(nn.Module):
         scale = (1.0 + gamma) * torch.rsqrt(var + self.eps)
         shift = beta - mean * scale
         if inplace and not (torch.is_grad_enabled() and (x.requires_grad or scale.requires_grad)):
-            return x.mul_(scale.to(x.dtype)).add_(shift.to(x.dtype))
+            return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype), out=x)  # one pass, no allocation
         return torch.addcmul(shift, x, scale)
