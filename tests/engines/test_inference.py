@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from cir_monai.data import synthetic_pair
+from cir_monai.engines import RegistrationRunner, load_network, save_checkpoint
+from cir_monai.networks import CLapIRN, Warp
+
+SHAPE = (36, 40, 32)
+
+
+def write_pair(folder, affine):
+    pair = synthetic_pair(SHAPE, seed=2)
+    paths = {}
+    for key in ("fixed", "moving", "moving_label"):
+        data = pair[key][0, 0].numpy()
+        data = data.astype(np.int16) if "label" in key else (data * 800.0 + 20.0 * (data > 0)).astype(np.float32)
+        paths[key] = str(folder / f"{key}.nii.gz")
+        nib.save(nib.Nifti1Image(data, affine), paths[key])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    torch.manual_seed(0)
+    net = CLapIRN(3, start_channels=2)
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    save_checkpoint({"model": net.state_dict(), "network": net.config}, path)
+    return path
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_outputs_in_the_fixed_space_and_consistent_with_warp(tmp_path, model_file, flip):
+    affine = np.diag([-1.5 if flip else 1.5, 1.5, 2.0, 1.0])
+    affine[:3, 3] = [30.0, -20.0, 5.0]
+    paths = write_pair(tmp_path, affine)
+    net = load_network(model_file)
+    written = RegistrationRunner(net, [dict(paths, id="case")], lams=(0.5, 4.0), output_dir=tmp_path / "out",
+                                 progress=False).run()
+    out = written["case"][0.5]
+    warped_img, ddf_img = nib.load(out["warped"]), nib.load(out["ddf"])
+    assert np.allclose(warped_img.affine, affine) and np.allclose(ddf_img.affine, affine)
+    assert warped_img.shape == SHAPE and ddf_img.shape == (*SHAPE, 1, 3)
+    ddf = torch.from_numpy(np.moveaxis(ddf_img.get_fdata()[..., 0, :], -1, 0)).float()[None]
+    assert ddf.abs().max() > 0.05  # a real field, not the identity
+    moving = torch.from_numpy(nib.load(paths["moving"]).get_fdata()).float()[None, None]
+    expected = Warp("bilinear")(moving, ddf)[0, 0].numpy()
+    assert np.abs(warped_img.get_fdata() - expected).max() < 1e-2 * moving.max().item()
+    labels = np.unique(np.asarray(nib.load(out["warped_label"]).dataobj))
+    assert set(labels.tolist()) <= {0, 1, 2, 3}
+    # larger λ, smoother field
+    ddf4 = nib.load(written["case"][4.0]["ddf"]).get_fdata()
+    assert np.abs(np.diff(ddf4, axis=0)).mean() < np.abs(np.diff(ddf_img.get_fdata(), axis=0)).mean()
+
+
+def test_ddf_in_millimetres(tmp_path, model_file):
+    affine = np.diag([1.5, 2.0, 2.5, 1.0])
+    paths = write_pair(tmp_path, affine)
+    net = load_network(model_file)
+    vox = RegistrationRunner(net, [paths], lams=(1.0,), output_dir=tmp_path / "v", progress=False).run()
+    mm = RegistrationRunner(net, [paths], lams=(1.0,), output_dir=tmp_path / "m", ddf_units="mm", progress=False).run()
+    v = nib.load(next(iter(vox.values()))[1.0]["ddf"]).get_fdata()
+    m = nib.load(next(iter(mm.values()))[1.0]["ddf"]).get_fdata()
+    assert np.allclose(m, v * np.array([1.5, 2.0, 2.5]), atol=1e-4)
+
+
+def test_errors(tmp_path, model_file):
+    with pytest.raises(FileNotFoundError, match="model file not found: .*nope.pt"):
+        load_network(tmp_path / "nope.pt")
+    net = load_network(model_file)
+    with pytest.raises(ValueError, match=r"lam values must lie in \[0, 10\]"):
+        RegistrationRunner(net, [], lams=(11.0,))
+    with pytest.raises(ValueError, match="ddf_units"):
+        RegistrationRunner(net, [], ddf_units="inch")
