@@ -43,6 +43,6 @@ __all__ = [
     "synthetic_pair",
 ]
 
-from cir_monai.data.training import RandomPairDataset  # noqa: E402
+from cir_monai.data.training import FilePairDataset, RandomPairDataset  # noqa: E402
 
-__all__ += ["RandomPairDataset"]
+__all__ += ["FilePairDataset", "RandomPairDataset"]

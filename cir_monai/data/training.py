@@ -9,7 +9,7 @@ from torch.utils.data import Dataset
 from cir_monai.data.pairs import PairConfig, make_subject
 from cir_monai.data.prepare import TRAIN_SEED
 
-__all__ = ["RandomPairDataset"]
+__all__ = ["RandomPairDataset", "FilePairDataset"]
 
 
 class RandomPairDataset(Dataset):
@@ -62,3 +62,37 @@ class RandomPairDataset(Dataset):
         if self.label is not None:
             item["fixed_label"], item["moving_label"] = fixed["label"][0], moving["label"][0]
         return item
+
+
+class FilePairDataset(Dataset):
+    """Training pairs from files (users' data): item ``k`` is pair ``π(k)`` of a seeded shuffle, preprocessed.
+
+    Args:
+        pairs: file pairs (e.g. :func:`cir_monai.data.load_pairs`).
+        preprocessing: a transform of a pair dict (e.g. :func:`cir_monai.data.registration_preprocessing`
+            with a fixed ``spatial_size`` so that pairs batch).
+        seed: shuffling seed; the order depends only on ``k`` and the seed.
+        cache: keep preprocessed pairs in memory (small data sets).
+    """
+
+    def __init__(self, pairs, preprocessing, seed: int = TRAIN_SEED, cache: bool = True) -> None:
+        if not pairs:
+            raise ValueError("FilePairDataset needs at least one pair")
+        self.pairs, self.preprocessing, self.seed, self.cache = list(pairs), preprocessing, int(seed), cache
+        self._cached: dict[int, dict] = {}
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, k: int) -> dict:
+        n = len(self.pairs)
+        epoch, offset = divmod(int(k), n)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + epoch)).tolist()
+        index = order[offset]
+        if index not in self._cached:
+            data = self.preprocessing(dict(self.pairs[index]))
+            item = {key: torch.as_tensor(v).float() for key, v in data.items() if key in ("fixed", "moving", "fixed_label", "moving_label")}
+            if not self.cache:
+                return item
+            self._cached[index] = item
+        return self._cached[index]

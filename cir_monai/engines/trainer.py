@@ -85,6 +85,7 @@ class CLapIRNTrainer:
         lr: Adam learning rate (1e-4, constant).
         batch_size: pairs per step (per process).
         lam_sampling: ``"uniform"`` on [0, λ_max] (the paper) or ``"loguniform"``.
+        lam_fixed: train at this one λ instead (the LapIRN baseline, ``conditioning="none"``).
         folding_weight: weight of the anti-folding term (0).
         val_pairs: validation pairs (``(1, 1, *S)`` tensors with labels) or ``None``.
         val_every: validate every this many iterations (and at the end).
@@ -108,6 +109,7 @@ class CLapIRNTrainer:
         lr: float = 1e-4,
         batch_size: int = 1,
         lam_sampling: str = "uniform",
+        lam_fixed: float | None = None,
         folding_weight: float = 0.0,
         val_pairs: Sequence[dict] | None = None,
         val_every: int = 1000,
@@ -128,6 +130,9 @@ class CLapIRNTrainer:
         self.schedule = LevelSchedule(tuple(int(i) for i in iterations), int(freeze_steps))
         self.batch_size = int(batch_size)
         self.lam_sampling = lam_sampling
+        self.lam_fixed = None if lam_fixed is None else float(lam_fixed)
+        if self.lam_fixed is not None and not 0.0 <= self.lam_fixed <= self.model.lam_max:
+            raise ValueError(f"lam_fixed must lie in [0, {self.model.lam_max:g}], got {lam_fixed}")
         sample_lambda(0, 1, mode=lam_sampling)  # fail now on a bad mode, not after setup
         self.loss = CLapIRNLoss(self.model.spatial_dims, self.model.num_levels, folding_weight)
         if len(self.schedule.iterations) != self.model.num_levels:
@@ -193,7 +198,10 @@ class CLapIRNTrainer:
         level, frozen = self.schedule.at(k)
         self._set_trainable(level, frozen)
         batch = self._batch(k)
-        lam = sample_lambda(k * self.world + self.rank, self.batch_size, self.model.lam_max, self.lam_sampling, self.seed)
+        if self.lam_fixed is not None:
+            lam = torch.full((self.batch_size,), self.lam_fixed)
+        else:
+            lam = sample_lambda(k * self.world + self.rank, self.batch_size, self.model.lam_max, self.lam_sampling, self.seed)
         lam = lam.to(self.device)
         self.network.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
