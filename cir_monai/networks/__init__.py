@@ -4,6 +4,7 @@
 from cir_monai.networks.blocks import ConditionalResBlock, PlainResBlock
 from cir_monai.networks.clapirn import CONDITIONING, CLapIRN, LevelOutput, PyramidOutput, RegistrationLevel
 from cir_monai.networks.conditioning import ConditionalInstanceNorm, MappingNetwork
+from cir_monai.networks.stacked import StackedCLapIRN
 from cir_monai.networks.warp import Warp
 
 __all__ = [
@@ -16,5 +17,6 @@ __all__ = [
     "PlainResBlock",
     "PyramidOutput",
     "RegistrationLevel",
+    "StackedCLapIRN",
     "Warp",
 ]
