@@ -8,7 +8,6 @@ from cir_monai.metrics import dice_per_label, hd95_per_label, jacobian_determina
 
 def affine_ddf(matrix: torch.Tensor, spatial) -> torch.Tensor:
     """DDF of x -> A x (voxels)."""
-    n = len(spatial)
     grid = torch.stack(torch.meshgrid(*[torch.arange(s, dtype=torch.float64) for s in spatial], indexing="ij"))
     moved = torch.einsum("ij,j...->i...", matrix.double(), grid)
     return (moved - grid)[None].float()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -76,6 +75,10 @@ def validate(
 class CLapIRNTrainer:
     """Train a :class:`CLapIRN` on pairs with a fresh λ every iteration.
 
+    Progress: a log line every ``log_every`` iterations with the losses, seconds per iteration
+    (of the current level) and an ETA that assumes each finer level costs ``LEVEL_COST_RATIO``
+    times the current one per iteration.
+
     Args:
         network: the model (wrapped in ``DistributedDataParallel`` for multi-GPU runs).
         train_data: map-style dataset; item ``k`` is a pair dict of ``(1, *S)`` tensors.
@@ -98,6 +101,8 @@ class CLapIRNTrainer:
         seed: seeds λ sampling (the data carry their own seeds).
         max_epochs: passes over the schedule (1; present for MONAI bundle properties).
     """
+
+    LEVEL_COST_RATIO = 5.0
 
     def __init__(
         self,
@@ -148,6 +153,7 @@ class CLapIRNTrainer:
         self.world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
         self.history: list[dict] = []
         self.start_iteration = 0
+        self._level_seen, self._level_t0, self._level_k0 = 0, 0.0, 0
         self._writer = None
         self.engine = Engine(self._step)
         self.engine.add_event_handler(Events.ITERATION_COMPLETED, self._after_iteration)
@@ -236,15 +242,20 @@ class CLapIRNTrainer:
         out = engine.state.output
         k = out["iteration"]
         total = self.schedule.total
-        done = k - self.start_iteration
+        level_start = sum(self.schedule.iterations[: out["level"] - 1])
+        if out["level"] != self._level_seen:  # time per iteration is measured per level
+            self._level_seen, self._level_t0, self._level_k0 = out["level"], time.perf_counter(), k - 1
         if k % self.log_every == 0 or k == total:
-            elapsed = time.perf_counter() - self._t0
-            eta = elapsed / max(done, 1) * (total - k)
+            rate = (time.perf_counter() - self._level_t0) / max(k - self._level_k0, 1)
+            remaining = level_start + self.schedule.iterations[out["level"] - 1] - k
+            # later levels: ~5x the time per iteration each (measured: docs/benchmarks.md, training)
+            later = sum(n * rate * self.LEVEL_COST_RATIO ** (i + 1) for i, n in enumerate(self.schedule.iterations[out["level"]:]))
+            eta = rate * remaining + later
             if _is_main():
                 logger.info(
                     "iter %d/%d level %d%s loss %.4f (sim %.4f, smooth %.4f, λ %.2f) %.2f s/it ETA %s",
                     k, total, out["level"], " (lower frozen)" if out["frozen"] else "", out["loss"], out["similarity"],
-                    out["smoothness"], out["lam"], elapsed / max(done, 1), time.strftime("%H:%M:%S", time.gmtime(eta)),
+                    out["smoothness"], out["lam"], rate, time.strftime("%H:%M:%S", time.gmtime(eta)),
                 )
             self._log({**out, "frozen": int(out["frozen"])})
         if self.val_pairs and (k % self.val_every == 0 or k == total) and _is_main():
