@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from benchlog import append_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,13 +72,8 @@ def main() -> int:
     )
     print(table)
     if not args.no_append:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        with open(ROOT / "docs" / "benchmarks.md", "a") as f:
-            f.write(
-                f"\n### Dice gain of a short CPU training, {stamp}\n\n`python bench/bench_dice_gain.py {' '.join(sys.argv[1:])}`".rstrip()
-                + f" (2 threads, commit {commit}; embedded validation pairs, mean Dice over the 3 tissue labels)\n\n{table}\n"
-            )
+        append_table("Dice gain of a short CPU training", "bench/bench_dice_gain.py",
+                     "2 threads; embedded validation pairs, mean Dice over the 3 tissue labels", table)
     return 0
 
 

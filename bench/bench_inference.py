@@ -31,8 +31,9 @@ import subprocess
 import sys
 import time
 import types
-from datetime import datetime, timezone
 from pathlib import Path
+
+from benchlog import append_table
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {
@@ -131,16 +132,9 @@ def main() -> int:
     table = header + "\n" + "\n".join(rows)
     print(table)
     if not args.no_append:
-        import torch
-
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        machine = f"{platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}"
-        command = "python bench/bench_inference.py " + " ".join(a for a in sys.argv[1:])
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        machine += f", commit {commit or 'unknown'}"
-        with open(ROOT / "docs" / "benchmarks.md", "a") as f:
-            f.write(f"\n### Inference, {stamp}\n\n`{command.strip()}` ({machine}; {args.repeats} timed runs after one warm-up)\n\n{table}\n")
-        print(f"appended to {ROOT / 'docs' / 'benchmarks.md'}")
+        machine = f"{platform.processor() or platform.machine()}, {args.threads} threads"
+        path = append_table("Inference", "bench/bench_inference.py", f"{machine}; {args.repeats} timed runs after one warm-up", table)
+        print(f"appended to {path}")
     return 0
 
 

@@ -20,8 +20,9 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
+
+from benchlog import append_table
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"default 80×96×80": (80, 96, 80), "64×80×64": (64, 80, 64)}
@@ -78,16 +79,7 @@ def main() -> int:
     table = "| configuration | start_channels | s/it level 1 | s/it level 2 | s/it level 3 | peak RSS MB |\n|---|---|---|---|---|---|\n" + "\n".join(rows)
     print(table)
     if not args.no_append:
-        import torch
-
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        with open(ROOT / "docs" / "benchmarks.md", "a") as f:
-            f.write(
-                f"\n### Training, {stamp}\n\n`python bench/bench_training.py {' '.join(sys.argv[1:])}`".rstrip()
-                + f" ({args.threads} threads, torch {torch.__version__}, commit {commit}; batch 1, median of {args.repeats} "
-                f"iterations after one warm-up)\n\n{table}\n"
-            )
+        append_table("Training", "bench/bench_training.py", f"{args.threads} threads; batch 1, median of {args.repeats} iterations after one warm-up", table)
     return 0
 
 
