@@ -31,6 +31,7 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--out", default=str(ROOT / "runs" / "dice_gain"))
     parser.add_argument("--data", default=str(ROOT / "data" / "embedded"))
+    parser.add_argument("--val-every", type=int, default=100, help="validation period during training (logged)")
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -55,7 +56,7 @@ def main() -> int:
     iterations = tuple(int(v) for v in args.iterations.split(","))
     trainer = CLapIRNTrainer(
         net, RandomPairDataset(image, label, pool_size=16), args.out, iterations=iterations, freeze_steps=args.freeze,
-        lr=args.lr, val_pairs=val, val_every=10**9, val_lams=(0.1, 1.0, 4.0), log_every=10, checkpoint_every=50,
+        lr=args.lr, val_pairs=val, val_every=args.val_every, val_lams=(0.1, 1.0, 4.0), log_every=10, checkpoint_every=50,
         resume=False,
     )
     start = time.perf_counter()
