@@ -284,7 +284,11 @@ class CLapIRNTrainer:
         total = self.schedule.total
         self._t0 = time.perf_counter()
         if self.start_iteration < total:
-            logger.info("training iterations %d..%d of %d on %s", self.start_iteration + 1, total, total, self.device)
+            if _is_main():
+                logger.info(
+                    "training iterations %d..%d of %d on %s (%d process(es))",
+                    self.start_iteration + 1, total, total, self.device, self.world,
+                )
             self.engine.run(range(self.start_iteration + 1, total + 1), max_epochs=1)
         model_path = self.output_dir / "model.pt"
         if _is_main():

@@ -7,7 +7,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from collections.abc import Callable
+
 import torch
+import torch.distributed as dist
 
 from cir_monai.data.datalist import load_pairs
 from cir_monai.data.embedded import build_embedded_template
@@ -15,14 +18,31 @@ from cir_monai.data.prepare import load_template_tensors, prepare_embedded
 from cir_monai.data.training import RandomPairDataset
 from cir_monai.data.transforms import registration_preprocessing
 
-__all__ = ["embedded_training_dataset", "prepared_pairs", "validation_tensors", "pairs_or_single"]
+__all__ = ["embedded_training_dataset", "prepared_pairs", "validation_tensors", "pairs_or_single", "rank_zero_first"]
+
+
+def rank_zero_first(fn: Callable, *args, **kwargs):
+    """Run ``fn`` on rank 0 first, then on the other ranks (which then find its files cached).
+
+    Without ``torch.distributed`` initialised it just calls ``fn``.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return fn(*args, **kwargs)
+    if dist.get_rank() == 0:
+        result = fn(*args, **kwargs)
+        dist.barrier()
+        return result
+    dist.barrier()
+    return fn(*args, **kwargs)
 
 
 def embedded_training_dataset(
     dataset_dir: str | os.PathLike, spacing: float, spatial_size: Sequence[int], pool_size: int = 16
 ) -> RandomPairDataset:
     """On-the-fly training pairs of the embedded MNI152 template at the working grid."""
-    paths = build_embedded_template(Path(dataset_dir) / ".cache", float(spacing), tuple(int(s) for s in spatial_size))
+    paths = rank_zero_first(
+        build_embedded_template, Path(dataset_dir) / ".cache", float(spacing), tuple(int(s) for s in spatial_size)
+    )
     image, label, _ = load_template_tensors(paths)
     return RandomPairDataset(image, label, pool_size=int(pool_size))
 
@@ -32,7 +52,9 @@ def prepared_pairs(
     num_test: int = 8,
 ) -> list[dict]:
     """Write the embedded validation/test pairs if needed and return the file pairs of ``split``."""
-    datalist = prepare_embedded(dataset_dir, num_validation, num_test, float(spacing), tuple(int(s) for s in spatial_size))
+    datalist = rank_zero_first(
+        prepare_embedded, dataset_dir, num_validation, num_test, float(spacing), tuple(int(s) for s in spatial_size)
+    )
     return load_pairs(datalist, split=split)
 
 

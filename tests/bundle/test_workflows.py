@@ -73,3 +73,23 @@ def test_inference_command(trained):
     assert len(outputs) == 6 and any(o.endswith("lam_4/warped_label.nii.gz") for o in outputs)
     written = nib.load(str(next((work / "inf").rglob("lam_0.1/warped.nii.gz"))))
     assert (written.affine == nib.load(str(fixed)).affine).all()
+
+
+def test_two_process_gloo_training(tmp_path):
+    """multi_gpu_train.yaml under torchrun: 2 CPU processes with DDP over gloo."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--nproc_per_node=2", "--master_addr=127.0.0.1", "--master_port=29547", "-m", "monai.bundle",
+           "run", "training", "--config_file",
+           f"['{CONFIGS / 'train.yaml'}','{CONFIGS / 'multi_gpu_train.yaml'}']",
+           "--output_dir", str(tmp_path / "runs"), "--dataset_dir", str(tmp_path / "data"),
+           "--bundle_root", str(tmp_path / "bundle"), "--spacing", "8.0", "--spatial_size", "[24,24,24]",
+           "--network_def#start_channels", "2", "--train#trainer#iterations", "[2,2,2]",
+           "--train#trainer#freeze_steps", "1", "--train#trainer#log_every", "1", "--num_validation", "1",
+           "--num_test", "1", "--val_interval", "3"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    records = [json.loads(l) for l in (tmp_path / "runs" / "metrics.jsonl").read_text().splitlines()]
+    assert sorted(r["iteration"] for r in records if "loss" in r) == [1, 2, 3, 4, 5, 6]  # rank 0 only
+    assert "(2 process(es))" in proc.stdout + proc.stderr
+    assert (tmp_path / "runs" / "model.pt").is_file() and (tmp_path / "runs" / "checkpoint.pt").is_file()
+    assert (proc.stdout + proc.stderr).count("writing pairs: 100%") <= 2  # rank 0 prepared the data once
