@@ -17,14 +17,15 @@ on every machine.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from cir_monai.data.synthetic import random_diffeomorphic_ddf, smooth_noise
+from cir_monai.data.synthetic import phantom, random_diffeomorphic_ddf, smooth_noise
 from cir_monai.networks.warp import Warp
 
-__all__ = ["PairConfig", "random_affine_ddf", "make_subject", "make_pair"]
+__all__ = ["PairConfig", "random_affine_ddf", "make_subject", "make_pair", "synthetic_pair"]
 
 
 @dataclass(frozen=True)
@@ -130,3 +131,20 @@ def make_pair(
         if label is not None:
             out[f"{role}_label"] = subject["label"]
     return out
+
+
+def synthetic_pair(
+    shape: Sequence[int] = (96, 112, 96), seed: int = 0, max_displacement: float = 4.0
+) -> dict[str, torch.Tensor]:
+    """A phantom pair: :func:`~cir_monai.data.synthetic.phantom` under two independent smooth deformations.
+
+    :func:`make_pair` with deformation only (no affine, no intensity change), velocity smoothing
+    of 1/8 of the largest side. Needs no files: the demo and the tests use it.
+
+    Returns:
+        ``fixed``, ``moving`` ``(1, 1, *shape)`` images and ``fixed_label``, ``moving_label`` label maps.
+    """
+    image, label = phantom(shape, seed)
+    config = PairConfig(max_displacement=max_displacement, smoothness=1 / 8, rotation_deg=0.0, scale=0.0,
+                        translation=0.0, bias=0.0, gamma=0.0, noise=0.0)
+    return make_pair(image, label, seed, config)

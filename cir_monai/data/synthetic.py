@@ -4,7 +4,8 @@
 The phantom is not anatomy: it is a head-shaped ellipsoid with a white-matter
 core, a grey-matter ribbon, a CSF rim and two ventricles, with boundaries made
 irregular by smooth noise, T1-like intensities in [0, 1] and background exactly
-0. It gives the library a labelled pair with known truth that needs no files.
+0. It gives the library a labelled volume with known truth that needs no files
+(:func:`cir_monai.data.pairs.synthetic_pair` makes pairs of it).
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ import torch
 from monai.networks.blocks import DVF2DDF
 from monai.networks.layers import GaussianFilter
 
-from cir_monai.networks.warp import Warp
 
-__all__ = ["smooth_noise", "random_diffeomorphic_ddf", "phantom", "synthetic_pair"]
+__all__ = ["smooth_noise", "random_diffeomorphic_ddf", "phantom"]
 
 #: phantom labels -> T1-like intensity
 PHANTOM_TISSUES = {0: 0.0, 1: 0.25, 2: 0.6, 3: 0.9}  # background, CSF, grey matter, white matter
@@ -87,21 +87,3 @@ def phantom(shape: Sequence[int] = (96, 112, 96), seed: int = 0) -> tuple[torch.
     texture = smooth_noise(shape, 1, sigma=2.0, generator=gen)[0, 0]
     image = torch.where(label > 0, (image + 0.04 * texture).clamp(0.05, 1.0), torch.zeros_like(image))
     return image[None, None], label[None, None]
-
-
-def synthetic_pair(
-    shape: Sequence[int] = (96, 112, 96), seed: int = 0, max_displacement: float = 4.0
-) -> dict[str, torch.Tensor]:
-    """A fixed/moving pair: one phantom deformed by two independent random diffeomorphisms.
-
-    Returns:
-        dict with ``fixed``, ``moving`` ``(1, 1, *shape)`` images and ``fixed_label``,
-        ``moving_label`` label maps (nearest-neighbour warped).
-    """
-    image, label = phantom(shape, seed)
-    out = {}
-    for offset, name in ((1, "fixed"), (2, "moving")):
-        ddf = random_diffeomorphic_ddf(shape, max_displacement, sigma=max(shape) / 8, seed=1000 * seed + offset)
-        out[name] = Warp("bilinear", "zeros")(image, ddf)
-        out[f"{name}_label"] = Warp("nearest", "zeros")(label.float(), ddf).round().long()
-    return out
