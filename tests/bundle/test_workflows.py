@@ -78,7 +78,7 @@ def test_inference_command(trained):
 def test_two_process_gloo_training(tmp_path):
     """multi_gpu_train.yaml under torchrun: 2 CPU processes with DDP over gloo."""
     torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--nproc_per_node=2", "--master_addr=127.0.0.1", "--master_port=29547", "-m", "monai.bundle",
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "monai.bundle",  # standalone: a free local port
            "run", "training", "--config_file",
            f"['{CONFIGS / 'train.yaml'}','{CONFIGS / 'multi_gpu_train.yaml'}']",
            "--output_dir", str(tmp_path / "runs"), "--dataset_dir", str(tmp_path / "data"),
