@@ -36,26 +36,21 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    from cir_monai.data import RandomPairDataset, build_embedded_template, load_pairs, load_template_tensors, prepare_embedded
-    from cir_monai.data.transforms import registration_preprocessing
+    from cir_monai.data import DEFAULT_SHAPE, DEFAULT_SPACING, load_pairs, prepare_embedded
     from cir_monai.engines import CLapIRNTrainer, validate
+    from cir_monai.engines.workflows import embedded_training_dataset, validation_tensors
     from cir_monai.networks import CLapIRN
     from cir_monai.runtime import tune_cpu_allocator
 
     tune_cpu_allocator()
     torch.set_num_threads(2)
     datalist = prepare_embedded(args.data)
-    image, label, _ = load_template_tensors(build_embedded_template(Path(args.data) / ".cache"))
-    pre = registration_preprocessing(spatial_size=None, orientation=None)
-    val = []
-    for pair in load_pairs(datalist.parent, split="validation"):
-        d = pre(pair)
-        val.append({k: v.as_tensor()[None] if hasattr(v, "as_tensor") else v[None] for k, v in d.items()})
+    val = validation_tensors(load_pairs(datalist.parent, split="validation"))
     torch.manual_seed(0)
     net = CLapIRN(3, start_channels=7)
     iterations = tuple(int(v) for v in args.iterations.split(","))
     trainer = CLapIRNTrainer(
-        net, RandomPairDataset(image, label, pool_size=16), args.out, iterations=iterations, freeze_steps=args.freeze,
+        net, embedded_training_dataset(args.data, DEFAULT_SPACING, DEFAULT_SHAPE), args.out, iterations=iterations, freeze_steps=args.freeze,
         lr=args.lr, val_pairs=val, val_every=args.val_every, val_lams=(0.1, 1.0, 4.0), log_every=10, checkpoint_every=50,
         resume=False,
     )

@@ -80,7 +80,7 @@ class RegistrationEvaluator:
         m_lab = data["moving_label"].as_tensor()[None].round().long()
         labels = list(self.labels) if self.labels is not None else present_labels(f_lab, m_lab)
         rows, per_label = [], {}
-        identity = torch.zeros(1, 3, *f_lab.shape[2:])
+        identity = torch.zeros(1, f_lab.ndim - 2, *f_lab.shape[2:])
         for lam in [None] + self.lams:
             if lam is None:
                 ddf, seconds, warped = identity, 0.0, m_lab

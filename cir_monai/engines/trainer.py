@@ -282,7 +282,6 @@ class CLapIRNTrainer:
             except ImportError:  # tensorboard is optional
                 logger.info("tensorboard not installed: logging to the console and metrics.jsonl only")
         total = self.schedule.total
-        self._t0 = time.perf_counter()
         if self.start_iteration < total:
             if _is_main():
                 logger.info(
