@@ -93,3 +93,43 @@ def test_two_process_gloo_training(tmp_path):
     assert "(2 process(es))" in proc.stdout + proc.stderr
     assert (tmp_path / "runs" / "model.pt").is_file() and (tmp_path / "runs" / "checkpoint.pt").is_file()
     assert (proc.stdout + proc.stderr).count("writing pairs: 100%") <= 2  # rank 0 prepared the data once
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--ckpt_path", "no/such/model.pt"], "error: model file not found: no/such/model.pt"),
+    (["--lamz", "[4]"], "error: unknown option --lamz: no config file"),
+])
+def test_bundle_errors_are_one_line(extra, message, tmp_path):
+    """`python -m monai.bundle run` with a bad override: one line naming the problem, no engine traceback."""
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file", str(CONFIGS / "inference.yaml"),
+           "--output_dir", str(tmp_path / "out"), *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode != 0
+    assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert not (tmp_path / "out").exists()
+
+
+def test_bundle_error_for_pairs_without_overlap(trained, tmp_path):
+    """A λ outside the range and a pair with no physical overlap surface as the library's message."""
+    import numpy as np
+
+    from cir_monai.errors import user_message
+
+    work, _ = trained
+    far = np.eye(4)
+    far[:3, 3] = 500.0
+    volume = np.zeros((10, 10, 10), np.float32)
+    volume[3:7, 3:7, 3:7] = 1.0
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), str(tmp_path / "f.nii.gz"))
+    nib.save(nib.Nifti1Image(volume, far), str(tmp_path / "m.nii.gz"))
+    for overrides, expected in [
+        (dict(fixed=str(tmp_path / "f.nii.gz"), moving=str(tmp_path / "m.nii.gz")), "do not overlap in physical space"),
+        (dict(lams=[12.0]), "lam values must lie in [0, 10]"),
+    ]:
+        workflow = ConfigWorkflow(str(CONFIGS / "inference.yaml"), workflow_type="infer", run_id="inference",
+                                  bundle_root=str(work / "bundle"), dataset_dir=str(work / "data"),
+                                  output_dir=str(tmp_path / "out"), **overrides)
+        with pytest.raises(Exception) as info:
+            workflow.initialize()
+            workflow.run()
+        assert expected in (user_message(info.value) or ""), repr(info.value)
