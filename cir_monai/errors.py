@@ -7,7 +7,7 @@ with the bundle's configs) reports bad input the same way::
     error: model file not found: bundle/models/modle.pt
 
 MONAI's config machinery wraps whatever went wrong in ``RuntimeError("Failed to
-instantiate ...")`` several times over; :func:`user_message` walks that chain to
+instantiate ...")`` several times over; :func:`user_message` walks that chain down to
 the exception this project raised (a ``ValueError``, ``KeyError`` or ``OSError``
 whose message names the file, shape or value) and returns its message.
 Anything else is a bug and keeps its full traceback. ``CIR_MONAI_TRACEBACK=1``
@@ -27,9 +27,10 @@ import inspect
 import os
 import sys
 from pathlib import Path
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["USER_ERRORS", "user_message", "install_bundle_error_hook", "check_bundle_overrides"]
+__all__ = ["USER_ERRORS", "user_message", "install_bundle_error_hook", "check_bundle_overrides", "check_override_keys"]
 
 #: exception types whose message is meant for the user (this project raises these for bad input)
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, OSError)
@@ -45,11 +46,14 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 
 def user_message(exc: BaseException) -> str | None:
-    """The message of the innermost user-facing error in ``exc``'s chain, or None when there is none.
+    """The message of the outermost user-facing error in ``exc``'s chain, or None when there is none.
 
-    A ``KeyError``'s message is shown without the quotes ``str(KeyError)`` adds.
+    Wrappers that are not user errors (MONAI's ``RuntimeError("Failed to instantiate ...")``)
+    are skipped; a user error raised ``from`` a lower-level one (``OSError("cannot write to
+    output folder ...") from FileExistsError``) wins over it. A ``KeyError``'s message is shown
+    without the quotes ``str(KeyError)`` adds.
     """
-    for inner in reversed(_chain(exc)):
+    for inner in _chain(exc):
         if isinstance(inner, USER_ERRORS):
             if isinstance(inner, KeyError) and len(inner.args) == 1:
                 return str(inner.args[0])
@@ -97,7 +101,6 @@ def check_bundle_overrides(args: list[str]) -> None:
     run with the default λ. Ids starting with ``_meta_`` and runs that use an
     ``--args_file`` are not checked.
     """
-    from monai.bundle import ConfigParser
     from monai.bundle.scripts import run
 
     options: dict[str, str] = {}
@@ -115,16 +118,26 @@ def check_bundle_overrides(args: list[str]) -> None:
     files = options["config_file"]
     files = ast.literal_eval(files) if files.strip().startswith("[") else files
     files = [files] if isinstance(files, str) else list(files)
-    config = ConfigParser.load_config_files(files)
-    known = set(_ids(config))
     run_args = set(inspect.signature(run).parameters) | {"workflow_type", "workflow_name", "properties_path"}
-    for name in options:
-        key = name.replace("-", "_") if name.replace("-", "_") in run_args else name
-        if key in run_args or key in known or key.startswith("_meta_"):
+    keys = [name for name in options if name.replace("-", "_") not in run_args]
+    check_override_keys(files, keys)
+
+
+def check_override_keys(files: Sequence[str | os.PathLike], keys: Iterable[str]) -> None:
+    """Raise ``KeyError`` naming the first of ``keys`` (config ids, ``a#b``) that no file in ``files`` defines.
+
+    The message suggests the closest id. Ids starting with ``_meta_`` are not checked.
+    """
+    from monai.bundle import ConfigParser
+
+    known = set(_ids(ConfigParser.load_config_files([str(f) for f in files])))
+    for key in keys:
+        if key in known or key.startswith("_meta_"):
             continue
         close = difflib.get_close_matches(key, sorted(known), n=1)
         hint = f"; did you mean --{close[0]}?" if close else ""
-        raise KeyError(f"unknown option --{name}: no config file ({', '.join(map(str, files))}) defines '{key}'{hint}")
+        names = ", ".join(map(str, files))
+        raise KeyError(f"unknown option --{key}: no config file ({names}) defines '{key}'{hint}")
 
 
 def install_bundle_error_hook() -> bool:

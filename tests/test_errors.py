@@ -48,3 +48,13 @@ def test_known_overrides_pass():
     check_bundle_overrides(["run", "evaluate", "--config_file", files, "--meta_file", "m.json",
                             "--eval_lams", "[1]", "--train#trainer#iterations=[1,1,1]", "--ckpt_path", "x.pt"])
     check_bundle_overrides(["run", "--args_file", "a.yaml", "--anything", "1"])  # args files are not checked
+
+
+def test_a_user_error_raised_from_another_wins():
+    try:
+        try:
+            raise FileExistsError(17, "File exists")
+        except FileExistsError as err:
+            raise OSError("cannot write to output folder /x: File exists") from err
+    except OSError as outer:
+        assert user_message(outer) == "cannot write to output folder /x: File exists"

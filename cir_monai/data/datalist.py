@@ -45,12 +45,30 @@ class DatalistError(ValueError):
     """A datalist or data folder that cannot be used; the message names the file and the problem."""
 
 
-def _shape(path: Path, role: str) -> tuple[int, ...]:
+def _itk_shape(path: Path) -> tuple[int, ...] | None:
+    """Array shape from the header of a file ITK reads (MetaImage, NRRD, ...), or None."""
     try:
-        header = nib.load(str(path)).header
+        import itk
+
+        io = itk.ImageIOFactory.CreateImageIO(str(path), itk.CommonEnums.IOFileMode_ReadMode)
+        if io is None:
+            return None
+        io.SetFileName(str(path))
+        io.ReadImageInformation()
+        shape = tuple(int(io.GetDimensions(i)) for i in range(io.GetNumberOfDimensions()))
+        return shape + ((int(io.GetNumberOfComponents()),) if io.GetNumberOfComponents() > 1 else ())
+    except Exception:  # noqa: BLE001 - any failure means "not an image ITK reads"
+        return None
+
+
+def _shape(path: Path, role: str) -> tuple[int, ...]:
+    """The array shape of an image file from its header (nibabel, else ITK); 4D with one volume counts as 3D."""
+    try:
+        shape = tuple(int(s) for s in nib.load(str(path)).header.get_data_shape())
     except Exception as err:  # nibabel raises many types for non-images
-        raise DatalistError(f"{path}: cannot be read as an image ({role}): {err}") from err
-    shape = tuple(int(s) for s in header.get_data_shape())
+        shape = _itk_shape(path)
+        if shape is None:
+            raise DatalistError(f"{path}: cannot be read as an image ({role}): {err}") from err
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
     if len(shape) != 3:

@@ -37,8 +37,12 @@ from monai.transforms import (
     ScaleIntensityRangePercentilesd,
     Spacingd,
 )
+from monai.transforms.inverse import InvertibleTransform
 
-__all__ = ["IMAGE_KEYS", "LABEL_KEYS", "CheckVolumed", "MatchGridd", "PairPreprocessing", "registration_preprocessing"]
+__all__ = [
+    "IMAGE_KEYS", "LABEL_KEYS", "CheckVolumed", "MatchGridd", "KeywiseSpacingd", "PairPreprocessing",
+    "registration_preprocessing",
+]
 
 IMAGE_KEYS = ("fixed", "moving")
 LABEL_KEYS = ("fixed_label", "moving_label")
@@ -133,6 +137,35 @@ class PairPreprocessing(Compose):
             raise root.with_traceback(None) from None
 
 
+class KeywiseSpacingd(MapTransform, InvertibleTransform):
+    """MONAI's ``Spacingd`` applied to each key on its own (and inverted the same way).
+
+    ``Spacingd`` treats every ``"<key>_..."`` entry as metadata of ``key``, so with the keys
+    ``fixed`` and ``fixed_label`` in one dictionary it fails (``MetaTensor`` has no ``update``).
+
+    Args:
+        keys: image and label keys.
+        pixdim: output spacing in mm.
+        modes: interpolation per key (``"bilinear"`` for images, ``"nearest"`` for labels).
+    """
+
+    def __init__(self, keys: KeysCollection, pixdim, modes: Sequence[str]) -> None:
+        super().__init__(keys, allow_missing_keys=True)
+        self.spacers = {key: Spacingd(key, pixdim=pixdim, mode=mode) for key, mode in zip(self.keys, modes)}
+
+    def __call__(self, data):
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.spacers[key]({key: d[key]})[key]
+        return d
+
+    def inverse(self, data):
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.spacers[key].inverse({key: d[key]})[key]
+        return d
+
+
 def registration_preprocessing(
     spatial_size: Sequence[int] | None = None,
     pixdim: float | Sequence[float] | None = None,
@@ -166,9 +199,7 @@ def registration_preprocessing(
     if orientation:
         transforms.append(Orientationd(keys, axcodes=orientation, allow_missing_keys=True, labels=None))
     if pixdim is not None:
-        transforms.append(
-            Spacingd(keys, pixdim=pixdim, mode=("bilinear", "bilinear", "nearest", "nearest"), allow_missing_keys=True)
-        )
+        transforms.append(KeywiseSpacingd(keys, pixdim=pixdim, modes=("bilinear", "bilinear", "nearest", "nearest")))
     transforms.append(MatchGridd())
     if keep_raw:
         transforms.append(CopyItemsd("moving", names="moving_raw"))

@@ -3,8 +3,10 @@
 
 For every pair and every λ (and the identity, "before"): Dice per label and mean, HD95 (mm),
 std|J|, % of voxels with det J ≤ 0, SDlogJ (forward-difference Jacobian, voxels) and the
-inference time. Writes ``<id>.csv`` per pair and ``summary.json`` / ``summary.md`` with the
-mean over pairs per λ, in the preprocessed fixed image's grid.
+inference time. Writes ``<id>.csv`` per pair and ``summary.json`` with the mean over pairs per λ, in the
+preprocessed fixed image's grid, and a markdown report ``summary.md`` that embeds the
+pictures (``figures=True``, default): the trade-off curve ``tradeoff.png``, the paper's
+Fig. 2-style panel ``lambda_panel.png`` and a before/after ``overlay.png`` of the first pair.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from cir_monai.data.transforms import registration_preprocessing
 from cir_monai.metrics import dice_per_label, hd95_per_label, jacobian_statistics, present_labels
 from cir_monai.networks import CLapIRN, Warp
 
-__all__ = ["RegistrationEvaluator", "COLUMNS"]
+__all__ = ["RegistrationEvaluator", "COLUMNS", "PANEL_LAMS", "write_report"]
 
 COLUMNS = ("lam", "dice_mean", "hd95_mean", "jac_std", "folding_pct", "sdlogj", "seconds")
+#: λ values of the paper's Fig. 2 panel (those in the evaluated list are drawn)
+PANEL_LAMS = (0.1, 1.0, 4.0, 8.0)
 
 
 class RegistrationEvaluator:
@@ -40,6 +44,8 @@ class RegistrationEvaluator:
         spatial_size, pixdim, orientation, percentiles: preprocessing.
         labels: label values to score (default: those present in both segmentations of a pair).
         device: ``"cuda"`` when available else ``"cpu"`` by default.
+        progress: show a progress bar over pairs.
+        figures: draw the pictures of the report (PNG).
     """
 
     def __init__(
@@ -55,6 +61,7 @@ class RegistrationEvaluator:
         labels: Sequence[int] | None = None,
         device: str | torch.device | None = None,
         progress: bool = True,
+        figures: bool = True,
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.network = network.to(self.device).eval()
@@ -69,10 +76,21 @@ class RegistrationEvaluator:
         self.output_dir = Path(output_dir)
         self.labels = labels
         self.progress = progress
+        self.figures = figures
         self.preprocessing = registration_preprocessing(spatial_size, pixdim, orientation, percentiles)
 
     @torch.no_grad()
-    def evaluate_pair(self, pair: dict) -> tuple[list[dict], list[int], dict[str, list[float]]]:
+    def evaluate_pair(self, pair: dict, keep: Sequence[float] = ()) -> tuple[list[dict], list[int], dict, dict]:
+        """Metrics of one pair at "before" and every λ.
+
+        Args:
+            pair: file paths (``fixed``, ``moving``, ``fixed_label``, ``moving_label``).
+            keep: λ values whose warped image and DDF to return (for pictures).
+
+        Returns:
+            rows (one dict of :data:`COLUMNS` per λ), the scored labels, Dice per label per λ, and
+            ``{"fixed", "moving": (X, Y, Z), "fields": {λ: (warped (X, Y, Z), ddf (3, X, Y, Z))}}``.
+        """
         data = self.preprocessing(dict(pair))
         fixed, moving = data["fixed"], data["moving"]
         spacing = [float(s) for s in np.sqrt((np.asarray(fixed.affine)[:3, :3] ** 2).sum(0))]
@@ -80,6 +98,7 @@ class RegistrationEvaluator:
         m_lab = data["moving_label"].as_tensor()[None].round().long()
         labels = list(self.labels) if self.labels is not None else present_labels(f_lab, m_lab)
         rows, per_label = [], {}
+        kept = {"fixed": fixed.as_tensor()[0], "moving": moving.as_tensor()[0], "fields": {}}
         identity = torch.zeros(1, f_lab.ndim - 2, *f_lab.shape[2:])
         for lam in [None] + self.lams:
             if lam is None:
@@ -90,6 +109,8 @@ class RegistrationEvaluator:
                 seconds = time.perf_counter() - start
                 ddf = ddf.cpu()
                 warped = Warp("nearest", "zeros")(m_lab.float(), ddf).round().long()
+                if lam in keep:
+                    kept["fields"][lam] = (Warp("bilinear")(moving.as_tensor()[None].float(), ddf)[0, 0], ddf[0])
             dice, _ = dice_per_label(warped, f_lab, labels)
             hd, _ = hd95_per_label(warped, f_lab, labels, spacing=spacing)
             stats = jacobian_statistics(ddf)
@@ -104,16 +125,22 @@ class RegistrationEvaluator:
                 "sdlogj": float(stats["sdlogj"][0]),
                 "seconds": seconds,
             })
-        return rows, labels, per_label
+        return rows, labels, per_label, kept
 
     def run(self) -> dict:
         """Evaluate every pair; returns the summary (also written to ``summary.json`` / ``summary.md``)."""
         self.output_dir.mkdir(parents=True, exist_ok=True)
         all_rows: dict[str, list[dict]] = {}
         per_label_all: dict[str, dict[str, list[float]]] = {}
+        keep = [v for v in self.lams if v in PANEL_LAMS] or self.lams[:: max(1, len(self.lams) // 4)][:4]
+        overlay_lam = min(self.lams, key=lambda v: abs(v - 1.0))
+        example = None
         for index, pair in enumerate(tqdm(self.pairs, desc="evaluating", unit="pair", disable=not self.progress)):
             pair_id = pair.get("id") or f"pair_{index:03d}"
-            rows, labels, per_label = self.evaluate_pair(pair)
+            wanted = sorted(set(keep) | {overlay_lam}) if self.figures and index == 0 else ()
+            rows, labels, per_label, kept = self.evaluate_pair(pair, keep=wanted)
+            if wanted:
+                example = (pair_id, kept)
             with open(self.output_dir / f"{pair_id}.csv", "w", newline="") as f:
                 label_cols = [f"dice_{v}" for v in labels]
                 writer = csv.DictWriter(f, fieldnames=list(COLUMNS) + label_cols)
@@ -128,15 +155,93 @@ class RegistrationEvaluator:
             summary["per_lam"][name] = {
                 key: float(np.nanmean([rows[i][key] for rows in all_rows.values()])) for key in COLUMNS[1:]
             }
-        (self.output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-        lines = ["| λ | Dice | HD95 mm | std\\|J\\| | % det J ≤ 0 | SDlogJ | s / pair |", "|---|---|---|---|---|---|---|"]
-        for name, m in summary["per_lam"].items():
-            lines.append(
-                f"| {name} | {m['dice_mean']:.3f} | {m['hd95_mean']:.2f} | {m['jac_std']:.3f} | {m['folding_pct']:.3f} | "
-                f"{m['sdlogj']:.3f} | {m['seconds']:.2f} |"
-            )
-        (self.output_dir / "summary.md").write_text(
-            f"# Evaluation: {len(all_rows)} pairs\n\nMeans over pairs; `before` is the identity (no registration).\n\n"
-            + "\n".join(lines) + "\n"
-        )
+        figures = {}
+        if example is not None:
+            from cir_monai.visualize import plot_lambda_panel, plot_overlay
+
+            pair_id, kept = example
+            panel = {v: kept["fields"][v] for v in keep}
+            figures["lambda_panel"] = plot_lambda_panel(kept["fixed"], kept["moving"], panel,
+                                                        self.output_dir / "lambda_panel.png").name
+            figures["overlay"] = plot_overlay(kept["fixed"], kept["moving"], kept["fields"][overlay_lam][0],
+                                              self.output_dir / "overlay.png",
+                                              title=f"{pair_id}, λ = {overlay_lam:g}").name
+            summary["figure_pair"] = pair_id
+        summary["figures"] = figures
+        write_report(self.output_dir, summary, figures=self.figures)
         return summary
+
+
+def _per_label_means(summary: dict) -> tuple[list[int], dict[str, list[float]]]:
+    """Mean Dice per label over pairs, per λ (labels present in any pair)."""
+    per_pair = summary.get("per_label_dice", {})
+    labels = sorted({v for p in per_pair.values() for v in p["labels"]})
+    out = {}
+    for name in summary["per_lam"]:
+        out[name] = [
+            float(np.nanmean([p[name][p["labels"].index(v)] for p in per_pair.values() if v in p["labels"]] or [np.nan]))
+            for v in labels
+        ]
+    return labels, out
+
+
+def write_report(
+    output_dir: str | os.PathLike,
+    summary: dict,
+    figures: bool = True,
+    lam_star: float | None = None,
+    max_folding: float | None = None,
+    title: str | None = None,
+    notes: Sequence[str] = (),
+) -> Path:
+    """Write ``summary.json`` and the markdown report ``summary.md`` (with ``tradeoff.png``).
+
+    Args:
+        output_dir: the evaluation folder (holds the other pictures named in ``summary["figures"]``).
+        summary: what :meth:`RegistrationEvaluator.run` returns.
+        figures: draw ``tradeoff.png`` and embed the pictures.
+        lam_star, max_folding: the selected λ and its folding bound (the λ sweep), marked and stated.
+        title: the report's title.
+        notes: extra lines under the title (e.g. how λ* was chosen).
+
+    Returns:
+        the path of ``summary.md``.
+    """
+    output_dir = Path(output_dir)
+    pictures = dict(summary.get("figures", {}))
+    if figures:
+        from cir_monai.visualize import plot_tradeoff
+
+        pictures = {"tradeoff": plot_tradeoff(summary["per_lam"], output_dir / "tradeoff.png", lam_star=lam_star,
+                                              max_folding=max_folding).name, **pictures}
+        summary["figures"] = pictures
+    if lam_star is not None:
+        summary["lam_star"] = lam_star
+    tmp = output_dir / ".summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, output_dir / "summary.json")
+    title = title or f"Evaluation: {summary['pairs']} pairs"
+    lines = [f"# {title}", ""]
+    lines += [*notes, ""] if notes else []
+    lines += ["Means over pairs; `before` is the identity (no registration). Dice over the labels present in both "
+              "segmentations; HD95 in mm; Jacobian determinant by forward differences on the registration grid.", "",
+              "| λ | Dice | HD95 mm | std\\|J\\| | % det J ≤ 0 | SDlogJ | s / pair |", "|---|---|---|---|---|---|---|"]
+    for name, m in summary["per_lam"].items():
+        star = " **(λ*)**" if lam_star is not None and name != "before" and float(name) == lam_star else ""
+        lines.append(f"| {name}{star} | {m['dice_mean']:.3f} | {m['hd95_mean']:.2f} | {m['jac_std']:.3f} | "
+                     f"{m['folding_pct']:.3f} | {m['sdlogj']:.3f} | {m['seconds']:.2f} |")
+    labels, per_label = _per_label_means(summary)
+    if labels:
+        lines += ["", "Mean Dice per label:", "", "| λ | " + " | ".join(f"label {v}" for v in labels) + " |",
+                  "|---" * (len(labels) + 1) + "|"]
+        lines += [f"| {name} | " + " | ".join(f"{d:.3f}" for d in dice) + " |" for name, dice in per_label.items()]
+    captions = {"tradeoff": "Dice, std|J| and folding against λ", "lambda_panel":
+                f"warped moving image with the deformation grid, and det J, per λ ({summary.get('figure_pair', '')})",
+                "overlay": "fixed (magenta) over moving (green), before and after"}
+    for key, name in pictures.items():
+        lines += ["", f"![{captions.get(key, key)}]({name})"]
+    path = output_dir / "summary.md"
+    tmp = output_dir / ".summary.md.tmp"
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+    return path

@@ -88,6 +88,9 @@ class RegistrationRunner:
         orientation, pixdim, percentiles: preprocessing (see :func:`registration_preprocessing`).
         ddf_units: ``"voxel"`` or ``"mm"`` (see the module docstring).
         device: ``"cuda"`` when available else ``"cpu"`` by default.
+        progress: progress bar over pairs.
+        figures: also write ``overlay.png`` per λ (fixed over moving, before and after, on the
+            registration grid; see :func:`cir_monai.visualize.plot_overlay`).
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class RegistrationRunner:
         ddf_units: str = "voxel",
         device: str | torch.device | None = None,
         progress: bool = True,
+        figures: bool = False,
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.network = network.to(self.device).eval()
@@ -116,6 +120,7 @@ class RegistrationRunner:
         self.output_dir = Path(output_dir)
         self.ddf_units = ddf_units
         self.progress = progress
+        self.figures = figures
         self.preprocessing = registration_preprocessing(
             spatial_size=None, pixdim=pixdim, orientation=orientation, percentiles=percentiles, keep_raw=True
         )
@@ -168,6 +173,12 @@ class RegistrationRunner:
                     array = np.rint(array).astype(np.int16) if key == "warped_label" else array.astype(np.float32)
                 _write(array, file_affine, folder / f"{key}.nii.gz", vector=key == "ddf")
                 paths[key] = str(folder / f"{key}.nii.gz")
+            if self.figures:
+                from cir_monai.visualize import plot_overlay
+
+                after = Warp("bilinear")(moving.float(), ddf)[0, 0]
+                paths["overlay"] = str(plot_overlay(fixed.as_tensor()[0], moving[0, 0], after, folder / "overlay.png",
+                                                    title=f"{pair_id}, λ = {lam:g}"))
             paths["seconds"] = seconds
             written[lam] = paths
         return written

@@ -60,3 +60,13 @@ def test_no_overlap_in_physical_space(tmp_path):
     b = save(tmp_path / "b.nii.gz", blob((10, 10, 10), (5, 5, 5)), far)
     with pytest.raises(ValueError, match="do not overlap in physical space"):
         registration_preprocessing()({"fixed": a, "moving": b})
+
+
+def test_resampling_images_and_labels_together(tmp_path):
+    """pixdim with labels present (MONAI's Spacingd alone mistakes fixed_label for metadata of fixed)."""
+    data = blob((12, 12, 12), (6, 6, 6))
+    paths = {k: save(tmp_path / f"{k}.nii.gz", data if "label" not in k else (data > 50).astype(np.int16), np.eye(4))
+             for k in ("fixed", "moving", "fixed_label", "moving_label")}
+    out = registration_preprocessing(pixdim=2.0)(paths)
+    assert all(tuple(out[k].shape) == (1, 6, 6, 6) for k in paths)
+    assert set(torch.unique(out["fixed_label"]).tolist()) == {0.0, 1.0}

@@ -1,0 +1,352 @@
+# Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
+"""The ``cir-monai`` command (fire): register, sweep λ, evaluate, train, convert.
+
+Installed as the console script ``cir-monai`` and runnable as ``python -m cir_monai``.
+Each subcommand is thin over the library (:mod:`cir_monai.engines`, :mod:`cir_monai.sweep`)
+and the bundle's workflows (``bundle/configs``). ``cir-monai SUBCOMMAND --help`` explains one.
+
+Bad input (a missing or non-image file, 2D vs 3D, λ outside [0, 10], an unwritable output
+folder, an unknown option) ends with one line ``cir-monai: error: ...`` naming the problem
+and exit status 1. Outputs are written to a hidden staging folder beside ``--out`` and moved
+into place only when the command succeeds, so a failed run leaves nothing half-written.
+``CIR_MONAI_TRACEBACK=1`` shows full tracebacks.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+__all__ = ["main", "Commands", "parse_lams", "staged_output", "REPO", "DEFAULT_MODEL"]
+
+#: the source checkout this package runs from (bundle configs, shipped model, embedded data folder)
+REPO = Path(__file__).resolve().parents[1]
+BUNDLE_CONFIGS = REPO / "bundle" / "configs"
+DEFAULT_MODEL = REPO / "bundle" / "models" / "model.pt"
+EMBEDDED_DIR = REPO / "data" / "embedded"
+DEFAULT_LAMS = (0.0, 0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0)
+
+
+def parse_lams(value) -> list[float]:
+    """λ values from the command line: ``1``, ``0.1,1,4`` (fire gives a tuple), ``"[0.1, 1]"``.
+
+    Raises:
+        ValueError: not a number or a list of numbers (the value in the message).
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = ast.literal_eval(text if text.startswith(("[", "(")) else f"[{text}]")
+        except (ValueError, SyntaxError) as err:
+            raise ValueError(f"--lam/--lams must be numbers such as 1 or 0.1,1,4, got {value!r}") from err
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    try:
+        lams = [float(v) for v in values]
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"--lam/--lams must be numbers such as 1 or 0.1,1,4, got {value!r}") from err
+    if not lams:
+        raise ValueError("--lam/--lams needs at least one value")
+    return lams
+
+
+def _check_lams(lams: Sequence[float], lam_max: float) -> None:
+    bad = [v for v in lams if not 0.0 <= v <= lam_max]
+    if bad:
+        raise ValueError(f"λ must lie in [0, {lam_max:g}] (the model's range), got {', '.join(f'{v:g}' for v in bad)}")
+
+
+@contextlib.contextmanager
+def staged_output(out: str | os.PathLike) -> Iterator[Path]:
+    """A fresh hidden folder beside ``out`` to write into; moved into ``out`` only when the block succeeds.
+
+    Files of an existing ``out`` with the same names are replaced; other files there are kept.
+    On an exception the staging folder is removed and ``out`` is untouched.
+
+    Raises:
+        OSError: ``out`` (or its parent) cannot be created or written (the folder in the message).
+    """
+    out = Path(out).expanduser().absolute()
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"output folder {out} exists and is not a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as err:
+        raise OSError(f"cannot write to output folder {out}: {err.strerror or err}") from err
+    if out.exists() and not os.access(out, os.W_OK):
+        shutil.rmtree(staging, ignore_errors=True)
+        raise PermissionError(f"cannot write to output folder {out}: permission denied")
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    for child in staging.iterdir():
+        target = out / child.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        os.replace(child, target)
+    staging.rmdir()
+
+
+def _device(device: str | None):
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+    try:
+        return torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"--device must be cpu or cuda, got {device!r}") from err
+
+
+def _model(model: str | None, device) -> tuple:
+    from cir_monai.engines import load_network
+
+    path = Path(model).expanduser() if model else DEFAULT_MODEL
+    if model is None and not path.is_file():
+        raise FileNotFoundError(f"no default model at {path}: train one (`cir-monai train`) and pass --model PATH")
+    return load_network(path, device), path
+
+
+def _pairs(data: str, split: str) -> list[dict]:
+    from cir_monai.data import load_pairs
+    from cir_monai.engines.workflows import prepared_pairs
+
+    if data == "embedded":
+        return prepared_pairs(EMBEDDED_DIR, split, 2.0, (80, 96, 80))
+    return load_pairs(Path(data).expanduser(), split=split)
+
+
+def _overlays(config) -> list[str]:
+    """Config overlays: paths, or names under ``configs/`` such as ``variants/cir_cm``."""
+    if not config:
+        return []
+    items = [config] if isinstance(config, str) else list(config)
+    out = []
+    for item in items:
+        path = Path(item).expanduser()
+        if not path.is_file():
+            named = REPO / "configs" / (item if str(item).endswith(".yaml") else f"{item}.yaml")
+            if not named.is_file():
+                raise FileNotFoundError(f"config overlay not found: {item} (a file, or a name such as variants/cir_cm)")
+            path = named
+        out.append(str(path))
+    return out
+
+
+def _bundle_run(files: list[str], run_id: str, overrides: dict) -> object:
+    from monai.bundle import ConfigWorkflow
+
+    from cir_monai.errors import check_override_keys
+
+    check_override_keys(files, [k for k in overrides])
+    workflow = ConfigWorkflow(files if len(files) > 1 else files[0], workflow_type="train", run_id=run_id,
+                              meta_file=str(BUNDLE_CONFIGS / "metadata.json"),
+                              logging_file=str(BUNDLE_CONFIGS / "logging.conf"), **overrides)
+    workflow.initialize()
+    result = workflow.run()
+    workflow.finalize()
+    return result
+
+
+class Commands:
+    """cir-monai: conditional deformable registration (cLapIRN): one model, any smoothness λ at inference.
+
+    λ weighs smoothness against similarity (Mok & Chung, MICCAI 2021): 0 = most accurate,
+    10 = smoothest. `sweep` finds the best λ for your data in minutes; `register` applies it.
+    """
+
+    def register(self, fixed: str, moving: str, lam="1.0", out: str = "runs/register", moving_label: str | None = None,
+                 fixed_label: str | None = None, model: str | None = None, device: str | None = None,
+                 ddf_units: str = "voxel", png: bool = False):
+        """Register MOVING onto FIXED at one or more λ; NIfTI outputs in the fixed image's space.
+
+        Writes OUT/<pair>/lam_<λ>/{warped.nii.gz, ddf.nii.gz[, warped_label.nii.gz][, overlay.png]}.
+        Images of any size and spacing (NIfTI or any format ITK reads); the moving image is
+        resampled onto the fixed grid when they differ. Several λ share one preprocessing pass.
+
+        Args:
+            fixed: the fixed (target) image file.
+            moving: the moving (source) image file.
+            lam: λ, or several (0.1,1,4), or a `sweep` output folder to use its λ*. Default 1.
+            out: output folder (created; files of the same name replaced).
+            moving_label: a label map of the moving image, warped with nearest neighbour.
+            fixed_label: a label map of the fixed image (checked against the fixed image's shape).
+            model: a model.pt (this project) or an authors' .pth; default: the bundle's shipped model.
+            device: cpu or cuda (default: cuda when available).
+            ddf_units: voxel (default; MONAI Warp convention) or mm (world RAS displacement).
+            png: also write overlay.png (fixed over moving, before and after) per λ.
+        """
+        from cir_monai.data.datalist import check_pairs
+        from cir_monai.engines import RegistrationRunner
+        from cir_monai.runtime import tune_cpu_allocator
+        from cir_monai.sweep import read_lam_star
+
+        tune_cpu_allocator()
+        if isinstance(lam, str) and Path(lam).expanduser().exists():
+            lams = [read_lam_star(Path(lam).expanduser())]
+        else:
+            lams = parse_lams(lam)
+        if ddf_units not in ("voxel", "mm"):
+            raise ValueError(f"--ddf-units must be voxel or mm, got {ddf_units!r}")
+        pair = {"fixed": fixed, "moving": moving, "moving_label": moving_label, "fixed_label": fixed_label}
+        pairs = check_pairs([{k: v for k, v in pair.items() if v}], "the FIXED/MOVING pair")
+        dev = _device(device)
+        network, model_path = _model(model, dev)
+        _check_lams(lams, network.lam_max)
+        with staged_output(out) as staging:
+            results = RegistrationRunner(network, pairs, lams=lams, output_dir=staging, ddf_units=ddf_units,
+                                         device=dev, figures=png).run()
+        for pair_id, per_lam in results.items():
+            for value, paths in per_lam.items():
+                print(f"λ = {value:g}: {Path(out) / pair_id / f'lam_{value:g}'} ({paths['seconds']:.1f} s)")
+
+    def sweep(self, data: str = "embedded", lams="0,0.1,0.5,1,2,4,8,10", out: str = "runs/sweep",
+              max_folding: float = 0.1, rule: str = "max_dice", tolerance: float = 0.01, split: str = "validation",
+              model: str | None = None, device: str | None = None, pixdim: float | None = None):
+        """Find λ*: register every labelled pair at every λ with one model and pick the best λ.
+
+        Writes OUT/summary.md (report with tables and pictures), summary.json, one CSV per pair,
+        tradeoff.png (Dice, std|J|, % folding vs λ, λ* marked), lambda_panel.png (the paper's
+        Fig. 2 for the first pair), lam_star.json (read by `register --lam OUT`) and
+        inference_lam.yaml (an overlay for the bundle's inference workflow).
+
+        Args:
+            data: a JSON datalist, a Learn2Reg/neurite-OASIS folder, a folder with datalist.json,
+                or "embedded" (default: the built-in MNI152 validation pairs). Pairs need labels.
+            lams: the λ values to try (default 0,0.1,0.5,1,2,4,8,10).
+            out: output folder.
+            max_folding: only λ whose mean % of voxels with det J ≤ 0 is at most this qualify.
+            rule: max_dice (highest mean Dice, default) or smoothest (largest λ within
+                --tolerance Dice of the best).
+            tolerance: Dice tolerance of the smoothest rule.
+            split: the datalist's list to use (default validation).
+            model: model file (default: the bundle's shipped model).
+            device: cpu or cuda.
+            pixdim: resample to this spacing in mm first (default: the fixed image's grid).
+        """
+        from cir_monai.runtime import tune_cpu_allocator
+        from cir_monai.sweep import RULES, run_sweep
+
+        tune_cpu_allocator()
+        values = parse_lams(lams)
+        if rule not in RULES:
+            raise ValueError(f"--rule must be one of {', '.join(RULES)}, got {rule!r}")
+        if float(max_folding) < 0:
+            raise ValueError(f"--max-folding must be ≥ 0 (% of voxels), got {max_folding}")
+        dev = _device(device)
+        network, model_path = _model(model, dev)
+        _check_lams(values, network.lam_max)
+        pairs = _pairs(str(data), split)
+        with staged_output(out) as staging:
+            summary = run_sweep(network, pairs, staging, lams=values, max_folding=float(max_folding), rule=rule,
+                                tolerance=float(tolerance), model=str(model_path), data=str(data), device=dev,
+                                pixdim=pixdim)
+            text = (staging / "summary.md").read_text().replace(str(staging), str(Path(out)))
+            (staging / "summary.md").write_text(text)
+        print("\n".join(line for line in text.splitlines() if line.startswith("|") or line.startswith("**λ")))
+        print(f"λ* = {summary['lam_star']:g}; report: {Path(out) / 'summary.md'}")
+
+    def evaluate(self, model: str | None = None, lams="0,0.1,0.5,1,2,4,8,10", out: str = "runs/evaluate",
+                 data: str = "embedded", split: str = "test", config=(), **overrides):
+        """Evaluate a model on labelled pairs at a list of λ (the bundle's evaluate workflow).
+
+        Runs bundle/configs/train.yaml + evaluate.yaml (+ --config overlays) with the same
+        overrides `python -m monai.bundle run evaluate` takes (e.g. --spatial_size "[64,80,64]").
+        Writes OUT/summary.md (tables and pictures), summary.json and one CSV per pair.
+
+        Args:
+            model: model file (default: the bundle's shipped model).
+            lams: λ values (default the paper's list 0,0.1,0.5,1,2,4,8,10).
+            out: output folder.
+            data: "embedded" (the built-in test pairs) or a datalist / data folder.
+            split: the datalist's list to use (default test).
+            config: overlay file(s) or names under configs/, e.g. scale/paper_1mm.
+            overrides: further bundle config overrides (--key value).
+        """
+        values = parse_lams(lams)
+        path = Path(model).expanduser() if model else DEFAULT_MODEL
+        if not path.is_file():
+            raise FileNotFoundError(f"model file not found: {path}" + ("" if model else " (pass --model PATH)"))
+        files = [str(BUNDLE_CONFIGS / "train.yaml"), str(BUNDLE_CONFIGS / "evaluate.yaml"), *_overlays(config)]
+        if data != "embedded":
+            overrides["test_pairs"] = f"$cir_monai.data.load_pairs({str(Path(data).expanduser())!r}, split={split!r})"
+        with staged_output(out) as staging:
+            _bundle_run(files, "evaluate", dict(overrides, ckpt_path=str(path), eval_lams=values,
+                                                eval_dir=str(staging)))
+            text = (staging / "summary.md").read_text()
+        print("\n".join(line for line in text.splitlines() if line.startswith("|")))
+        print(f"report: {Path(out) / 'summary.md'}")
+
+    def train(self, config=(), out: str = "runs/train", **overrides):
+        """Train cLapIRN with the bundle's training workflow (resumes from OUT/checkpoint.pt).
+
+        Same as `python -m monai.bundle run training --config_file bundle/configs/train.yaml`
+        with --config overlays and overrides, e.g.
+        `cir-monai train --config variants/cir_cm --config scale/cpu_small --val_interval 50`.
+        The model is written to OUT/model.pt; re-running continues where it stopped.
+
+        Args:
+            config: overlay file(s) or names under configs/ (variants/..., data/..., scale/...).
+            out: the run folder (checkpoints, model.pt, metrics.jsonl, TensorBoard).
+            overrides: bundle config overrides (--key value), e.g. --train#trainer#iterations "[300,200,40]".
+        """
+        files = [str(BUNDLE_CONFIGS / "train.yaml"), *_overlays(config)]
+        _bundle_run(files, "training", dict(overrides, output_dir=str(out)))
+        print(f"model: {Path(out) / 'model.pt'}")
+
+    def convert(self, checkpoint: str, out: str = "model.pt"):
+        """Convert an authors' cLapIRN checkpoint (.pth) into this project's model file.
+
+        The result loads with `--model` everywhere and with the bundle (ckpt_path).
+
+        Args:
+            checkpoint: the authors' released .pth file.
+            out: the model file to write (atomically).
+        """
+        from cir_monai.convert import load_official_checkpoint
+        from cir_monai.engines.checkpoint import save_checkpoint
+
+        net = load_official_checkpoint(Path(checkpoint).expanduser())
+        target = Path(out).expanduser()
+        if target.is_dir():
+            raise IsADirectoryError(f"--out {target} is a folder; give a file name such as model.pt")
+        try:
+            save_checkpoint({"model": net.state_dict(), "network": net.config, "source": str(checkpoint)}, target)
+        except OSError as err:
+            raise OSError(f"cannot write {target}: {err.strerror or err}") from err
+        print(f"{target}: {net.config}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``cir-monai`` / ``python -m cir_monai``; returns the exit status."""
+    import fire
+
+    from cir_monai.errors import user_message
+
+    try:
+        fire.Fire(Commands, command=list(argv) if argv is not None else None, name="cir-monai")
+    except KeyboardInterrupt:
+        print("cir-monai: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - user errors become one line, bugs keep their traceback
+        message = None if os.environ.get("CIR_MONAI_TRACEBACK") else user_message(err)
+        if message is None:
+            raise
+        print(f"cir-monai: error: {message}", file=sys.stderr)
+        return 1
+    return 0

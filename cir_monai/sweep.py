@@ -1,0 +1,140 @@
+# Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
+"""The λ sweep: one trained model, every validation pair at every λ, and the choice of λ*.
+
+This is what conditional registration is for (Mok & Chung, MICCAI 2021, §1): the smoothness
+weight λ is an input, so finding the right λ for a data set costs one inference per pair and
+λ instead of one training run per λ.
+
+:func:`run_sweep` evaluates (:class:`~cir_monai.engines.RegistrationEvaluator`: each pair is
+preprocessed once, then registered at every λ), picks λ* with :func:`select_lambda`, and writes
+
+- ``summary.md`` / ``summary.json`` / ``<pair>.csv`` / ``tradeoff.png`` (λ* marked) / ``lambda_panel.png``;
+- ``lam_star.json``: ``{"lam_star", "rule", "max_folding", "tolerance", "model", "data"}``, which
+  ``cir-monai register --lam <sweep folder>`` reads;
+- ``inference_lam.yaml``: an overlay for the bundle's inference workflow
+  (``--config_file "['bundle/configs/inference.yaml','<sweep folder>/inference_lam.yaml']"``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+
+__all__ = ["RULES", "LAM_STAR_FILE", "select_lambda", "read_lam_star", "run_sweep"]
+
+#: λ* selection rules
+RULES = ("max_dice", "smoothest")
+LAM_STAR_FILE = "lam_star.json"
+
+
+def select_lambda(
+    per_lam: Mapping[str, Mapping[str, float]], max_folding: float = 0.1, rule: str = "max_dice",
+    tolerance: float = 0.01,
+) -> float:
+    """Pick λ* from the sweep's per-λ means.
+
+    Only λ whose mean % of voxels with det J ≤ 0 is at most ``max_folding`` qualify. Among them:
+
+    - ``"max_dice"`` (default): the λ with the highest mean Dice (ties: the larger, smoother λ);
+    - ``"smoothest"``: the largest λ whose mean Dice is within ``tolerance`` of that highest Dice.
+
+    Args:
+        per_lam: ``{λ as text: {"dice_mean", "folding_pct", ...}}`` (a ``"before"`` entry is ignored).
+        max_folding: the folding bound in % of voxels.
+        rule: one of :data:`RULES`.
+        tolerance: Dice tolerance of the ``"smoothest"`` rule.
+
+    Raises:
+        ValueError: unknown rule, or no λ keeps folding within the bound (the message gives the lowest).
+    """
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+    values = [(float(k), v) for k, v in per_lam.items() if k != "before"]
+    if not values:
+        raise ValueError("the sweep has no λ values")
+    ok = [(lam, v) for lam, v in values if v["folding_pct"] <= max_folding]
+    if not ok:
+        lam, v = min(values, key=lambda kv: kv[1]["folding_pct"])
+        raise ValueError(f"no λ keeps folding at or under {max_folding:g} % of voxels (lowest: "
+                         f"{v['folding_pct']:.3f} % at λ = {lam:g}); raise --max-folding or add larger λ")
+    best = max(ok, key=lambda kv: (kv[1]["dice_mean"], kv[0]))
+    if rule == "max_dice":
+        return best[0]
+    return max(lam for lam, v in ok if v["dice_mean"] >= best[1]["dice_mean"] - tolerance)
+
+
+def read_lam_star(path: str | os.PathLike) -> float:
+    """λ* from a sweep folder or its ``lam_star.json``.
+
+    Raises:
+        FileNotFoundError: no ``lam_star.json`` there (the path in the message).
+        ValueError: the file does not hold a λ*.
+    """
+    path = Path(path)
+    file = path / LAM_STAR_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"no λ sweep result at {path} (expected {file}; run `cir-monai sweep` first)")
+    try:
+        return float(json.loads(file.read_text())["lam_star"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{file} does not hold a λ* ({type(err).__name__}: {err})") from err
+
+
+def run_sweep(
+    network: torch.nn.Module,
+    pairs: Sequence[dict],
+    output_dir: str | os.PathLike,
+    lams: Sequence[float] = (0.0, 0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0),
+    max_folding: float = 0.1,
+    rule: str = "max_dice",
+    tolerance: float = 0.01,
+    model: str = "",
+    data: str = "",
+    device: str | torch.device | None = None,
+    pixdim: float | Sequence[float] | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate ``network`` on labelled ``pairs`` at every λ, pick λ* and write the report.
+
+    Args:
+        network: a trained :class:`~cir_monai.networks.CLapIRN`.
+        pairs: file pairs with ``fixed_label`` and ``moving_label``.
+        output_dir: where the tables, pictures and ``lam_star.json`` go.
+        lams: the λ values to try.
+        max_folding, rule, tolerance: the λ* rule (see :func:`select_lambda`).
+        model, data: recorded in ``lam_star.json``.
+        device, pixdim: as for the evaluator.
+        progress: progress bar over pairs.
+
+    Returns:
+        the evaluation summary with ``lam_star`` added.
+    """
+    from cir_monai.engines.evaluation import RegistrationEvaluator, write_report
+
+    if rule not in RULES:  # fail before the work
+        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+    output_dir = Path(output_dir)
+    evaluator = RegistrationEvaluator(network, pairs, lams=lams, output_dir=output_dir, pixdim=pixdim, device=device,
+                                      progress=progress)
+    summary = evaluator.run()
+    lam_star = select_lambda(summary["per_lam"], max_folding=max_folding, rule=rule, tolerance=tolerance)
+    rule_text = {
+        "max_dice": f"highest mean Dice among the λ whose mean folding is at most {max_folding:g} % of voxels",
+        "smoothest": f"largest λ within {tolerance:g} Dice of the best, among those with mean folding at most "
+                     f"{max_folding:g} %",
+    }[rule]
+    notes = [f"**λ\\* = {lam_star:g}** ({rule_text}; rule `{rule}`).", "",
+             f"Model `{model}`, data `{data}`, {summary['pairs']} pairs × {len(evaluator.lams)} λ. "
+             f"Use it: `cir-monai register FIXED MOVING --lam {output_dir}` or the bundle overlay "
+             f"`{output_dir / 'inference_lam.yaml'}`."]
+    write_report(output_dir, summary, lam_star=lam_star, max_folding=max_folding, title="λ sweep", notes=notes)
+    record = {"lam_star": lam_star, "rule": rule, "max_folding": max_folding, "tolerance": tolerance,
+              "model": str(model), "data": str(data), "lams": evaluator.lams}
+    (output_dir / LAM_STAR_FILE).write_text(json.dumps(record, indent=1) + "\n")
+    (output_dir / "inference_lam.yaml").write_text(
+        f"# λ* from the sweep in this folder ({rule}, folding ≤ {max_folding:g} %)\nlams: [{lam_star:g}]\n")
+    return summary

@@ -1,0 +1,200 @@
+"""The `cir-monai` command through its real entry point (fire) on tiny embedded data (8 mm, 24³)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from cir_monai.cli import main, parse_lams
+from cir_monai.engines import load_network
+from cir_monai.engines.checkpoint import save_checkpoint
+from cir_monai.engines.workflows import prepared_pairs
+from cir_monai.networks import CLapIRN
+from cir_monai.sweep import select_lambda
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--spacing", "8.0", "--spatial_size", "[24,24,24]", "--num_validation", "1", "--num_test", "1"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny data set (1 validation, 1 test pair) and an untrained small model file."""
+    work = tmp_path_factory.mktemp("cli")
+    pairs = prepared_pairs(work / "data", "test", 8.0, (24, 24, 24), num_validation=1, num_test=1)
+    torch.manual_seed(0)
+    net = CLapIRN(spatial_dims=3, start_channels=2)
+    model = save_checkpoint({"model": net.state_dict(), "network": net.config}, work / "model.pt")
+    return work, pairs[0], model
+
+
+def assert_png(path: Path) -> None:
+    image = matplotlib.image.imread(str(path))
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert float(image[..., :3].std()) > 0.05, f"{path} looks blank"
+
+
+def assert_nothing_left(out: Path) -> None:
+    assert not out.exists()
+    assert not list(out.parent.glob(f".{out.name}.partial-*"))
+
+
+def test_parse_lams():
+    assert parse_lams("0.1,1,4") == [0.1, 1.0, 4.0]
+    assert parse_lams((0.1, 1, 4)) == [0.1, 1.0, 4.0]
+    assert parse_lams(2) == [2.0] and parse_lams("[0, 10]") == [0.0, 10.0]
+    with pytest.raises(ValueError, match="must be numbers"):
+        parse_lams("one")
+
+
+def test_register_several_lams_with_pictures(tiny, tmp_path):
+    work, pair, model = tiny
+    out = tmp_path / "reg"
+    rc = main(["register", pair["fixed"], pair["moving"], "--lam", "0.1,4", "--out", str(out), "--moving-label",
+               pair["moving_label"], "--model", str(model), "--png"])
+    assert rc == 0
+    folders = sorted(p.name for p in out.glob("*/lam_*"))
+    assert folders == ["lam_0.1", "lam_4"]
+    fixed_affine = nib.load(pair["fixed"]).affine
+    for folder in out.glob("*/lam_*"):
+        for name in ("warped.nii.gz", "ddf.nii.gz", "warped_label.nii.gz"):
+            assert np.allclose(nib.load(str(folder / name)).affine, fixed_affine)
+        assert nib.load(str(folder / "ddf.nii.gz")).shape == (24, 24, 24, 1, 3)
+        assert_png(folder / "overlay.png")
+
+
+def test_sweep_applies_the_documented_rule(tiny, tmp_path, capsys):
+    work, pair, model = tiny
+    out = tmp_path / "sweep"
+    rc = main(["sweep", "--data", str(work / "data"), "--lams", "0,2,10", "--out", str(out), "--model", str(model),
+               "--max-folding", "100"])
+    assert rc == 0
+    with open(next(out.glob("*.csv"))) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["lam"] for r in rows] == ["before", "0", "2", "10"]
+    assert {"dice_mean", "hd95_mean", "jac_std", "folding_pct", "sdlogj", "seconds", "dice_1"} <= set(rows[0])
+    # one pair: λ* must be the λ with the highest Dice (ties: the larger λ) among those under the folding bound
+    per_lam = {r["lam"]: {k: float(v) for k, v in r.items() if k != "lam"} for r in rows}
+    best = max(lam for lam, v in ((float(k), v) for k, v in per_lam.items() if k != "before")
+               if v["dice_mean"] == max(w["dice_mean"] for n, w in per_lam.items() if n != "before"))
+    star = json.loads((out / "lam_star.json").read_text())
+    assert star["lam_star"] == best and star["rule"] == "max_dice"
+    assert (out / "inference_lam.yaml").read_text().strip().endswith(f"lams: [{best:g}]")
+    for name in ("tradeoff.png", "lambda_panel.png", "overlay.png"):
+        assert_png(out / name)
+    report = (out / "summary.md").read_text()
+    assert "![" in report and "tradeoff.png" in report and f"**λ\\* = {best:g}**" in report
+    assert str(out) in capsys.readouterr().out
+    # register picks λ* up from the sweep folder
+    reg = tmp_path / "reg"
+    assert main(["register", pair["fixed"], pair["moving"], "--lam", str(out), "--out", str(reg),
+                 "--model", str(model)]) == 0
+    assert [p.name for p in reg.glob("*/lam_*")] == [f"lam_{best:g}"]
+
+
+def test_select_lambda_rules():
+    table = {"before": {"dice_mean": 0.4, "folding_pct": 0.0},
+             "0": {"dice_mean": 0.70, "folding_pct": 0.5},   # best Dice but folds too much
+             "1": {"dice_mean": 0.68, "folding_pct": 0.05},
+             "4": {"dice_mean": 0.675, "folding_pct": 0.0},
+             "8": {"dice_mean": 0.60, "folding_pct": 0.0}}
+    assert select_lambda(table, max_folding=0.1) == 1.0
+    assert select_lambda(table, max_folding=1.0) == 0.0
+    assert select_lambda(table, max_folding=0.1, rule="smoothest", tolerance=0.01) == 4.0
+    assert select_lambda(table, max_folding=0.1, rule="smoothest", tolerance=0.1) == 8.0
+    with pytest.raises(ValueError, match=r"no λ keeps folding at or under 0.01 % .*lowest: 0.020 % at λ = 4"):
+        select_lambda({k: dict(v, folding_pct=v["folding_pct"] + 0.02) for k, v in table.items()}, max_folding=0.01)
+    with pytest.raises(ValueError, match="rule must be one of"):
+        select_lambda(table, rule="best")
+
+
+def test_evaluate_through_the_bundle(tiny, tmp_path):
+    work, pair, model = tiny
+    out = tmp_path / "eval"
+    rc = main(["evaluate", "--model", str(model), "--lams", "1,8", "--out", str(out), "--dataset_dir",
+               str(work / "data"), *TINY])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["per_lam"]) == ["before", "1", "8"] and summary["pairs"] == 1
+    assert_png(out / "tradeoff.png")
+
+
+def test_train_and_convert(tiny, tmp_path, reference_dir):
+    work, pair, model = tiny
+    out = tmp_path / "train"
+    rc = main(["train", "--out", str(out), "--dataset_dir", str(work / "data"), "--bundle_root", str(tmp_path / "b"),
+               "--network_def#start_channels", "2", "--train#trainer#iterations", "[2,1,1]",
+               "--train#trainer#freeze_steps", "1", "--val_interval", "100", *TINY])
+    assert rc == 0 and load_network(out / "model.pt").config["start_channels"] == 2
+    converted = tmp_path / "lite.pt"
+    assert main(["convert", str(reference_dir / "official_clapirn_lite_oasis.pth"), "--out", str(converted)]) == 0
+    from cir_monai.convert import load_official_checkpoint
+
+    original = load_official_checkpoint(reference_dir / "official_clapirn_lite_oasis.pth").state_dict()
+    loaded = load_network(converted).state_dict()
+    assert original.keys() == loaded.keys() and all(torch.equal(original[k], loaded[k]) for k in original)
+
+
+@pytest.fixture()
+def bad_files(tmp_path):
+    text = tmp_path / "notes.nii.gz"
+    text.write_text("not an image")
+    flat = tmp_path / "slice.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((24, 24), np.float32), np.eye(4)), str(flat))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    return {"text": str(text), "flat": str(flat), "blocker": blocker}
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "fixed file not found"),
+    ("text", "cannot be read as an image"),
+    ("flat", "must be a 3D volume, got shape (24, 24) (2D)"),
+    ("lam", "λ must lie in [0, 10]"),
+    ("unwritable", "cannot write to output folder"),
+    ("option", "unknown option --lamz"),
+])
+def test_bad_input_is_one_line(case, message, tiny, tmp_path, bad_files, capsys):
+    work, pair, model = tiny
+    out = tmp_path / "out"
+    fixed, lam = pair["fixed"], "1"
+    if case == "missing":
+        fixed = str(tmp_path / "nope.nii.gz")
+    elif case in ("text", "flat"):
+        fixed = bad_files[case]
+    elif case == "lam":
+        lam = "0.1,12"
+    elif case == "unwritable":
+        out = bad_files["blocker"] / "out"
+    args = ["register", fixed, pair["moving"], "--lam", lam, "--out", str(out), "--model", str(model)]
+    if case == "option":
+        args = ["evaluate", "--model", str(model), "--out", str(out), "--lamz", "[4]"]
+    rc = main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1
+    assert err[0].startswith("cir-monai: error: ") and message in err[0], err
+    assert "Traceback" not in "\n".join(err)
+    if case != "unwritable":
+        assert_nothing_left(out)
+
+
+def test_console_script_exit_status(tmp_path):
+    """The installed entry point (`python -m cir_monai`) exits non-zero with one line on bad input."""
+    proc = subprocess.run([sys.executable, "-m", "cir_monai", "register", str(tmp_path / "f.nii.gz"),
+                           str(tmp_path / "m.nii.gz"), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("cir-monai: error:") and "file not found" in proc.stderr
+    assert not (tmp_path / "o").exists()
+    help_text = subprocess.run([sys.executable, "-m", "cir_monai", "sweep", "--help"], capture_output=True, text=True,
+                               cwd=ROOT, timeout=300)
+    text = help_text.stdout + help_text.stderr  # fire shows help on stderr when not on a terminal
+    assert help_text.returncode == 0 and "λ*" in text and "--max_folding" in text
