@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo demo-phantom test bench clean
+.PHONY: setup demo demo-train demo-phantom test bench clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,14 +16,24 @@ setup: $(VENV)/.installed
 
 BUNDLE := --meta_file bundle/configs/metadata.json --logging_file bundle/configs/logging.conf
 
-# The main job: train CIR-DM on the embedded data (~10 min on 2 cores), evaluate it on the
-# embedded test pairs at the paper's λ list, register one test pair at λ = 0.1, 1, 4.
+PAIR := data/embedded/test/pair_000
+
+# The main job, with the shipped model (bundle/models/model.pt): find λ* on the embedded validation
+# pairs, evaluate the embedded test pairs at the paper's λ list, register one test pair at λ*.
 demo: setup
+	$(PY) -m cir_monai sweep --out runs/sweep
+	$(PY) -m cir_monai evaluate --out runs/evaluate
+	$(PY) -m cir_monai register $(PAIR)/fixed.nii.gz $(PAIR)/moving.nii.gz --moving-label $(PAIR)/moving_label.nii.gz \
+		--lam runs/sweep --out runs/register --png
+	@echo "λ sweep: runs/sweep/summary.md | evaluation: runs/evaluate/summary.md | registered pair: runs/register/"
+
+# Train a model briefly with the bundle (~11 min on 2 cores), evaluate it, register a test pair at λ = 0.1, 1, 4.
+demo-train: setup
 	$(PY) -m monai.bundle run training --config_file bundle/configs/train.yaml $(BUNDLE)
-	$(PY) -m monai.bundle run evaluate --config_file "['bundle/configs/train.yaml','bundle/configs/evaluate.yaml']" --ckpt_path runs/train/model.pt $(BUNDLE)
-	$(PY) -m monai.bundle run inference --config_file bundle/configs/inference.yaml --ckpt_path runs/train/model.pt --lams "[0.1,1,4]" --fixed data/embedded/test/pair_000/fixed.nii.gz --moving data/embedded/test/pair_000/moving.nii.gz --moving_label data/embedded/test/pair_000/moving_label.nii.gz $(BUNDLE)
-	@echo "model: runs/train/model.pt | evaluation: runs/evaluate/summary.md | registered pair: runs/inference/"
-	@cat runs/evaluate/summary.md
+	$(PY) -m monai.bundle run evaluate --config_file "['bundle/configs/train.yaml','bundle/configs/evaluate.yaml']" --ckpt_path runs/train/model.pt --eval_dir runs/evaluate-train $(BUNDLE)
+	$(PY) -m monai.bundle run inference --config_file bundle/configs/inference.yaml --ckpt_path runs/train/model.pt --lams "[0.1,1,4]" --fixed $(PAIR)/fixed.nii.gz --moving $(PAIR)/moving.nii.gz --moving_label $(PAIR)/moving_label.nii.gz $(BUNDLE)
+	@echo "model: runs/train/model.pt | evaluation: runs/evaluate-train/summary.md | registered pair: runs/inference/"
+	@cat runs/evaluate-train/summary.md
 
 # Register the built-in phantom pair with the authors' released lite weights (../shared/reference).
 demo-phantom: setup
@@ -32,8 +42,11 @@ demo-phantom: setup
 test: setup
 	$(PY) -m pytest -q
 
+# Benchmarks (append to docs/benchmarks.md); bench_baselines.py needs requirements-bench.txt (ANTs).
 bench: setup
 	$(PY) bench/bench_inference.py
+	$(PY) bench/bench_training.py
+	$(PY) bench/bench_sweep.py
 
 clean:
 	rm -rf $(VENV) out runs .pytest_cache

@@ -19,7 +19,6 @@ from cir_monai.engines import load_network
 from cir_monai.engines.checkpoint import save_checkpoint
 from cir_monai.engines.workflows import prepared_pairs
 from cir_monai.networks import CLapIRN
-from cir_monai.sweep import select_lambda
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--spacing", "8.0", "--spatial_size", "[24,24,24]", "--num_validation", "1", "--num_test", "1"]
@@ -98,22 +97,6 @@ def test_sweep_applies_the_documented_rule(tiny, tmp_path, capsys):
     assert main(["register", pair["fixed"], pair["moving"], "--lam", str(out), "--out", str(reg),
                  "--model", str(model)]) == 0
     assert [p.name for p in reg.glob("*/lam_*")] == [f"lam_{best:g}"]
-
-
-def test_select_lambda_rules():
-    table = {"before": {"dice_mean": 0.4, "folding_pct": 0.0},
-             "0": {"dice_mean": 0.70, "folding_pct": 0.5},   # best Dice but folds too much
-             "1": {"dice_mean": 0.68, "folding_pct": 0.05},
-             "4": {"dice_mean": 0.675, "folding_pct": 0.0},
-             "8": {"dice_mean": 0.60, "folding_pct": 0.0}}
-    assert select_lambda(table, max_folding=0.1) == 1.0
-    assert select_lambda(table, max_folding=1.0) == 0.0
-    assert select_lambda(table, max_folding=0.1, rule="smoothest", tolerance=0.01) == 4.0
-    assert select_lambda(table, max_folding=0.1, rule="smoothest", tolerance=0.1) == 8.0
-    with pytest.raises(ValueError, match=r"no λ keeps folding at or under 0.01 % .*lowest: 0.020 % at λ = 4"):
-        select_lambda({k: dict(v, folding_pct=v["folding_pct"] + 0.02) for k, v in table.items()}, max_folding=0.01)
-    with pytest.raises(ValueError, match="rule must be one of"):
-        select_lambda(table, rule="best")
 
 
 def test_evaluate_through_the_bundle(tiny, tmp_path):

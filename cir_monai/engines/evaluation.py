@@ -89,16 +89,20 @@ class RegistrationEvaluator:
 
         Returns:
             rows (one dict of :data:`COLUMNS` per λ), the scored labels, Dice per label per λ, and
-            ``{"fixed", "moving": (X, Y, Z), "fields": {λ: (warped (X, Y, Z), ddf (3, X, Y, Z))}}``.
+            ``{"fixed", "moving": (X, Y, Z), "fields": {λ: (warped (X, Y, Z), ddf (3, X, Y, Z))},
+            "preprocess_seconds"}``.
         """
+        start = time.perf_counter()
         data = self.preprocessing(dict(pair))
+        preprocess_seconds = time.perf_counter() - start
         fixed, moving = data["fixed"], data["moving"]
         spacing = [float(s) for s in np.sqrt((np.asarray(fixed.affine)[:3, :3] ** 2).sum(0))]
         f_lab = data["fixed_label"].as_tensor()[None].round().long()
         m_lab = data["moving_label"].as_tensor()[None].round().long()
         labels = list(self.labels) if self.labels is not None else present_labels(f_lab, m_lab)
         rows, per_label = [], {}
-        kept = {"fixed": fixed.as_tensor()[0], "moving": moving.as_tensor()[0], "fields": {}}
+        kept = {"fixed": fixed.as_tensor()[0], "moving": moving.as_tensor()[0], "fields": {},
+                "preprocess_seconds": preprocess_seconds}
         identity = torch.zeros(1, f_lab.ndim - 2, *f_lab.shape[2:])
         for lam in [None] + self.lams:
             if lam is None:
@@ -135,10 +139,13 @@ class RegistrationEvaluator:
         keep = [v for v in self.lams if v in PANEL_LAMS] or self.lams[:: max(1, len(self.lams) // 4)][:4]
         overlay_lam = min(self.lams, key=lambda v: abs(v - 1.0))
         example = None
+        started = time.perf_counter()
+        preprocess_seconds = []
         for index, pair in enumerate(tqdm(self.pairs, desc="evaluating", unit="pair", disable=not self.progress)):
             pair_id = pair.get("id") or f"pair_{index:03d}"
             wanted = sorted(set(keep) | {overlay_lam}) if self.figures and index == 0 else ()
             rows, labels, per_label, kept = self.evaluate_pair(pair, keep=wanted)
+            preprocess_seconds.append(kept["preprocess_seconds"])
             if wanted:
                 example = (pair_id, kept)
             with open(self.output_dir / f"{pair_id}.csv", "w", newline="") as f:
@@ -150,7 +157,10 @@ class RegistrationEvaluator:
             all_rows[pair_id] = rows
             per_label_all[pair_id] = {"labels": labels, **per_label}
         names = [r["lam"] for r in next(iter(all_rows.values()))]
-        summary = {"pairs": len(all_rows), "per_lam": {}, "per_pair": all_rows, "per_label_dice": per_label_all}
+        summary = {"pairs": len(all_rows), "per_lam": {}, "per_pair": all_rows, "per_label_dice": per_label_all,
+                   "timing": {"preprocess_seconds": preprocess_seconds,
+                              "inference_seconds": sum(r["seconds"] for rows in all_rows.values() for r in rows),
+                              "evaluation_seconds": time.perf_counter() - started}}
         for i, name in enumerate(names):
             summary["per_lam"][name] = {
                 key: float(np.nanmean([rows[i][key] for rows in all_rows.values()])) for key in COLUMNS[1:]
