@@ -6,8 +6,9 @@ Each subcommand is thin over the library (:mod:`cir_monai.engines`, :mod:`cir_mo
 and the bundle's workflows (``bundle/configs``). ``cir-monai SUBCOMMAND --help`` explains one.
 
 Bad input (a missing or non-image file, 2D vs 3D, λ outside [0, 10], an unwritable output
-folder, an unknown option) ends with one line ``cir-monai: error: ...`` naming the problem
-and exit status 1. Outputs are written to a hidden staging folder beside ``--out`` and moved
+folder, an unknown bundle override of ``evaluate``/``train``) ends with one line
+``cir-monai: error: ...`` naming the problem and exit status 1 (an unknown flag of
+``register``/``sweep``/``convert``: exit status 2, before any work). Outputs are written to a hidden staging folder beside ``--out`` and moved
 into place only when the command succeeds, so a failed run leaves nothing half-written.
 ``CIR_MONAI_TRACEBACK=1`` shows full tracebacks.
 """
@@ -62,11 +63,15 @@ def _check_lams(lams: Sequence[float], lam_max: float) -> None:
 
 
 @contextlib.contextmanager
-def staged_output(out: str | os.PathLike) -> Iterator[Path]:
-    """A fresh hidden folder beside ``out`` to write into; moved into ``out`` only when the block succeeds.
+def staged_output(out: str | os.PathLike, fresh: bool = False) -> Iterator[Path]:
+    """A hidden folder beside ``out`` to write into; its files move into ``out`` only when the block succeeds.
 
-    Files of an existing ``out`` with the same names are replaced; other files there are kept.
-    On an exception the staging folder is removed and ``out`` is untouched.
+    Files are merged one by one: an existing ``out`` keeps its other files and folders (so
+    registering at λ = 1 and then at λ = 4 into one folder keeps both), files of the same
+    name are replaced. With ``fresh=True`` (a report folder: sweep, evaluate) an ``out`` that
+    holds an earlier result of this tool (``summary.json``) is replaced as a whole, so no stale
+    per-pair tables are left beside the new ones. On an exception the staging folder is removed
+    and ``out`` is untouched.
 
     Raises:
         OSError: ``out`` (or its parent) cannot be created or written (the folder in the message).
@@ -79,6 +84,9 @@ def staged_output(out: str | os.PathLike) -> Iterator[Path]:
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     except OSError as err:
         raise OSError(f"cannot write to output folder {out}: {err.strerror or err}") from err
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; results should be readable like any folder
     if out.exists() and not os.access(out, os.W_OK):
         shutil.rmtree(staging, ignore_errors=True)
         raise PermissionError(f"cannot write to output folder {out}: permission denied")
@@ -87,17 +95,20 @@ def staged_output(out: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    if out.exists() and fresh and (out / "summary.json").is_file():
+        shutil.rmtree(out)
     if not out.exists():
         os.replace(staging, out)
         return
-    for child in staging.iterdir():
-        target = out / child.name
+    for item in sorted(staging.rglob("*")):
+        if item.is_dir():
+            continue
+        target = out / item.relative_to(staging)
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
-        os.replace(child, target)
-    staging.rmdir()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(item, target)
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def _device(device: str | None):
@@ -163,6 +174,13 @@ def _bundle_run(files: list[str], run_id: str, overrides: dict) -> object:
     return result
 
 
+def _reserved(overrides: dict, names: dict[str, str]) -> None:
+    """Reject bundle overrides that a named option of the command sets (they would be overwritten)."""
+    for key, option in names.items():
+        if key in overrides:
+            raise ValueError(f"use {option} instead of --{key} (the command sets {key} from {option})")
+
+
 class Commands:
     """cir-monai: conditional deformable registration (cLapIRN): one model, any smoothness λ at inference.
 
@@ -200,7 +218,11 @@ class Commands:
         if isinstance(lam, str) and Path(lam).expanduser().exists():
             lams = [read_lam_star(Path(lam).expanduser())]
         else:
-            lams = parse_lams(lam)
+            try:
+                lams = parse_lams(lam)
+            except ValueError as err:
+                raise ValueError(f"--lam must be numbers such as 1 or 0.1,1,4, or a `cir-monai sweep` output folder; "
+                                 f"{lam!r} is neither (no such folder)") from err
         if ddf_units not in ("voxel", "mm"):
             raise ValueError(f"--ddf-units must be voxel or mm, got {ddf_units!r}")
         pair = {"fixed": fixed, "moving": moving, "moving_label": moving_label, "fixed_label": fixed_label}
@@ -248,11 +270,13 @@ class Commands:
             raise ValueError(f"--rule must be one of {', '.join(RULES)}, got {rule!r}")
         if float(max_folding) < 0:
             raise ValueError(f"--max-folding must be ≥ 0 (% of voxels), got {max_folding}")
+        if float(tolerance) < 0:
+            raise ValueError(f"--tolerance must be ≥ 0 (Dice), got {tolerance}")
         dev = _device(device)
         network, model_path = _model(model, dev)
         _check_lams(values, network.lam_max)
         pairs = _pairs(str(data), split)
-        with staged_output(out) as staging:
+        with staged_output(out, fresh=True) as staging:
             summary = run_sweep(network, pairs, staging, lams=values, max_folding=float(max_folding), rule=rule,
                                 tolerance=float(tolerance), model=str(model_path), data=str(data), device=dev,
                                 pixdim=pixdim)
@@ -274,18 +298,20 @@ class Commands:
             lams: λ values (default the paper's list 0,0.1,0.5,1,2,4,8,10).
             out: output folder.
             data: "embedded" (the built-in test pairs) or a datalist / data folder.
-            split: the datalist's list to use (default test).
-            config: overlay file(s) or names under configs/, e.g. scale/paper_1mm.
+            split: the list of a datalist given with --data to use (default test).
+            config: overlay file(s) or names under configs/, e.g. scale/paper_1mm (several: comma-separated).
             overrides: further bundle config overrides (--key value).
         """
         values = parse_lams(lams)
         path = Path(model).expanduser() if model else DEFAULT_MODEL
         if not path.is_file():
             raise FileNotFoundError(f"model file not found: {path}" + ("" if model else " (pass --model PATH)"))
+        _reserved(overrides, {"ckpt_path": "--model", "eval_lams": "--lams", "eval_dir": "--out"})
         files = [str(BUNDLE_CONFIGS / "train.yaml"), str(BUNDLE_CONFIGS / "evaluate.yaml"), *_overlays(config)]
+        overrides.setdefault("dataset_dir", str(EMBEDDED_DIR))
         if data != "embedded":
             overrides["test_pairs"] = f"$cir_monai.data.load_pairs({str(Path(data).expanduser())!r}, split={split!r})"
-        with staged_output(out) as staging:
+        with staged_output(out, fresh=True) as staging:
             _bundle_run(files, "evaluate", dict(overrides, ckpt_path=str(path), eval_lams=values,
                                                 eval_dir=str(staging)))
             text = (staging / "summary.md").read_text()
@@ -297,15 +323,19 @@ class Commands:
 
         Same as `python -m monai.bundle run training --config_file bundle/configs/train.yaml`
         with --config overlays and overrides, e.g.
-        `cir-monai train --config variants/cir_cm --config scale/cpu_small --val_interval 50`.
+        `cir-monai train --config variants/cir_cm,scale/cpu_small --val_interval 50` (several overlays:
+        comma-separated; a repeated --config keeps only the last).
         The model is written to OUT/model.pt; re-running continues where it stopped.
 
         Args:
-            config: overlay file(s) or names under configs/ (variants/..., data/..., scale/...).
+            config: overlay file(s) or names under configs/ (variants/..., data/..., scale/...),
+                comma-separated.
             out: the run folder (checkpoints, model.pt, metrics.jsonl, TensorBoard).
             overrides: bundle config overrides (--key value), e.g. --train#trainer#iterations "[300,200,40]".
         """
+        _reserved(overrides, {"output_dir": "--out"})
         files = [str(BUNDLE_CONFIGS / "train.yaml"), *_overlays(config)]
+        overrides.setdefault("dataset_dir", str(EMBEDDED_DIR))
         _bundle_run(files, "training", dict(overrides, output_dir=str(out)))
         print(f"model: {Path(out) / 'model.pt'}")
 
@@ -332,14 +362,43 @@ class Commands:
         print(f"{target}: {net.config}")
 
 
+def _unknown_flag(argv: Sequence[str]) -> str | None:
+    """A message for the first ``--flag`` the subcommand does not take, or None.
+
+    fire would call the subcommand first and complain about the flag afterwards, after the work
+    (and its outputs); this check runs before anything.
+    """
+    import inspect
+
+    if not argv or not hasattr(Commands, argv[0]) or argv[0].startswith("_"):
+        return None
+    params = inspect.signature(getattr(Commands, argv[0])).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None  # evaluate / train forward other flags to the bundle, checked there
+    for token in argv[1:]:
+        if token == "--":
+            break
+        if token.startswith("--") and len(token) > 2:
+            name = token[2:].split("=", 1)[0].replace("-", "_")
+            if name not in params and name not in ("help", "h"):
+                options = ", ".join("--" + n.replace("_", "-") for n in params if n != "self")
+                return f"unknown option {token.split('=', 1)[0]} for `{argv[0]}` (options: {options})"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``cir-monai`` / ``python -m cir_monai``; returns the exit status."""
     import fire
 
     from cir_monai.errors import user_message
 
+    args = list(sys.argv[1:] if argv is None else argv)
+    problem = _unknown_flag(args)
+    if problem:
+        print(f"cir-monai: error: {problem}", file=sys.stderr)
+        return 2
     try:
-        fire.Fire(Commands, command=list(argv) if argv is not None else None, name="cir-monai")
+        fire.Fire(Commands, command=args, name="cir-monai")
     except KeyboardInterrupt:
         print("cir-monai: interrupted", file=sys.stderr)
         return 130

@@ -132,7 +132,7 @@ def check_override_keys(files: Sequence[str | os.PathLike], keys: Iterable[str])
 
     known = set(_ids(ConfigParser.load_config_files([str(f) for f in files])))
     for key in keys:
-        if key in known or key.startswith("_meta_"):
+        if key.replace("::", "#") in known or key.startswith("_meta_"):
             continue
         close = difflib.get_close_matches(key, sorted(known), n=1)
         hint = f"; did you mean --{close[0]}?" if close else ""

@@ -18,6 +18,7 @@ preprocessed once, then registered at every λ), picks λ* with :func:`select_la
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -53,9 +54,11 @@ def select_lambda(
     """
     if rule not in RULES:
         raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
-    values = [(float(k), v) for k, v in per_lam.items() if k != "before"]
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be ≥ 0, got {tolerance}")
+    values = [(float(k), v) for k, v in per_lam.items() if k != "before" and not math.isnan(v["dice_mean"])]
     if not values:
-        raise ValueError("the sweep has no λ values")
+        raise ValueError("the sweep has no λ values with a Dice score (no labels overlap?)")
     ok = [(lam, v) for lam, v in values if v["folding_pct"] <= max_folding]
     if not ok:
         lam, v = min(values, key=lambda kv: kv[1]["folding_pct"])

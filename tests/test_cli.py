@@ -68,6 +68,10 @@ def test_register_several_lams_with_pictures(tiny, tmp_path):
             assert np.allclose(nib.load(str(folder / name)).affine, fixed_affine)
         assert nib.load(str(folder / "ddf.nii.gz")).shape == (24, 24, 24, 1, 3)
         assert_png(folder / "overlay.png")
+    # a second run into the same folder adds its λ and keeps the earlier ones
+    assert main(["register", pair["fixed"], pair["moving"], "--lam", "1", "--out", str(out), "--model", str(model)]) == 0
+    assert sorted(p.name for p in out.glob("*/lam_*")) == ["lam_0.1", "lam_1", "lam_4"]
+    assert not list(tmp_path.glob(".reg.partial-*"))
 
 
 def test_sweep_applies_the_documented_rule(tiny, tmp_path, capsys):
@@ -108,6 +112,17 @@ def test_evaluate_through_the_bundle(tiny, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["per_lam"]) == ["before", "1", "8"] and summary["pairs"] == 1
     assert_png(out / "tradeoff.png")
+    test_before = summary["per_lam"]["before"]["dice_mean"]
+    # a datalist given with --data (its validation list here), written over the earlier result
+    rc = main(["evaluate", "--model", str(model), "--lams", "2", "--out", str(out), "--data",
+               str(work / "data" / "datalist.json"), "--split", "validation", "--dataset_dir", str(work / "data"),
+               *TINY])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["per_lam"]) == ["before", "2"] and summary["pairs"] == 1  # no stale rows of the first run
+    assert summary["per_lam"]["before"]["dice_mean"] != test_before  # the validation pair, not the test pair
+    # a bundle key the command sets itself is refused rather than silently overwritten
+    assert main(["evaluate", "--model", str(model), "--out", str(tmp_path / "e2"), "--ckpt_path", "x.pt"]) == 1
 
 
 def test_train_and_convert(tiny, tmp_path, reference_dir):
@@ -167,6 +182,16 @@ def test_bad_input_is_one_line(case, message, tiny, tmp_path, bad_files, capsys)
     assert "Traceback" not in "\n".join(err)
     if case != "unwritable":
         assert_nothing_left(out)
+
+
+def test_unknown_flag_of_a_subcommand(tiny, tmp_path, capsys):
+    """Refused before any work (fire alone would run the command, then complain)."""
+    work, pair, model = tiny
+    rc = main(["register", pair["fixed"], pair["moving"], "--lamz", "4", "--out", str(tmp_path / "o"),
+               "--model", str(model)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "unknown option --lamz for `register`" in err and "--moving-label" in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_console_script_exit_status(tmp_path):

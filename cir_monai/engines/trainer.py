@@ -76,8 +76,9 @@ class CLapIRNTrainer:
     """Train a :class:`CLapIRN` on pairs with a fresh λ every iteration.
 
     Progress: a log line every ``log_every`` iterations with the losses, seconds per iteration
-    (of the current level) and an ETA that assumes each finer level costs ``LEVEL_COST_RATIO``
-    times the current one per iteration.
+    (of the current level: a moving average over the recent log intervals, so a slow start or a
+    validation pass does not skew it) and an ETA that assumes each finer level costs
+    ``LEVEL_COST_RATIO`` times the current one per iteration.
 
     Args:
         network: the model (wrapped in ``DistributedDataParallel`` for multi-GPU runs).
@@ -153,7 +154,7 @@ class CLapIRNTrainer:
         self.world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
         self.history: list[dict] = []
         self.start_iteration = 0
-        self._level_seen, self._level_t0, self._level_k0 = 0, 0.0, 0
+        self._level_seen, self._level_t0, self._level_k0, self._rate = 0, 0.0, 0, None
         self._writer = None
         self.engine = Engine(self._step)
         self.engine.add_event_handler(Events.ITERATION_COMPLETED, self._after_iteration)
@@ -243,10 +244,15 @@ class CLapIRNTrainer:
         k = out["iteration"]
         total = self.schedule.total
         level_start = sum(self.schedule.iterations[: out["level"] - 1])
+        now = time.perf_counter()
         if out["level"] != self._level_seen:  # time per iteration is measured per level
-            self._level_seen, self._level_t0, self._level_k0 = out["level"], time.perf_counter(), k - 1
+            self._level_seen, self._level_t0, self._level_k0 = out["level"], now, k
+            self._rate = None
         if k % self.log_every == 0 or k == total:
-            rate = (time.perf_counter() - self._level_t0) / max(k - self._level_k0, 1)
+            interval = (now - self._level_t0) / max(k - self._level_k0, 1)
+            self._level_t0, self._level_k0 = now, k
+            self._rate = interval if self._rate is None else 0.7 * self._rate + 0.3 * interval
+            rate = self._rate
             remaining = level_start + self.schedule.iterations[out["level"] - 1] - k
             # later levels: ~5x the time per iteration each (measured: docs/benchmarks.md, training)
             later = sum(n * rate * self.LEVEL_COST_RATIO ** (i + 1) for i, n in enumerate(self.schedule.iterations[out["level"]:]))
