@@ -15,6 +15,8 @@ its ``+3`` offset). Standard deviations are population values (ddof 0).
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Sequence
 
 import torch
@@ -177,11 +179,14 @@ def hd95_per_label(
     if not labels:
         return torch.zeros(pred.shape[0], 0), []
     scores = []
-    for start in range(0, len(labels), chunk):
-        part = labels[start : start + chunk]
-        scores.append(
-            compute_hausdorff_distance(
-                _one_hot(pred, part), _one_hot(target, part), include_background=True, percentile=95, spacing=spacing
-            ).cpu()
-        )
+    with warnings.catch_warnings():  # MONAI 1.6 warns about its own deprecated argument on every call
+        warnings.filterwarnings("ignore", message=".*always_return_as_numpy.*")
+        for start in range(0, len(labels), chunk):
+            part = labels[start : start + chunk]
+            scores.append(
+                compute_hausdorff_distance(
+                    _one_hot(pred, part), _one_hot(target, part), include_background=True, percentile=95,
+                    spacing=spacing,
+                ).cpu()
+            )
     return torch.cat(scores, dim=1), labels
