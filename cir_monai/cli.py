@@ -56,12 +56,6 @@ def parse_lams(value) -> list[float]:
     return lams
 
 
-def _check_lams(lams: Sequence[float], lam_max: float) -> None:
-    bad = [v for v in lams if not 0.0 <= v <= lam_max]
-    if bad:
-        raise ValueError(f"λ must lie in [0, {lam_max:g}] (the model's range), got {', '.join(f'{v:g}' for v in bad)}")
-
-
 @contextlib.contextmanager
 def staged_output(out: str | os.PathLike, fresh: bool = False) -> Iterator[Path]:
     """A hidden folder beside ``out`` to write into; its files move into ``out`` only when the block succeeds.
@@ -211,6 +205,7 @@ class Commands:
         """
         from cir_monai.data.datalist import check_pairs
         from cir_monai.engines import RegistrationRunner
+        from cir_monai.engines.inference import checked_lams
         from cir_monai.runtime import tune_cpu_allocator
         from cir_monai.sweep import read_lam_star
 
@@ -229,7 +224,7 @@ class Commands:
         pairs = check_pairs([{k: v for k, v in pair.items() if v}], "the FIXED/MOVING pair")
         dev = _device(device)
         network, model_path = _model(model, dev)
-        _check_lams(lams, network.lam_max)
+        checked_lams(lams, network)
         with staged_output(out) as staging:
             results = RegistrationRunner(network, pairs, lams=lams, output_dir=staging, ddf_units=ddf_units,
                                          device=dev, figures=png).run()
@@ -261,6 +256,7 @@ class Commands:
             device: cpu or cuda.
             pixdim: resample to this spacing in mm first (default: the fixed image's grid).
         """
+        from cir_monai.engines.inference import checked_lams
         from cir_monai.runtime import tune_cpu_allocator
         from cir_monai.sweep import RULES, run_sweep
 
@@ -274,7 +270,7 @@ class Commands:
             raise ValueError(f"--tolerance must be ≥ 0 (Dice), got {tolerance}")
         dev = _device(device)
         network, model_path = _model(model, dev)
-        _check_lams(values, network.lam_max)
+        checked_lams(values, network)
         pairs = _pairs(str(data), split)
         with staged_output(out, fresh=True) as staging:
             summary = run_sweep(network, pairs, staging, lams=values, max_folding=float(max_folding), rule=rule,

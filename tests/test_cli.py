@@ -156,7 +156,7 @@ def bad_files(tmp_path):
     ("missing", "fixed file not found"),
     ("text", "cannot be read as an image"),
     ("flat", "must be a 3D volume, got shape (24, 24) (2D)"),
-    ("lam", "λ must lie in [0, 10]"),
+    ("lam", "lam values must lie in [0, 10] (the model's range), got [0.1, 12.0]"),
     ("unwritable", "cannot write to output folder"),
     ("option", "unknown option --lamz"),
 ])

@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from cir_monai.data.transforms import registration_preprocessing
+from cir_monai.engines.inference import checked_lams
 from cir_monai.metrics import dice_per_label, hd95_per_label, jacobian_statistics, present_labels
 from cir_monai.networks import CLapIRN, Warp
 
@@ -65,10 +66,7 @@ class RegistrationEvaluator:
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.network = network.to(self.device).eval()
-        self.lams = [float(v) for v in lams]
-        lam_max = getattr(network, "lam_max", 10.0)
-        if not self.lams or any(not 0.0 <= v <= lam_max for v in self.lams):
-            raise ValueError(f"lam values must lie in [0, {lam_max:g}], got {self.lams}")
+        self.lams = checked_lams(lams, network)
         missing = [i for i, p in enumerate(pairs) if "fixed_label" not in p or "moving_label" not in p]
         if missing:
             raise ValueError(f"evaluation needs fixed_label and moving_label for every pair; pairs {missing} lack them")

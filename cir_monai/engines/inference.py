@@ -37,9 +37,22 @@ from cir_monai.data.transforms import registration_preprocessing
 from cir_monai.engines.checkpoint import load_checkpoint
 from cir_monai.networks import CLapIRN, Warp
 
-__all__ = ["load_network", "RegistrationRunner", "lam_tag"]
+__all__ = ["load_network", "RegistrationRunner", "lam_tag", "checked_lams"]
 
 logger = logging.getLogger("cir_monai.inference")
+
+
+def checked_lams(lams: Sequence[float], network: torch.nn.Module) -> list[float]:
+    """``lams`` as floats, checked against the network's range ``[0, network.lam_max]``.
+
+    Raises:
+        ValueError: empty, or a value outside the range (all of them in the message).
+    """
+    lam_max = float(getattr(network, "lam_max", 10.0))
+    values = [float(v) for v in lams]
+    if not values or any(not 0.0 <= v <= lam_max for v in values):
+        raise ValueError(f"lam values must lie in [0, {lam_max:g}] (the model's range), got {values}")
+    return values
 
 
 def lam_tag(lam: float) -> str:
@@ -109,11 +122,7 @@ class RegistrationRunner:
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.network = network.to(self.device).eval()
-        lam_max = getattr(network, "lam_max", 10.0)
-        self.lams = [float(v) for v in lams]
-        bad = [v for v in self.lams if not 0.0 <= v <= lam_max]
-        if bad or not self.lams:
-            raise ValueError(f"lam values must lie in [0, {lam_max:g}], got {self.lams}")
+        self.lams = checked_lams(lams, network)
         if ddf_units not in ("voxel", "mm"):
             raise ValueError(f"ddf_units must be 'voxel' or 'mm', got {ddf_units!r}")
         self.pairs = list(pairs)
