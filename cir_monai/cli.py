@@ -275,9 +275,8 @@ class Commands:
         with staged_output(out, fresh=True) as staging:
             summary = run_sweep(network, pairs, staging, lams=values, max_folding=float(max_folding), rule=rule,
                                 tolerance=float(tolerance), model=str(model_path), data=str(data), device=dev,
-                                pixdim=pixdim)
-            text = (staging / "summary.md").read_text().replace(str(staging), str(Path(out)))
-            (staging / "summary.md").write_text(text)
+                                pixdim=pixdim, shown_dir=out)
+            text = (staging / "summary.md").read_text()
         print("\n".join(line for line in text.splitlines() if line.startswith("|") or line.startswith("**λ")))
         print(f"λ* = {summary['lam_star']:g}; report: {Path(out) / 'summary.md'}")
 

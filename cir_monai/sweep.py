@@ -100,6 +100,7 @@ def run_sweep(
     device: str | torch.device | None = None,
     pixdim: float | Sequence[float] | None = None,
     progress: bool = True,
+    shown_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Evaluate ``network`` on labelled ``pairs`` at every λ, pick λ* and write the report.
 
@@ -112,6 +113,8 @@ def run_sweep(
         model, data: recorded in ``lam_star.json``.
         device, pixdim: as for the evaluator.
         progress: progress bar over pairs.
+        shown_dir: the folder named in the report's "use it" line (default ``output_dir``; the
+            command line writes to a staging folder that is moved there afterwards).
 
     Returns:
         the evaluation summary with ``lam_star`` added.
@@ -123,8 +126,9 @@ def run_sweep(
     output_dir = Path(output_dir)
     evaluator = RegistrationEvaluator(network, pairs, lams=lams, output_dir=output_dir, pixdim=pixdim, device=device,
                                       progress=progress)
-    summary = evaluator.run()
+    summary = evaluator.run(report=False)  # one report, written below with λ*
     lam_star = select_lambda(summary["per_lam"], max_folding=max_folding, rule=rule, tolerance=tolerance)
+    shown = Path(shown_dir) if shown_dir is not None else output_dir
     rule_text = {
         "max_dice": f"highest mean Dice among the λ whose mean folding is at most {max_folding:g} % of voxels",
         "smoothest": f"largest λ within {tolerance:g} Dice of the best, among those with mean folding at most "
@@ -132,8 +136,8 @@ def run_sweep(
     }[rule]
     notes = [f"**λ\\* = {lam_star:g}** ({rule_text}; rule `{rule}`).", "",
              f"Model `{model}`, data `{data}`, {summary['pairs']} pairs × {len(evaluator.lams)} λ. "
-             f"Use it: `cir-monai register FIXED MOVING --lam {output_dir}` or the bundle overlay "
-             f"`{output_dir / 'inference_lam.yaml'}`."]
+             f"Use it: `cir-monai register FIXED MOVING --lam {shown}` or the bundle overlay "
+             f"`{shown / 'inference_lam.yaml'}`."]
     write_report(output_dir, summary, lam_star=lam_star, max_folding=max_folding, title="λ sweep", notes=notes)
     record = {"lam_star": lam_star, "rule": rule, "max_folding": max_folding, "tolerance": tolerance,
               "model": str(model), "data": str(data), "lams": evaluator.lams}

@@ -95,6 +95,7 @@ def test_sweep_applies_the_documented_rule(tiny, tmp_path, capsys):
         assert_png(out / name)
     report = (out / "summary.md").read_text()
     assert "![" in report and "tradeoff.png" in report and f"**λ\\* = {best:g}**" in report
+    assert f"--lam {out}`" in report and ".partial-" not in report  # names the final folder, not the staging one
     assert str(out) in capsys.readouterr().out
     # register picks λ* up from the sweep folder
     reg = tmp_path / "reg"

@@ -129,8 +129,13 @@ class RegistrationEvaluator:
             })
         return rows, labels, per_label, kept
 
-    def run(self) -> dict:
-        """Evaluate every pair; returns the summary (also written to ``summary.json`` / ``summary.md``)."""
+    def run(self, report: bool = True) -> dict:
+        """Evaluate every pair; returns the summary.
+
+        Args:
+            report: write ``summary.json`` / ``summary.md`` (:func:`write_report`); off when the
+                caller writes its own report from the summary (the λ sweep).
+        """
         self.output_dir.mkdir(parents=True, exist_ok=True)
         all_rows: dict[str, list[dict]] = {}
         per_label_all: dict[str, dict[str, list[float]]] = {}
@@ -176,7 +181,8 @@ class RegistrationEvaluator:
                                               title=f"{pair_id}, λ = {overlay_lam:g}").name
             summary["figure_pair"] = pair_id
         summary["figures"] = figures
-        write_report(self.output_dir, summary, figures=self.figures)
+        if report:
+            write_report(self.output_dir, summary, figures=self.figures)
         return summary
 
 
