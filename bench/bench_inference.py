@@ -12,10 +12,10 @@ that memory and allocator settings do not leak between them:
   conditional instance norm, no training-only outputs), with the entry points'
   allocator setting (:func:`cir_monai.runtime.tune_cpu_allocator`);
 * ``ours, default malloc``: the same without the allocator setting;
-* ``reference-style``: the same weights run the way the authors' code runs them:
-  contiguous layout, ``instance_norm`` then the affine style, out-of-place
-  activations, the finest level's ``up`` features built and concatenated, and the
-  warped image computed at every level, default allocator.
+* ``reference-style``: the same weights run the way the authors' code runs them
+  (``reference_style.py``: contiguous layout, ``instance_norm`` then the affine style,
+  out-of-place activations, ``up`` features built and concatenated at every level, the
+  warped image computed at every level), default allocator.
 
 Prints a markdown table and appends it, with the command, to docs/benchmarks.md.
 """
@@ -30,10 +30,10 @@ import statistics
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 from benchlog import append_table
+from reference_style import reference_style
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {
@@ -41,32 +41,6 @@ MODELS = {
     "lite": dict(kwargs=dict(spatial_dims=3, start_channels=4, lite=True), shape=(160, 192, 224), target_s=4.4),
 }
 IMPLS = ("ours", "ours, default malloc", "reference-style")
-
-
-def _reference_style(net):
-    """Run the network the way the authors' implementation does (see module docstring)."""
-    import torch.nn as nn
-    import torch.nn.functional as F
-
-    from cir_monai.networks import ConditionalInstanceNorm, RegistrationLevel
-
-    def level_forward(self, x, cond, coarse_features=None, return_features=True):
-        return RegistrationLevel.forward(self, x, cond, coarse_features, True)  # always up + cat + conv
-
-    def cin_forward(self, x, z, inplace=False):
-        style = self.style(z).reshape(z.shape[0], 2 * self.channels, *([1] * (x.ndim - 2)))
-        gamma, beta = style.chunk(2, dim=1)
-        return (1.0 + gamma) * F.instance_norm(x, eps=self.eps) + beta
-
-    net.set_channels_last(False)
-    for module in net.modules():
-        if isinstance(module, ConditionalInstanceNorm):
-            module.forward = types.MethodType(cin_forward, module)
-        if isinstance(module, nn.LeakyReLU):
-            module.inplace = False
-        if isinstance(module, RegistrationLevel):
-            module.forward = types.MethodType(level_forward, module)
-    return net.train()  # training mode computes the per-level warped images, as the reference does in eval
 
 
 def child(model: str, impl: str, repeats: int, threads: int) -> dict:
@@ -87,7 +61,7 @@ def child(model: str, impl: str, repeats: int, threads: int) -> dict:
     params = count_parameters(net)
     macs = count_macs(net, moving, fixed, 1.0)
     if impl == "reference-style":
-        net = _reference_style(net)
+        net = reference_style(net)
     times = []
     with torch.no_grad():
         for i in range(repeats + 1):  # the first call warms up oneDNN and the allocator

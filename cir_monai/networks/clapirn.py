@@ -15,7 +15,6 @@ the input's spatial size.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
@@ -129,8 +128,7 @@ class RegistrationLevel(nn.Module):
             x: ``(B, in_channels, *S)``.
             cond: the code ``(B, 1)`` (distributed), the shared latent (centralized) or ``None``.
             coarse_features: the coarser level's up-sampled features ``(B, feature_channels, *S/2)``.
-            return_features: build ``up(h)`` for the next level. Without it (the finest level) the
-                head's first convolution is applied to ``h`` directly (:meth:`_up_then_conv`).
+            return_features: also return ``up(h)``, the features for the next level (not needed at the finest level).
 
         Returns:
             the residual field (reference convention) and the features (or ``None``).
@@ -143,54 +141,48 @@ class RegistrationLevel(nn.Module):
             h = h.add_(coarse_features)  # in place on a fresh tensor: no extra allocation
         for block in self.blocks:
             h = F.leaky_relu(block(h, cond), 0.2, inplace=True)
-        if return_features:
-            up = self.up(h)
-            hidden = self.head[0](torch.cat([up, skip], dim=1))
-        else:
-            up = None
-            hidden = self._up_then_conv(h, skip)
+        hidden = self._head_conv(h, skip)
         residual = self.head[1:](hidden) * self.range_flow
-        return residual, up
+        return residual, (self.up(h) if return_features else None)
 
-    def _up_then_conv(self, h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        """``head[0](cat(up(h), skip))`` without building ``up(h)``: the same maths, ~3× fewer MACs for ``up``.
+    def _head_conv(self, h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """``head[0](cat(up(h), skip))`` without building ``up(h)`` or the concatenation: the same maths.
 
-        A 3×3 convolution of a stride-2, kernel-2 transposed convolution of ``h`` is, for each
-        of the ``2**n`` output phases ``p``, a kernel-2 convolution of ``h`` with composed weights:
-        output ``y = 2m + p`` reads ``up`` at ``y + k − 1`` (tap ``k``), which is ``h`` at
-        ``m + ⌊(p + k − 1) / 2⌋`` through transposed-convolution tap ``(p + k − 1) mod 2``.
-        Zero padding agrees (``up`` outside the grid is ``h`` outside the grid). Per output voxel
-        that is ``8·C·C_up`` instead of ``27·C·C_up`` MACs in 3D, and no ``up``/``cat`` tensors.
+        ``head[0]`` splits into its part on ``up(h)`` and its part on ``skip``. A 3×3 convolution
+        (padding 1) of a stride-2, kernel-2 transposed convolution is one stride-2 transposed
+        convolution with a kernel-4 weight, padding 1 (:meth:`up_conv_weight`). Per output voxel
+        that is ``8·C·C_up`` instead of ``27·C_up·O`` MACs, and its backward pass is one
+        convolution instead of a full-resolution concatenation and a 27-tap convolution over it
+        (level-3 training step at 64×80×64: docs/benchmarks.md).
         """
-        n = h.ndim - 2
         conv = self.head[0]
         up_channels = self.up.weight.shape[1]
-        conv_fn = F.conv3d if n == 3 else F.conv2d
-        out = conv_fn(skip, conv.weight[:, up_channels:], padding=1)
-        letters = "xyz"[:n]
-        window, tap = "abc"[:n], "qrs"[:n]
-        equation = (
-            f"ou{letters}," + ",".join(f"{letters[d]}{window[d]}{tap[d]}" for d in range(n)) + f",iu{tap}->oi{window}"
-        )
-        padded = F.pad(h, [1, 1] * n)  # kernel-2 windows at every start 0..M: phase p uses starts p..p+M-1
-        sizes = h.shape[2:]
-        for phase in itertools.product((0, 1), repeat=n):
-            selections = [self._phase_selection(p, h) for p in phase]
-            weight = torch.einsum(equation, conv.weight[:, :up_channels], *selections, self.up.weight)
-            part = conv_fn(padded, weight)  # (B, O, M + 1, ...): no strided input copies
-            part = part[(slice(None), slice(None)) + tuple(slice(p, p + size) for p, size in zip(phase, sizes))]
-            out[(slice(None), slice(None)) + tuple(slice(p, None, 2) for p in phase)] += part
-        return out
+        n = h.ndim - 2
+        conv_fn, deconv_fn = (F.conv3d, F.conv_transpose3d) if n == 3 else (F.conv2d, F.conv_transpose2d)
+        out = deconv_fn(h, self.up_conv_weight(), stride=2, padding=1)
+        return out.add_(conv_fn(skip, conv.weight[:, up_channels:], padding=1))
 
-    @staticmethod
-    def _phase_selection(phase: int, like: torch.Tensor) -> torch.Tensor:
-        """``S[k, a, q] = 1`` where conv tap ``k`` of output phase ``phase`` reads window ``a`` of ``h``
-        through transposed-convolution tap ``q`` (see :meth:`_up_then_conv`)."""
-        sel = torch.zeros(3, 2, 2, dtype=like.dtype, device=like.device)
-        for k in range(3):
-            t = phase + k - 1
-            sel[k, t // 2 + 1 - phase, t % 2] = 1.0
-        return sel
+    def up_conv_weight(self) -> torch.Tensor:
+        """Weight ``(C, O, 4, …)`` of the transposed convolution (stride 2, padding 1) equal to ``up`` then ``head[0]``'s up part.
+
+        The transposed convolution writes ``h[m]·U[q]`` to ``up[2m + q]``; the 3×3 convolution reads
+        ``up[t + k − 1]`` with tap ``k``. So ``h[m]`` reaches ``out[t]`` where ``2m + q = t + k − 1``,
+        i.e. through tap ``j = q − k + 2`` of a stride-2 transposed convolution with padding 1
+        (``out[2m − 1 + j] += h[m]·K[j]``): ``K[j] = Σ_{q − k + 2 = j} U[q] W[k]`` per axis.
+        """
+        up_weight = self.up.weight  # (C, C_up, 2, ...)
+        conv_weight = self.head[0].weight[:, : up_weight.shape[1]]  # (O, C_up, 3, ...)
+        n = up_weight.ndim - 2
+        select = torch.zeros(2, 3, 4, dtype=up_weight.dtype, device=up_weight.device)
+        for q in range(2):
+            for k in range(3):
+                select[q, k, q - k + 2] = 1.0
+        taps_q, taps_k, taps_j = "abc"[:n], "def"[:n], "xyz"[:n]
+        equation = (
+            f"iu{taps_q},ou{taps_k}," + ",".join(f"{taps_q[d]}{taps_k[d]}{taps_j[d]}" for d in range(n)) + f"->io{taps_j}"
+        )
+        weight = torch.einsum(equation, up_weight, conv_weight, *([select] * n))
+        return weight.contiguous(memory_format=torch.channels_last_3d) if self.channels_last else weight.contiguous()
 
 
 class CLapIRN(nn.Module):
