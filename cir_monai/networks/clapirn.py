@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from monai.networks.layers import Conv, Pool
 
 from cir_monai.conventions import normalized_to_voxel_ddf
-from cir_monai.networks.blocks import ConditionalResBlock, PlainResBlock, conv3
+from cir_monai.networks.blocks import ConditionalResBlock, PlainResBlock, conv3, conv3d
 from cir_monai.networks.conditioning import MappingNetwork
 from cir_monai.networks.warp import Warp
 
@@ -158,9 +158,9 @@ class RegistrationLevel(nn.Module):
         conv = self.head[0]
         up_channels = self.up.weight.shape[1]
         n = h.ndim - 2
-        conv_fn, deconv_fn = (F.conv3d, F.conv_transpose3d) if n == 3 else (F.conv2d, F.conv_transpose2d)
+        conv_fn, deconv_fn = (conv3d, F.conv_transpose3d) if n == 3 else (F.conv2d, F.conv_transpose2d)
         out = deconv_fn(h, self.up_conv_weight(), stride=2, padding=1)
-        return out.add_(conv_fn(skip, conv.weight[:, up_channels:], padding=1))
+        return out.add_(conv_fn(skip, conv.weight[:, up_channels:], padding=(1,) * n))
 
     def up_conv_weight(self) -> torch.Tensor:
         """Weight ``(C, O, 4, …)`` of the transposed convolution (stride 2, padding 1) equal to ``up`` then ``head[0]``'s up part.

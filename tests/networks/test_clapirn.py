@@ -165,3 +165,22 @@ def test_channels_last_and_contiguous_layouts_agree():
         plain = net(moving, fixed, 2.0)
     assert net.levels[0].blocks[0].conv1.weight.is_contiguous()
     assert (fast - plain).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("lite", [False, True])
+def test_head_equals_up_concatenate_conv(spatial_dims, lite):
+    """The head's composed transposed convolution is head[0](cat(up(h), skip)), values and gradients."""
+    net = small(spatial_dims, lite=lite)
+    level = net.levels[-1]  # the lite layout's finest level has a narrower ``up``
+    g = torch.Generator().manual_seed(1)
+    size = (6, 8, 4)[:spatial_dims]
+    h = torch.randn(2, level.up.in_channels, *size, generator=g, requires_grad=True)
+    skip = torch.randn(2, level.head[0].in_channels - level.up.out_channels, *(2 * s for s in size), generator=g, requires_grad=True)
+    params = [h, skip, level.up.weight, level.head[0].weight]
+    ours = level._head_conv(h, skip)
+    ref = level.head[0](torch.cat([level.up(h), skip], dim=1))
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+    grad = torch.randn(ref.shape, generator=g)
+    for a, b in zip(torch.autograd.grad(ours, params, grad), torch.autograd.grad(ref, params, grad)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from cir_monai.networks import ConditionalInstanceNorm, MappingNetwork
+from cir_monai.networks.conditioning import instance_moments
 
 
 def test_mapping_network_shapes_and_layout():
@@ -34,3 +35,21 @@ def test_cin_applies_one_plus_gamma_and_beta():
     normed = F.instance_norm(x, eps=1e-5)
     expected = torch.stack([1.5 * normed[0, 0] + 1.5, 2.0 * normed[0, 1] + 2.0])[None]
     assert torch.allclose(cin(x, z), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", [torch.channels_last_3d, torch.contiguous_format])
+def test_instance_moments_and_their_gradient_match_var_mean(layout):
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(2, 5, 6, 7, 8, generator=g, dtype=torch.float64) * 2 + 1).contiguous(memory_format=layout)
+    x.requires_grad_()
+    var, mean = instance_moments(x)
+    ref_var, ref_mean = torch.var_mean(x, dim=(2, 3, 4), keepdim=True, unbiased=False)
+    torch.testing.assert_close(var, ref_var, rtol=1e-5, atol=1e-6, check_dtype=False)
+    torch.testing.assert_close(mean, ref_mean, rtol=1e-5, atol=1e-6, check_dtype=False)
+    gv, gm = torch.randn(var.shape, generator=g, dtype=torch.float64), torch.randn(mean.shape, generator=g, dtype=torch.float64)
+    (ours,) = torch.autograd.grad((var * gv).sum() + (mean * gm).sum(), x)
+    (ref,) = torch.autograd.grad((ref_var * gv).sum() + (ref_mean * gm).sum(), x)
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-6)
+    assert ours.is_contiguous(memory_format=layout)
+    with torch.no_grad():
+        torch.testing.assert_close(instance_moments(x)[0], var.detach())
