@@ -145,7 +145,8 @@ class CLapIRNTrainer:
             raise ValueError(
                 f"iterations has {len(self.schedule.iterations)} entries, the network has {self.model.num_levels} levels"
             )
-        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=lr)
+        # one fused kernel per step instead of a loop over ~230 parameter tensors (~25 ms per CPU iteration)
+        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=lr, fused=self.device.type in ("cpu", "cuda"))
         self.val_pairs = list(val_pairs or [])
         self.val_every, self.val_lams = int(val_every), [float(v) for v in val_lams]
         self.checkpoint_every, self.log_every = int(checkpoint_every), int(log_every)
