@@ -4,6 +4,7 @@
 from cir_monai.networks.blocks import ConditionalResBlock, PlainResBlock
 from cir_monai.networks.clapirn import CONDITIONING, CLapIRN, LevelOutput, PyramidOutput, RegistrationLevel
 from cir_monai.networks.conditioning import ConditionalInstanceNorm, MappingNetwork
+from cir_monai.networks.convolution import OneDNNConv3d, conv3d
 from cir_monai.networks.stacked import StackedCLapIRN
 from cir_monai.networks.warp import Warp
 
@@ -14,9 +15,11 @@ __all__ = [
     "ConditionalResBlock",
     "LevelOutput",
     "MappingNetwork",
+    "OneDNNConv3d",
     "PlainResBlock",
     "PyramidOutput",
     "RegistrationLevel",
     "StackedCLapIRN",
     "Warp",
+    "conv3d",
 ]

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from monai.networks.layers import Conv, Pool
 
 from cir_monai.conventions import normalized_to_voxel_ddf
-from cir_monai.networks.blocks import ConditionalResBlock, PlainResBlock, conv3, conv3d
+from cir_monai.networks.blocks import ConditionalResBlock, PlainResBlock
+from cir_monai.networks.convolution import conv3, conv3d
 from cir_monai.networks.conditioning import MappingNetwork
 from cir_monai.networks.warp import Warp
 

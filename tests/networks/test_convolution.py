@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cir_monai.networks.blocks import OneDNNConv3d, conv3d
+from cir_monai.networks.convolution import OneDNNConv3d, conv3d
 
 CL = torch.channels_last_3d
 
