@@ -27,7 +27,7 @@ demo: setup
 		--lam runs/sweep --out runs/register --png
 	@echo "λ sweep: runs/sweep/summary.md | evaluation: runs/evaluate/summary.md | registered pair: runs/register/"
 
-# Train a model briefly with the bundle (~11 min on 2 cores), evaluate it, register a test pair at λ = 0.1, 1, 4.
+# Train a model briefly with the bundle (~7 min on 2 cores), evaluate it, register a test pair at λ = 0.1, 1, 4.
 demo-train: setup
 	$(PY) -m monai.bundle run training --config_file bundle/configs/train.yaml $(BUNDLE)
 	$(PY) -m monai.bundle run evaluate --config_file "['bundle/configs/train.yaml','bundle/configs/evaluate.yaml']" --ckpt_path runs/train/model.pt --eval_dir runs/evaluate-train $(BUNDLE)
