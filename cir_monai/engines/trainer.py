@@ -145,8 +145,9 @@ class CLapIRNTrainer:
             raise ValueError(
                 f"iterations has {len(self.schedule.iterations)} entries, the network has {self.model.num_levels} levels"
             )
-        # one fused kernel per step instead of a loop over ~230 parameter tensors (~25 ms per CPU iteration)
-        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=lr, fused=self.device.type in ("cpu", "cuda"))
+        # one fused kernel per step instead of a loop over ~230 parameter tensors (~10 ms less per CPU iteration)
+        self._fused = self.device.type in ("cpu", "cuda")
+        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=lr, fused=self._fused)
         self.val_pairs = list(val_pairs or [])
         self.val_every, self.val_lams = int(val_every), [float(v) for v in val_lams]
         self.checkpoint_every, self.log_every = int(checkpoint_every), int(log_every)
@@ -180,6 +181,12 @@ class CLapIRNTrainer:
     def load_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # load_state_dict also restores the saving run's choice
+            group["fused"] = self._fused
+        if self._fused:  # fused kernels read the step counter on the parameter's device
+            for param, slot in self.optimizer.state.items():
+                if torch.is_tensor(slot.get("step")):
+                    slot["step"] = slot["step"].to(device=param.device, dtype=torch.float32)
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"].get("cuda") and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])

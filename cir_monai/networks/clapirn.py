@@ -67,6 +67,14 @@ class PyramidOutput:
     code: torch.Tensor | None
 
 
+#: ``[q, k, j] = 1`` where transposed-convolution tap ``q`` then convolution tap ``k`` is tap ``j = q − k + 2``
+#: of the composed stride-2 transposed convolution (:meth:`RegistrationLevel.up_conv_weight`)
+_UP_CONV_TAPS = torch.zeros(2, 3, 4)
+for _q in range(2):
+    for _k in range(3):
+        _UP_CONV_TAPS[_q, _k, _q - _k + 2] = 1.0
+
+
 class RegistrationLevel(nn.Module):
     """One CNN registration network (CRN) of the pyramid (method.md §2, steps 2–7).
 
@@ -152,9 +160,11 @@ class RegistrationLevel(nn.Module):
         ``head[0]`` splits into its part on ``up(h)`` and its part on ``skip``. A 3×3 convolution
         (padding 1) of a stride-2, kernel-2 transposed convolution is one stride-2 transposed
         convolution with a kernel-4 weight, padding 1 (:meth:`up_conv_weight`). Per output voxel
-        that is ``8·C·C_up`` instead of ``27·C_up·O`` MACs, and its backward pass is one
-        convolution instead of a full-resolution concatenation and a 27-tap convolution over it
-        (level-3 training step at 64×80×64: docs/benchmarks.md).
+        that is ``8·C·O`` instead of ``C·C_up + 27·C_up·O`` MACs (``C`` = ``h``'s channels,
+        ``O`` = ``head[0]``'s outputs), and its backward pass is one convolution instead of a
+        full-resolution concatenation and a 27-tap convolution over it (level-3 training step at
+        64×80×64: docs/benchmarks.md). ``head[0]`` is used through its weight, so hooks
+        registered on that module do not fire.
         """
         conv = self.head[0]
         up_channels = self.up.weight.shape[1]
@@ -174,10 +184,7 @@ class RegistrationLevel(nn.Module):
         up_weight = self.up.weight  # (C, C_up, 2, ...)
         conv_weight = self.head[0].weight[:, : up_weight.shape[1]]  # (O, C_up, 3, ...)
         n = up_weight.ndim - 2
-        select = torch.zeros(2, 3, 4, dtype=up_weight.dtype, device=up_weight.device)
-        for q in range(2):
-            for k in range(3):
-                select[q, k, q - k + 2] = 1.0
+        select = _UP_CONV_TAPS.to(dtype=up_weight.dtype, device=up_weight.device)
         taps_q, taps_k, taps_j = "abc"[:n], "def"[:n], "xyz"[:n]
         equation = (
             f"iu{taps_q},ou{taps_k}," + ",".join(f"{taps_q[d]}{taps_k[d]}{taps_j[d]}" for d in range(n)) + f"->io{taps_j}"

@@ -75,7 +75,9 @@ class _SpatialSums(torch.autograd.Function):
         grad_sums = torch.zeros(shape, device=x.device) if grad_sums is None else grad_sums.reshape(shape)
         if grad_squares is None:
             return grad_sums.expand(x.shape).to(x.dtype)
-        return torch.addcmul(grad_sums.to(x.dtype), x, (2.0 * grad_squares).reshape(shape).to(x.dtype))
+        # in float32 also for half-precision x: the two terms cancel where |mean| >> std
+        grad = torch.addcmul(grad_sums.float(), x.float(), (2.0 * grad_squares).reshape(shape).float())
+        return grad.to(x.dtype)
 
 
 class MappingNetwork(nn.Sequential):

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from monai.networks.layers import Conv
+from torch.nn.modules.utils import _triple
 
 __all__ = ["conv3", "conv3d", "OneDNNConv3d"]
 
@@ -27,37 +30,41 @@ def conv3d(
     input: torch.Tensor,
     weight: torch.Tensor,
     bias: torch.Tensor | None = None,
-    stride: tuple[int, int, int] = (1, 1, 1),
-    padding: tuple[int, int, int] = (1, 1, 1),
+    stride: int | Sequence[int] = 1,
+    padding: int | Sequence[int] = 0,
 ) -> torch.Tensor:
-    """``F.conv3d`` (zero padding, no dilation, one group) that sends float32 channels-last CPU input to oneDNN.
+    """``F.conv3d`` (numeric zero padding, no dilation, one group) that sends float32 channels-last CPU input to oneDNN.
 
     For one sample with ``C·D·H ≤ 20480`` (the coarse pyramid levels: 28 channels at 16×20×16)
     PyTorch picks its slow reference kernel, forward and backward. Without gradients this calls
     oneDNN directly; with gradients the volume is cut along depth into two slabs (each with the
-    rows its kernel reads) run as a batch of two, which PyTorch sends to oneDNN both ways, and
-    the two output slabs are joined again: the same sums, ~3× faster forward + backward at
-    16×20×16 (docs/benchmarks.md). Everything else (CUDA, other dtypes, autocast, contiguous
-    layout, tracing for TorchScript export, larger inputs) is ``F.conv3d`` unchanged.
+    rows its kernel reads; an odd output depth gets one extra zero row, dropped afterwards) run
+    as a batch of two, which PyTorch sends to oneDNN both ways, and the two output slabs are
+    joined again: the same sums, ~3× faster forward + backward at 16×20×16 (docs/benchmarks.md).
+    Everything else (CUDA, other dtypes, autocast, contiguous layout, tracing for TorchScript
+    export, larger inputs) is ``F.conv3d`` unchanged.
 
     Shapes:
         ``input`` ``(B, C_in, D, H, W)``, ``weight`` ``(C_out, C_in, k, k, k)`` -> ``(B, C_out, D', H', W')``.
     """
-    stride, padding = tuple(stride), tuple(padding)
+    stride, padding = _triple(stride), _triple(padding)
     small = input.shape[0] == 1 and input.shape[1] * input.shape[2] * input.shape[3] <= _NATIVE_CONV_LIMIT
     if not (small and _onednn_applies(input, weight)):
         return F.conv3d(input, weight, bias, stride, padding)
-    if not (torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad)):
+    if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight, bias))):
         return torch.ops.aten.mkldnn_convolution(input, weight, bias, padding, stride, (1, 1, 1), 1)
-    kernel = weight.shape[2]
-    rows, odd = divmod((input.shape[2] + 2 * padding[0] - kernel) // stride[0] + 1, 2)  # output rows per slab
-    if odd or rows < 1:
+    kernel, step = weight.shape[2], stride[0]
+    depth = (input.shape[2] + 2 * padding[0] - kernel) // step + 1  # output rows
+    if depth < 2:
         return F.conv3d(input, weight, bias, stride, padding)
-    padded = F.pad(input, (0, 0, 0, 0, padding[0], padding[0]))
-    span = (rows - 1) * stride[0] + kernel  # input rows read by ``rows`` output rows
-    slabs = torch.cat([padded[:, :, :span], padded[:, :, rows * stride[0] : rows * stride[0] + span]])
+    rows = (depth + 1) // 2  # output rows per slab
+    span = (rows - 1) * step + kernel  # input rows read by ``rows`` output rows
+    extra = max(0, rows * step + span - (input.shape[2] + 2 * padding[0]))  # zero rows an odd depth needs
+    padded = F.pad(input, (0, 0, 0, 0, padding[0], padding[0] + extra))
+    slabs = torch.cat([padded[:, :, :span], padded[:, :, rows * step : rows * step + span]])
     out = F.conv3d(slabs, weight, bias, stride, (0,) + padding[1:])
-    return torch.cat([out[:1], out[1:]], dim=2)
+    out = torch.cat([out[:1], out[1:]], dim=2)
+    return out if out.shape[2] == depth else out[:, :, :depth]
 
 
 def _onednn_applies(input: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -70,7 +77,6 @@ def _onednn_applies(input: torch.Tensor, weight: torch.Tensor) -> bool:
         and input.is_contiguous(memory_format=torch.channels_last_3d)
         and not torch.is_autocast_enabled("cpu")
         and not torch.jit.is_tracing()
-        and not torch.jit.is_scripting()
     )
 
 
@@ -81,4 +87,6 @@ class OneDNNConv3d(nn.Conv3d):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if isinstance(self.padding, str) or self.padding_mode != "zeros" or self.dilation != (1, 1, 1) or self.groups != 1:
+            return super()._conv_forward(input, weight, bias)
         return conv3d(input, weight, bias, self.stride, self.padding)

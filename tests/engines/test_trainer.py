@@ -99,3 +99,19 @@ def test_bad_configuration(tmp_path, template):
         CLapIRNTrainer(net(), data, tmp_path, iterations=(2, 2))
     with pytest.raises(ValueError, match="lam sampling"):
         CLapIRNTrainer(net(), data, tmp_path, iterations=(1, 1, 1), lam_sampling="gauss")
+
+
+def test_resume_keeps_this_runs_fused_adam(tmp_path, template):
+    """A checkpoint saved by a run with the loop Adam (release 0.2.0) resumes with the fused one."""
+    data = RandomPairDataset(*template, pool_size=4)
+    kwargs = dict(iterations=(2, 1, 1), freeze_steps=0, checkpoint_every=2, log_every=1)
+    first = CLapIRNTrainer(net(0), data, tmp_path, **kwargs)
+    first.run()
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    for group in state["optimizer"]["param_groups"]:
+        group["fused"] = None
+    again = CLapIRNTrainer(net(0), data, tmp_path / "again", **kwargs)
+    again.load_state(state)
+    assert all(group["fused"] is True for group in again.optimizer.param_groups)
+    assert all(slot["step"].dtype == torch.float32 for slot in again.optimizer.state.values())
+    again.optimizer.step()  # the fused kernel accepts the restored state

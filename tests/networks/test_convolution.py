@@ -22,27 +22,29 @@ def _inputs(shape, channels=6, layout=CL, seed=0):
     return x.requires_grad_(), w.requires_grad_()
 
 
-@pytest.mark.parametrize("shape", [(16, 20, 16), (8, 10, 8), (7, 9, 6), (2, 5, 4), (40, 40, 40)])
+@pytest.mark.parametrize("shape", [(16, 20, 16), (8, 10, 8), (9, 10, 8), (7, 9, 6), (2, 5, 4), (1, 4, 4), (40, 40, 40)])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("layout", [CL, torch.contiguous_format])
 def test_conv3d_equals_torch_values_and_gradients(shape, stride, layout):
     x, w = _inputs(shape, layout=layout)
-    ours = conv3d(x, w, stride=(stride,) * 3)
+    ours = conv3d(x, w, stride=stride, padding=1)
     ref = F.conv3d(x, w, stride=stride, padding=1)
     _close(ours, ref)
     grad = torch.randn_like(ref)
     for a, b in zip(torch.autograd.grad(ours, (x, w), grad), torch.autograd.grad(ref, (x, w), grad)):
         _close(a, b)
     with torch.no_grad():
-        _close(conv3d(x, w, stride=(stride,) * 3), ref)
+        _close(conv3d(x, w, stride=stride, padding=1), ref)
 
 
 def test_small_training_input_runs_as_two_depth_slabs():
     x, w = _inputs((16, 20, 16))  # 6·16·20 ≤ 20480: PyTorch would pick its reference kernel
-    assert conv3d(x, w).grad_fn.name() == "CatBackward0"
-    assert conv3d(x.detach(), w.detach()).grad_fn is None
+    assert conv3d(x, w, padding=1).grad_fn.name() == "CatBackward0"
+    odd, wo = _inputs((9, 10, 8))  # odd output depth: one zero row added, then dropped
+    assert conv3d(odd, wo, padding=1).grad_fn.name() == "SliceBackward0"
+    assert conv3d(x.detach(), w.detach(), padding=1).grad_fn is None
     big, wb = _inputs((40, 40, 40), channels=28)  # above the limit: F.conv3d itself
-    assert conv3d(big, wb).grad_fn.name() == "ConvolutionBackward0"
+    assert conv3d(big, wb, padding=1).grad_fn.name() == "ConvolutionBackward0"
 
 
 def test_module_keeps_conv3d_weights_and_traces_to_plain_convolution():
@@ -55,3 +57,17 @@ def test_module_keeps_conv3d_weights_and_traces_to_plain_convolution():
     traced = torch.jit.trace(module, x)
     assert "mkldnn" not in str(traced.graph)  # exported models must also run on CUDA
     _close(traced(x), plain(x))
+
+
+def test_conv3d_takes_ints_like_f_conv3d():
+    x, w = _inputs((8, 10, 8))
+    _close(conv3d(x, w), F.conv3d(x, w))  # padding 0 by default, as F.conv3d
+    _close(conv3d(x, w, stride=2, padding=1), F.conv3d(x, w, stride=2, padding=1))
+
+
+def test_count_macs_sees_the_small_convolutions():
+    from cir_monai.networks.profiling import count_macs
+
+    module = OneDNNConv3d(28, 28).to(memory_format=CL)
+    x = torch.randn(1, 28, 16, 20, 16).contiguous(memory_format=CL)  # oneDNN called directly here
+    assert count_macs(module, x) == 28 * 28 * 27 * 16 * 20 * 16
