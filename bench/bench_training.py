@@ -38,6 +38,10 @@ IMPLS = ("ours", "reference-style")
 STEPS = ((1, False), (2, True), (2, False), (3, True), (3, False))
 
 
+def step_key(level: int, frozen: bool) -> str:
+    return f"level{level}{'_frozen' if frozen else ''}"
+
+
 def child(shape: tuple[int, ...], impl: str, repeats: int, threads: int) -> dict:
     import torch
 
@@ -73,7 +77,7 @@ def child(shape: tuple[int, ...], impl: str, repeats: int, threads: int) -> dict
             opt.step()
             if i:
                 times.append(time.perf_counter() - start)
-        key = f"level{level}{'_frozen' if frozen else ''}"
+        key = step_key(level, frozen)
         result[key] = statistics.median(times)
         print(f"  {shape} {impl:15s} {key:14s}: {result[key]:.3f} s/it", file=sys.stderr, flush=True)
     result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -91,7 +95,7 @@ def main() -> int:
         shape = tuple(int(v) for v in args.child[0].split(","))
         print(json.dumps(child(shape, args.child[1], args.repeats, args.threads)))
         return 0
-    keys = [f"level{level}{'_frozen' if frozen else ''}" for level, frozen in STEPS]
+    keys = [step_key(level, frozen) for level, frozen in STEPS]
     rows = []
     for name, shape in CONFIGS.items():
         results = {}

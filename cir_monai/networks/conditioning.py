@@ -70,13 +70,10 @@ class _SpatialSums(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_sums: torch.Tensor, grad_squares: torch.Tensor) -> torch.Tensor:
-        (x,) = ctx.saved_tensors
+        (x,) = ctx.saved_tensors  # autograd passes zeros, not None, for an unused output
         shape = x.shape[:2] + (1,) * (x.ndim - 2)
-        grad_sums = torch.zeros(shape, device=x.device) if grad_sums is None else grad_sums.reshape(shape)
-        if grad_squares is None:
-            return grad_sums.expand(x.shape).to(x.dtype)
         # in float32 also for half-precision x: the two terms cancel where |mean| >> std
-        grad = torch.addcmul(grad_sums.float(), x.float(), (2.0 * grad_squares).reshape(shape).float())
+        grad = torch.addcmul(grad_sums.reshape(shape).float(), x.float(), (2.0 * grad_squares).reshape(shape).float())
         return grad.to(x.dtype)
 
 

@@ -81,7 +81,10 @@ def _onednn_applies(input: torch.Tensor, weight: torch.Tensor) -> bool:
 
 
 class OneDNNConv3d(nn.Conv3d):
-    """``nn.Conv3d`` whose forward is :func:`conv3d` (zero padding, no dilation, one group); same weights and keys."""
+    """``nn.Conv3d`` whose forward is :func:`conv3d`; same weights and keys.
+
+    String padding, other padding modes, dilation or groups take ``nn.Conv3d``'s own path.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, padding: int = 1, bias: bool = False):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
