@@ -184,12 +184,15 @@ class Commands:
 
     def register(self, fixed: str, moving: str, lam="1.0", out: str = "runs/register", moving_label: str | None = None,
                  fixed_label: str | None = None, model: str | None = None, device: str | None = None,
-                 ddf_units: str = "voxel", png: bool = False):
+                 ddf_units: str = "voxel", png: bool = False, frame: str = "model"):
         """Register MOVING onto FIXED at one or more λ; NIfTI outputs in the fixed image's space.
 
         Writes OUT/<pair>/lam_<λ>/{warped.nii.gz, ddf.nii.gz[, warped_label.nii.gz][, overlay.png]}.
         Images of any size and spacing (NIfTI or any format ITK reads); the moving image is
-        resampled onto the fixed grid when they differ. Several λ share one preprocessing pass.
+        resampled onto the fixed grid when they differ. The network predicts in the frame the
+        model was trained in (the shipped model: 2 mm) and the field is brought back to the
+        fixed grid, where the moving image and labels are warped at full resolution.
+        Several λ share one preprocessing pass.
 
         Args:
             fixed: the fixed (target) image file.
@@ -202,6 +205,8 @@ class Commands:
             device: cpu or cuda (default: cuda when available).
             ddf_units: voxel (default; MONAI Warp convention) or mm (world RAS displacement).
             png: also write overlay.png (fixed over moving, before and after) per λ.
+            frame: model (default: predict at the model's training spacing) or input (predict on
+                the fixed image's own grid).
         """
         from cir_monai.data.datalist import check_pairs
         from cir_monai.engines import RegistrationRunner
@@ -220,6 +225,8 @@ class Commands:
                                  f"{lam!r} is neither (no such folder)") from err
         if ddf_units not in ("voxel", "mm"):
             raise ValueError(f"--ddf-units must be voxel or mm, got {ddf_units!r}")
+        if frame not in ("model", "input"):
+            raise ValueError(f"--frame must be model or input, got {frame!r}")
         pair = {"fixed": fixed, "moving": moving, "moving_label": moving_label, "fixed_label": fixed_label}
         pairs = check_pairs([{k: v for k, v in pair.items() if v}], "the FIXED/MOVING pair")
         dev = _device(device)
@@ -227,7 +234,7 @@ class Commands:
         checked_lams(lams, network)
         with staged_output(out) as staging:
             results = RegistrationRunner(network, pairs, lams=lams, output_dir=staging, ddf_units=ddf_units,
-                                         device=dev, figures=png).run()
+                                         device=dev, figures=png, frame=frame).run()
         for pair_id, per_lam in results.items():
             for value, paths in per_lam.items():
                 print(f"λ = {value:g}: {Path(out) / pair_id / f'lam_{value:g}'} ({paths['seconds']:.1f} s)")

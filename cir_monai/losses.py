@@ -17,13 +17,15 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from monai.losses import LocalNormalizedCrossCorrelationLoss
+from monai.losses import DiceLoss, LocalNormalizedCrossCorrelationLoss
+from monai.networks import one_hot
 from monai.networks.layers import Pool
 
 from cir_monai.metrics import jacobian_determinant
 from cir_monai.networks.clapirn import PyramidOutput
+from cir_monai.networks.warp import Warp
 
-__all__ = ["MultiResolutionNCC", "SmoothnessLoss", "FoldingLoss", "CLapIRNLoss"]
+__all__ = ["MultiResolutionNCC", "SmoothnessLoss", "FoldingLoss", "LabelDiceLoss", "CLapIRNLoss"]
 
 
 class MultiResolutionNCC(nn.Module):
@@ -96,6 +98,45 @@ class FoldingLoss(nn.Module):
         return F.relu(-jacobian_determinant(ddf.float(), "forward")).flatten(1).mean(1)
 
 
+class LabelDiceLoss(nn.Module):
+    """``1 − Dice`` of the moving labels warped by a field against the fixed labels (soft, per sample).
+
+    The optional label term that the authors added for Learn2Reg 2021: both label maps are
+    one-hot encoded (classes ``0..num_classes−1``), average-pooled as the network pools its
+    images until they reach the field's grid (so it also serves the coarse pyramid levels),
+    the moving one is warped bilinearly (zeros outside) and MONAI's
+    :class:`~monai.losses.DiceLoss` compares them over the foreground classes.
+
+    Shapes:
+        ``ddf`` ``(B, n, *S_l)`` voxels of the level grid; labels ``(B, 1, *S)`` integers with
+        ``S = S_l · 2^j`` -> ``(B,)``.
+    """
+
+    def __init__(self, spatial_dims: int = 3) -> None:
+        super().__init__()
+        self.pool = Pool[Pool.AVG, spatial_dims](kernel_size=3, stride=2, padding=1, count_include_pad=False)
+        self.warp = Warp("bilinear", "zeros")
+        self.dice = DiceLoss(include_background=False, reduction="none")
+
+    def _to_grid(self, onehot: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        while tuple(onehot.shape[2:]) != shape:
+            if any(s < t for s, t in zip(onehot.shape[2:], shape)):
+                raise ValueError(
+                    f"label grid {tuple(onehot.shape[2:])} does not pool to the field's grid {shape}: "
+                    "training images must be a multiple of 2**num_levels in size for the label loss"
+                )
+            onehot = self.pool(onehot)
+        return onehot
+
+    def forward(self, ddf: torch.Tensor, moving_label: torch.Tensor, fixed_label: torch.Tensor) -> torch.Tensor:
+        num_classes = int(max(moving_label.max(), fixed_label.max())) + 1
+        shape = tuple(ddf.shape[2:])
+        moving = self._to_grid(one_hot(moving_label.long(), num_classes, dim=1), shape)
+        fixed = self._to_grid(one_hot(fixed_label.long(), num_classes, dim=1), shape)
+        warped = self.warp(moving, ddf.float())
+        return self.dice(warped, fixed).flatten(1).mean(1)
+
+
 class CLapIRNLoss(nn.Module):
     """The loss of the deepest active pyramid level: similarity pyramid + λ · smoothness (+ folding).
 
@@ -104,18 +145,22 @@ class CLapIRNLoss(nn.Module):
         num_levels: levels of the network (one similarity pyramid per level).
         folding_weight: weight of :class:`FoldingLoss` (0 = off, the paper).
         reference_scaling: see :class:`SmoothnessLoss`.
+        label_weight: weight of :class:`LabelDiceLoss` on the level's field (0 = off, the
+            paper; the shipped model's recipe uses it beside NCC, see configs/data/synth.yaml).
 
     Forward:
         ``out``: the network's training-mode :class:`PyramidOutput`;
-        ``lam``: λ in user units, a number or ``(B,)`` tensor (the same λ fed to the network).
+        ``lam``: λ in user units, a number or ``(B,)`` tensor (the same λ fed to the network);
+        ``moving_label``, ``fixed_label``: ``(B, 1, *S)`` label maps (needed when ``label_weight > 0``).
 
     Returns:
         dict with the scalar ``loss`` (batch mean) and the ``(B,)`` terms ``similarity``,
-        ``smoothness``, ``folding``.
+        ``smoothness``, ``folding``, ``label``.
     """
 
     def __init__(
-        self, spatial_dims: int = 3, num_levels: int = 3, folding_weight: float = 0.0, reference_scaling: bool = True
+        self, spatial_dims: int = 3, num_levels: int = 3, folding_weight: float = 0.0, reference_scaling: bool = True,
+        label_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.similarity = nn.ModuleList(
@@ -125,8 +170,13 @@ class CLapIRNLoss(nn.Module):
         self.smoothness = SmoothnessLoss(reference_scaling)
         self.folding = FoldingLoss()
         self.folding_weight = float(folding_weight)
+        self.label_weight = float(label_weight)
+        self.label = LabelDiceLoss(spatial_dims)
 
-    def forward(self, out: PyramidOutput, lam: float | torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, out: PyramidOutput, lam: float | torch.Tensor, moving_label: torch.Tensor | None = None,
+        fixed_label: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
         level = len(out.levels)
         if not 1 <= level <= len(self.similarity):
             raise ValueError(f"the output has {level} levels, this loss handles 1..{len(self.similarity)}.")
@@ -139,4 +189,12 @@ class CLapIRNLoss(nn.Module):
         if self.folding_weight > 0:
             folding = self.folding(last.ddf)
             total = total + self.folding_weight * folding
-        return {"loss": total.mean(), "similarity": similarity, "smoothness": smoothness, "folding": folding}
+        label = torch.zeros_like(smoothness)
+        if self.label_weight > 0:
+            if moving_label is None or fixed_label is None:
+                raise ValueError("label_weight > 0 needs moving_label and fixed_label in every training pair")
+            label = self.label(last.ddf, moving_label, fixed_label)
+            total = total + self.label_weight * label
+        return {
+            "loss": total.mean(), "similarity": similarity, "smoothness": smoothness, "folding": folding, "label": label,
+        }

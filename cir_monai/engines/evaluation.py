@@ -23,13 +23,14 @@ import torch
 from tqdm import tqdm
 
 from cir_monai.data.transforms import registration_preprocessing
-from cir_monai.engines.inference import checked_lams
+from cir_monai.engines.inference import checked_lams, resolve_frame
+from cir_monai.frame import FrameResampler
 from cir_monai.metrics import dice_per_label, hd95_per_label, jacobian_statistics, present_labels
 from cir_monai.networks import CLapIRN, Warp
 
 __all__ = ["RegistrationEvaluator", "COLUMNS", "PANEL_LAMS", "write_report"]
 
-COLUMNS = ("lam", "dice_mean", "hd95_mean", "jac_std", "folding_pct", "sdlogj", "seconds")
+COLUMNS = ("lam", "dice_mean", "hd95_mean", "jac_std", "folding_pct", "sdlogj", "epe_mm", "seconds")
 #: λ values of the paper's Fig. 2 panel (those in the evaluated list are drawn)
 PANEL_LAMS = (0.1, 1.0, 4.0, 8.0)
 
@@ -42,7 +43,11 @@ class RegistrationEvaluator:
         pairs: dicts of file paths with ``fixed_label`` and ``moving_label``.
         lams: λ values.
         output_dir: where the tables go.
-        spatial_size, pixdim, orientation, percentiles: preprocessing.
+        spatial_size, pixdim, orientation, percentiles: preprocessing (the grid metrics are measured on).
+        frame: where the network predicts: ``"model"`` (its training frame, default), ``"input"`` (the
+            measurement grid) or a frame dict (:func:`~cir_monai.engines.inference.resolve_frame`);
+            the field is brought back to the measurement grid (:class:`~cir_monai.frame.FrameResampler`).
+        hd95: compute HD95 (slow with many labels at 1 mm; NaN when off).
         labels: label values to score (default: those present in both segmentations of a pair).
         device: ``"cuda"`` when available else ``"cpu"`` by default.
         progress: show a progress bar over pairs.
@@ -59,6 +64,8 @@ class RegistrationEvaluator:
         pixdim: float | Sequence[float] | None = None,
         orientation: str | None = "RAS",
         percentiles: tuple[float, float] = (0.0, 100.0),
+        frame: str | dict = "model",
+        hd95: bool = True,
         labels: Sequence[int] | None = None,
         device: str | torch.device | None = None,
         progress: bool = True,
@@ -76,13 +83,18 @@ class RegistrationEvaluator:
         self.progress = progress
         self.figures = figures
         self.preprocessing = registration_preprocessing(spatial_size, pixdim, orientation, percentiles)
+        self.resampler = FrameResampler(resolve_frame(network, frame)["spacing"])
+        self.hd95 = bool(hd95)
 
     @torch.no_grad()
     def evaluate_pair(self, pair: dict, keep: Sequence[float] = ()) -> tuple[list[dict], list[int], dict, dict]:
         """Metrics of one pair at "before" and every λ.
 
         Args:
-            pair: file paths (``fixed``, ``moving``, ``fixed_label``, ``moving_label``).
+            pair: file paths (``fixed``, ``moving``, ``fixed_label``, ``moving_label``; optionally
+                ``ddf_truth``, the true field as written by :mod:`cir_monai.data.heldout`: a NIfTI
+                ``(X, Y, Z, 1, 3)`` in voxels of the fixed grid, which then gives the end-point
+                error in mm over the fixed brain).
             keep: λ values whose warped image and DDF to return (for pictures).
 
         Returns:
@@ -98,6 +110,9 @@ class RegistrationEvaluator:
         f_lab = data["fixed_label"].as_tensor()[None].round().long()
         m_lab = data["moving_label"].as_tensor()[None].round().long()
         labels = list(self.labels) if self.labels is not None else present_labels(f_lab, m_lab)
+        truth = _load_truth(pair["ddf_truth"], tuple(f_lab.shape[2:])) if pair.get("ddf_truth") else None
+        to_mm = torch.as_tensor(np.asarray(fixed.affine, dtype=np.float64)[:3, :3], dtype=torch.float32)
+        fixed_w, moving_w = self.resampler.to_frame(fixed), self.resampler.to_frame(moving)
         rows, per_label = [], {}
         kept = {"fixed": fixed.as_tensor()[0], "moving": moving.as_tensor()[0], "fields": {},
                 "preprocess_seconds": preprocess_seconds}
@@ -107,14 +122,19 @@ class RegistrationEvaluator:
                 ddf, seconds, warped = identity, 0.0, m_lab
             else:
                 start = time.perf_counter()
-                ddf = self.network(moving.as_tensor()[None].to(self.device), fixed.as_tensor()[None].to(self.device), lam)
+                ddf = self.network(moving_w.as_tensor()[None].to(self.device), fixed_w.as_tensor()[None].to(self.device), lam)
+                ddf = self.resampler.field_to_grid(ddf, fixed_w, fixed)
                 seconds = time.perf_counter() - start
                 ddf = ddf.cpu()
                 warped = Warp("nearest", "zeros")(m_lab.float(), ddf).round().long()
                 if lam in keep:
                     kept["fields"][lam] = (Warp("bilinear")(moving.as_tensor()[None].float(), ddf)[0, 0], ddf[0])
             dice, _ = dice_per_label(warped, f_lab, labels)
-            hd, _ = hd95_per_label(warped, f_lab, labels, spacing=spacing)
+            hd = hd95_per_label(warped, f_lab, labels, spacing=spacing)[0] if self.hd95 else torch.full_like(dice, float("nan"))
+            epe = float("nan")
+            if truth is not None:
+                error = torch.einsum("ij,bj...->bi...", to_mm, ddf.float() - truth).norm(dim=1)
+                epe = float(error[f_lab[:, 0] > 0].mean())
             stats = jacobian_statistics(ddf)
             name = "before" if lam is None else f"{lam:g}"
             per_label[name] = dice[0].tolist()
@@ -125,6 +145,7 @@ class RegistrationEvaluator:
                 "jac_std": float(stats["jac_std"][0]),
                 "folding_pct": float(stats["folding_pct"][0]),
                 "sdlogj": float(stats["sdlogj"][0]),
+                "epe_mm": epe,
                 "seconds": seconds,
             })
         return rows, labels, per_label, kept
@@ -165,9 +186,7 @@ class RegistrationEvaluator:
                               "inference_seconds": sum(r["seconds"] for rows in all_rows.values() for r in rows),
                               "evaluation_seconds": time.perf_counter() - started}}
         for i, name in enumerate(names):
-            summary["per_lam"][name] = {
-                key: float(np.nanmean([rows[i][key] for rows in all_rows.values()])) for key in COLUMNS[1:]
-            }
+            summary["per_lam"][name] = {key: _nanmean([rows[i][key] for rows in all_rows.values()]) for key in COLUMNS[1:]}
         figures = {}
         if example is not None:
             from cir_monai.visualize import plot_lambda_panel, plot_overlay
@@ -184,6 +203,22 @@ class RegistrationEvaluator:
         if report:
             write_report(self.output_dir, summary, figures=self.figures)
         return summary
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    """Mean of the finite values; NaN when there are none (without numpy's warning)."""
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def _load_truth(path: str | os.PathLike, shape: tuple[int, ...]) -> torch.Tensor:
+    """A true DDF written as NIfTI ``(X, Y, Z, 1, 3)`` → ``(1, 3, X, Y, Z)``, checked against the fixed grid."""
+    import nibabel as nib
+
+    data = np.asarray(nib.load(str(path)).dataobj, dtype=np.float32)
+    if data.ndim != 5 or data.shape[:3] != shape or data.shape[-1] != 3:
+        raise ValueError(f"{path}: ddf_truth must be (X, Y, Z, 1, 3) on the fixed grid {shape}, got {data.shape}")
+    return torch.from_numpy(np.moveaxis(data[:, :, :, 0, :], -1, 0).copy())[None]
 
 
 def _per_label_means(summary: dict) -> tuple[list[int], dict[str, list[float]]]:
@@ -239,11 +274,13 @@ def write_report(
     lines += [*notes, ""] if notes else []
     lines += ["Means over pairs; `before` is the identity (no registration). Dice over the labels present in both "
               "segmentations; HD95 in mm; Jacobian determinant by forward differences on the registration grid.", "",
-              "| λ | Dice | HD95 mm | std\\|J\\| | % det J ≤ 0 | SDlogJ | s / pair |", "|---|---|---|---|---|---|---|"]
+              "| λ | Dice | HD95 mm | std\\|J\\| | % det J ≤ 0 | SDlogJ | EPE mm | s / pair |",
+              "|---|---|---|---|---|---|---|---|"]
     for name, m in summary["per_lam"].items():
         star = " **(λ*)**" if lam_star is not None and name != "before" and float(name) == lam_star else ""
         lines.append(f"| {name}{star} | {m['dice_mean']:.3f} | {m['hd95_mean']:.2f} | {m['jac_std']:.3f} | "
-                     f"{m['folding_pct']:.3f} | {m['sdlogj']:.3f} | {m['seconds']:.2f} |")
+                     f"{m['folding_pct']:.3f} | {m['sdlogj']:.3f} | {m.get('epe_mm', float('nan')):.2f} | "
+                     f"{m['seconds']:.2f} |")
     labels, per_label = _per_label_means(summary)
     if labels:
         lines += ["", "Mean Dice per label:", "", "| λ | " + " | ".join(f"label {v}" for v in labels) + " |",

@@ -12,9 +12,12 @@ onto the fixed grid reproduces ``warped``); ``ddf_units="mm"`` gives world displ
 in the NIfTI (RAS+) frame.
 
 How: the pair is preprocessed without cropping (:func:`~cir_monai.data.registration_preprocessing`,
-the network pads internally), registered on the reoriented (and optionally resampled) fixed
-grid, the voxel DDF is turned into world vectors with that grid's affine, and every output is
-brought back to the fixed file's grid with MONAI's ``Invertd`` (nearest for labels).
+the network pads internally): reoriented, the moving image resampled onto the fixed grid. Both
+are resampled into the model's frame (:class:`~cir_monai.frame.FrameResampler`; e.g. 2 mm for the
+shipped model), the field predicted there is brought back to the reoriented fixed grid in its
+voxels, the moving image and label are warped there at full resolution, and every output is
+brought back to the fixed file's grid with MONAI's ``Invertd`` (nearest for labels; the DDF as
+world vectors, then in the file grid's voxels or mm).
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ from tqdm import tqdm
 from cir_monai.convert import load_official_checkpoint
 from cir_monai.data.transforms import registration_preprocessing
 from cir_monai.engines.checkpoint import load_checkpoint
+from cir_monai.frame import EMBEDDED_FRAME, OFFICIAL_FRAME, FrameResampler, model_frame
 from cir_monai.networks import CLapIRN, Warp
 
-__all__ = ["load_network", "RegistrationRunner", "lam_tag", "checked_lams"]
+__all__ = ["load_network", "resolve_frame", "RegistrationRunner", "lam_tag", "checked_lams"]
 
 logger = logging.getLogger("cir_monai.inference")
 
@@ -62,7 +66,12 @@ def lam_tag(lam: float) -> str:
 
 def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") -> CLapIRN:
     """A ready :class:`CLapIRN` (evaluation mode) from this project's ``model.pt`` / ``checkpoint.pt``
-    (``{"model", "network"}``) or from one of the authors' ``.pth`` files.
+    (``{"model", "network"[, "frame"]}``) or from one of the authors' ``.pth`` files.
+
+    The returned network carries ``net.frame``, the frame it was trained in (:mod:`cir_monai.frame`):
+    the checkpoint's ``"frame"``; :data:`~cir_monai.frame.EMBEDDED_FRAME` (2 mm) for this project's
+    checkpoints written before frames were recorded; :data:`~cir_monai.frame.OFFICIAL_FRAME` (1 mm
+    OASIS) for the authors' files.
 
     Raises:
         FileNotFoundError: the file does not exist (its path in the message).
@@ -75,8 +84,14 @@ def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     if isinstance(state, dict) and "model" in state and "network" in state:
         net = CLapIRN(**state["network"])
         net.load_state_dict(state["model"])
+        frame = state.get("frame")
+        if frame is None:
+            logger.info("%s records no frame: assuming the embedded 2 mm frame it was trained in", path)
+            frame = EMBEDDED_FRAME
     else:
         net = load_official_checkpoint(path)
+        frame = OFFICIAL_FRAME
+    net.frame = model_frame(frame, net)
     return net.to(device).eval()
 
 
@@ -89,8 +104,35 @@ def _write(array: np.ndarray, affine: np.ndarray, path: Path, vector: bool = Fal
     os.replace(tmp, path)
 
 
+def resolve_frame(network: torch.nn.Module, frame: str | dict = "model", pixdim=None) -> dict:
+    """The frame inference runs in: ``"model"`` (the network's ``frame``, see :func:`load_network`),
+    ``"input"`` (the fixed image's own grid) or an explicit frame dict; ``pixdim`` overrides its spacing.
+
+    Raises:
+        ValueError: an unknown ``frame`` name.
+    """
+    if isinstance(frame, str):
+        if frame not in ("model", "input"):
+            raise ValueError(f"frame must be 'model', 'input' or a frame dict, got {frame!r}")
+        base = dict(getattr(network, "frame", None) or {}) if frame == "model" else {}
+        base.pop("lam_range", None)
+        if frame == "input":
+            base["spacing"] = None
+    else:
+        base = {k: v for k, v in dict(frame).items() if k != "lam_range"}
+    if pixdim is not None:
+        base["spacing"] = pixdim
+    return model_frame(base, network)
+
+
 class RegistrationRunner:
     """Register each pair at each λ and write NIfTI outputs in the fixed image's space.
+
+    The network runs in the model's frame (issue 11): both images are reoriented, the moving
+    one is resampled onto the fixed grid, both are resampled to the frame's spacing
+    (:class:`~cir_monai.frame.FrameResampler`), the field predicted there is brought back to
+    the fixed image's grid and units, and the moving image and labels are warped at their full
+    resolution on that grid. ``frame="input"`` predicts on the fixed image's own grid instead.
 
     Args:
         network: a :class:`CLapIRN` (see :func:`load_network`).
@@ -98,12 +140,15 @@ class RegistrationRunner:
             (e.g. from :func:`cir_monai.data.load_pairs`), optionally with an ``"id"``.
         lams: λ values in ``[0, network.lam_max]``.
         output_dir: outputs go to ``output_dir/<id>/lam_<λ>/``.
-        orientation, pixdim, percentiles: preprocessing (see :func:`registration_preprocessing`).
+        frame: ``"model"`` (default), ``"input"`` or a frame dict (:func:`resolve_frame`).
+        pixdim: working spacing in mm, overriding the frame's.
+        orientation, percentiles: preprocessing (see :func:`registration_preprocessing`); default:
+            the frame's.
         ddf_units: ``"voxel"`` or ``"mm"`` (see the module docstring).
         device: ``"cuda"`` when available else ``"cpu"`` by default.
         progress: progress bar over pairs.
         figures: also write ``overlay.png`` per λ (fixed over moving, before and after, on the
-            registration grid; see :func:`cir_monai.visualize.plot_overlay`).
+            fixed grid; see :func:`cir_monai.visualize.plot_overlay`).
     """
 
     def __init__(
@@ -112,9 +157,10 @@ class RegistrationRunner:
         pairs: Sequence[dict],
         lams: Sequence[float] = (1.0,),
         output_dir: str | os.PathLike = "outputs",
-        orientation: str | None = "RAS",
+        frame: str | dict = "model",
         pixdim: float | Sequence[float] | None = None,
-        percentiles: tuple[float, float] = (0.0, 100.0),
+        orientation: str | None = None,
+        percentiles: tuple[float, float] | None = None,
         ddf_units: str = "voxel",
         device: str | torch.device | None = None,
         progress: bool = True,
@@ -130,8 +176,11 @@ class RegistrationRunner:
         self.ddf_units = ddf_units
         self.progress = progress
         self.figures = figures
+        self.frame = resolve_frame(network, frame, pixdim)
+        self.resampler = FrameResampler(self.frame["spacing"])
         self.preprocessing = registration_preprocessing(
-            spatial_size=None, pixdim=pixdim, orientation=orientation, percentiles=percentiles, keep_raw=True
+            spatial_size=None, pixdim=None, orientation=orientation or self.frame["orientation"],
+            percentiles=tuple(percentiles or self.frame["percentiles"]), keep_raw=True,
         )
         self.invert = {
             key: Invertd(key, transform=self.preprocessing, orig_keys="fixed", nearest_interp=key == "warped_label")
@@ -153,22 +202,24 @@ class RegistrationRunner:
     def register(self, pair: dict, pair_id: str) -> dict[float, dict[str, str]]:
         data = self.preprocessing(dict(pair))
         fixed = data["fixed"]
-        moving = data["moving"].as_tensor()[None].to(self.device)
+        fixed_w, moving_w = self.resampler.to_frame(fixed), self.resampler.to_frame(data["moving"])
+        fixed_in = fixed_w.as_tensor()[None].to(self.device)
+        moving_in = moving_w.as_tensor()[None].to(self.device)
         raw = data["moving_raw"].as_tensor()[None].to(self.device).float()
         label = data["moving_label"].as_tensor()[None].to(self.device).float() if "moving_label" in data else None
-        work_affine = np.asarray(fixed.affine, dtype=np.float64)[:3, :3]
+        grid_affine = np.asarray(fixed.affine, dtype=np.float64)[:3, :3]
         file_affine = np.asarray(fixed.meta.get("original_affine", fixed.affine), dtype=np.float64)
         written: dict[float, dict[str, str]] = {}
         for lam in self.lams:
             start = time.perf_counter()
-            ddf = self.network(moving, fixed.as_tensor()[None].to(self.device), lam)
+            ddf = self.resampler.field_to_grid(self.network(moving_in, fixed_in, lam), fixed_w, fixed)
             seconds = time.perf_counter() - start
             folder = self.output_dir / pair_id / lam_tag(lam)
             folder.mkdir(parents=True, exist_ok=True)
             outputs = {"warped": Warp("bilinear")(raw, ddf)[0]}
             if label is not None:
                 outputs["warped_label"] = Warp("nearest", "zeros")(label, ddf)[0]
-            world = torch.einsum("ij,bj...->bi...", torch.as_tensor(work_affine, dtype=ddf.dtype, device=ddf.device), ddf)
+            world = torch.einsum("ij,bj...->bi...", torch.as_tensor(grid_affine, dtype=ddf.dtype, device=ddf.device), ddf)
             outputs["ddf"] = world[0]
             paths = {}
             for key, value in outputs.items():
@@ -185,7 +236,8 @@ class RegistrationRunner:
             if self.figures:
                 from cir_monai.visualize import plot_overlay
 
-                after = Warp("bilinear")(moving.float(), ddf)[0, 0]
+                moving = data["moving"].as_tensor()[None].to(self.device).float()
+                after = Warp("bilinear")(moving, ddf)[0, 0]
                 paths["overlay"] = str(plot_overlay(fixed.as_tensor()[0], moving[0, 0], after, folder / "overlay.png",
                                                     title=f"{pair_id}, λ = {lam:g}"))
             paths["seconds"] = seconds

@@ -23,7 +23,9 @@ from ignite.engine import Engine, Events
 from torch.utils.data import Dataset
 
 from cir_monai.engines.checkpoint import load_checkpoint, save_checkpoint
+from cir_monai.engines.inference import load_network
 from cir_monai.engines.schedule import LevelSchedule, sample_lambda
+from cir_monai.frame import model_frame
 from cir_monai.losses import CLapIRNLoss
 from cir_monai.metrics import jacobian_statistics, mean_dice
 from cir_monai.networks import CLapIRN, Warp
@@ -91,6 +93,13 @@ class CLapIRNTrainer:
         lam_sampling: ``"uniform"`` on [0, λ_max] (the paper) or ``"loguniform"``.
         lam_fixed: train at this one λ instead (the LapIRN baseline, ``conditioning="none"``).
         folding_weight: weight of the anti-folding term (0).
+        label_weight: weight of the label Dice term (0 = the paper's objective; needs
+            ``fixed_label``/``moving_label`` in the training items).
+        init_from: fine-tuning: start from the weights of this model file (this project's
+            ``model.pt``/``checkpoint.pt`` or the authors' ``.pth``; the architecture must match).
+            Ignored when resuming from ``output_dir/checkpoint.pt``.
+        frame: the frame the model is trained in (see :mod:`cir_monai.frame`), saved with every
+            checkpoint so inference predicts in it.
         val_pairs: validation pairs (``(1, 1, *S)`` tensors with labels) or ``None``.
         val_every: validate every this many iterations (and at the end).
         val_lams: λ values validated.
@@ -117,6 +126,9 @@ class CLapIRNTrainer:
         lam_sampling: str = "uniform",
         lam_fixed: float | None = None,
         folding_weight: float = 0.0,
+        label_weight: float = 0.0,
+        init_from: str | os.PathLike | None = None,
+        frame: dict | None = None,
         val_pairs: Sequence[dict] | None = None,
         val_every: int = 1000,
         val_lams: Sequence[float] = (0.1, 1.0, 4.0),
@@ -140,7 +152,9 @@ class CLapIRNTrainer:
         if self.lam_fixed is not None and not 0.0 <= self.lam_fixed <= self.model.lam_max:
             raise ValueError(f"lam_fixed must lie in [0, {self.model.lam_max:g}], got {lam_fixed}")
         sample_lambda(0, 1, mode=lam_sampling)  # fail now on a bad mode, not after setup
-        self.loss = CLapIRNLoss(self.model.spatial_dims, self.model.num_levels, folding_weight)
+        self.loss = CLapIRNLoss(self.model.spatial_dims, self.model.num_levels, folding_weight, label_weight=label_weight)
+        self.init_from = None if init_from in (None, "") else Path(init_from)
+        self.frame = model_frame(frame, self.model)
         if len(self.schedule.iterations) != self.model.num_levels:
             raise ValueError(
                 f"iterations has {len(self.schedule.iterations)} entries, the network has {self.model.num_levels} levels"
@@ -170,6 +184,7 @@ class CLapIRNTrainer:
         return {
             "model": self.model.state_dict(),
             "network": self.model.config,
+            "frame": self.frame,
             "optimizer": self.optimizer.state_dict(),
             "iteration": iteration,
             "level": self.schedule.at(max(iteration, 1))[0],
@@ -197,12 +212,26 @@ class CLapIRNTrainer:
             self.load_state(load_checkpoint(self.checkpoint_path, map_location=self.device))
             if _is_main():
                 logger.info("resumed from %s at iteration %d", self.checkpoint_path, self.start_iteration)
+        elif self.init_from is not None:
+            source = load_network(self.init_from)
+            if source.config != self.model.config:
+                raise ValueError(
+                    f"init_from {self.init_from}: its architecture {source.config} differs from the network's "
+                    f"{self.model.config}"
+                )
+            self.model.load_state_dict(source.state_dict())
+            if _is_main():
+                logger.info("fine-tuning from %s", self.init_from)
 
     # ------------------------------------------------------------------ step
     def _batch(self, k: int) -> dict[str, torch.Tensor]:
         first = ((k - 1) * self.world + self.rank) * self.batch_size
         items = [self.train_data[first + j] for j in range(self.batch_size)]
-        return {key: torch.stack([it[key] for it in items]).to(self.device) for key in ("fixed", "moving")}
+        keys = ("fixed", "moving") + (("fixed_label", "moving_label") if self.loss.label_weight > 0 else ())
+        missing = [key for key in keys if key not in items[0]]
+        if missing:
+            raise ValueError(f"training item {first} lacks {missing}: label_weight > 0 needs labelled training pairs")
+        return {key: torch.stack([it[key] for it in items]).to(self.device) for key in keys}
 
     def _set_trainable(self, level: int, frozen: bool) -> None:
         for index, module in enumerate(self.model.levels):
@@ -221,7 +250,7 @@ class CLapIRNTrainer:
         self.network.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.network(batch["moving"], batch["fixed"], lam, active_levels=level)
-        terms = self.loss(out, lam)
+        terms = self.loss(out, lam, batch.get("moving_label"), batch.get("fixed_label"))
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         self.optimizer.step()
@@ -232,6 +261,7 @@ class CLapIRNTrainer:
             "loss": terms["loss"].item(),
             "similarity": terms["similarity"].mean().item(),
             "smoothness": terms["smoothness"].mean().item(),
+            "label": terms["label"].mean().item(),
             "lam": lam.mean().item(),
         }
 
@@ -267,9 +297,9 @@ class CLapIRNTrainer:
             eta = rate * remaining + later
             if _is_main():
                 logger.info(
-                    "iter %d/%d level %d%s loss %.4f (sim %.4f, smooth %.4f, λ %.2f) %.2f s/it ETA %s",
+                    "iter %d/%d level %d%s loss %.4f (sim %.4f, smooth %.4f, label %.4f, λ %.2f) %.2f s/it ETA %s",
                     k, total, out["level"], " (lower frozen)" if out["frozen"] else "", out["loss"], out["similarity"],
-                    out["smoothness"], out["lam"], rate, time.strftime("%H:%M:%S", time.gmtime(eta)),
+                    out["smoothness"], out["label"], out["lam"], rate, time.strftime("%H:%M:%S", time.gmtime(eta)),
                 )
             self._log({**out, "frozen": int(out["frozen"])})
         if self.val_pairs and (k % self.val_every == 0 or k == total) and _is_main():
@@ -305,7 +335,7 @@ class CLapIRNTrainer:
             self.engine.run(range(self.start_iteration + 1, total + 1), max_epochs=1)
         model_path = self.output_dir / "model.pt"
         if _is_main():
-            save_checkpoint({"model": self.model.state_dict(), "network": self.model.config}, model_path)
+            save_checkpoint({"model": self.model.state_dict(), "network": self.model.config, "frame": self.frame}, model_path)
             if self._writer is not None:
                 self._writer.close()
         return {"iterations": total, "model": str(model_path), "last": self.history[-1] if self.history else None}

@@ -14,11 +14,12 @@ import torch.distributed as dist
 
 from cir_monai.data.datalist import load_pairs
 from cir_monai.data.embedded import build_embedded_template
-from cir_monai.data.prepare import load_template_tensors, prepare_embedded
+from cir_monai.data.prepare import TRAIN_SEED, load_template_tensors, prepare_embedded
+from cir_monai.data.generative import SynthConfig, SyntheticPairDataset
 from cir_monai.data.training import RandomPairDataset
 from cir_monai.data.transforms import registration_preprocessing
 
-__all__ = ["embedded_training_dataset", "prepared_pairs", "validation_tensors", "pairs_or_single", "rank_zero_first"]
+__all__ = ["embedded_training_dataset", "synthetic_training_dataset", "prepared_pairs", "validation_tensors", "pairs_or_single", "rank_zero_first"]
 
 
 def rank_zero_first(fn: Callable, *args, **kwargs):
@@ -45,6 +46,19 @@ def embedded_training_dataset(
     )
     image, label, _ = load_template_tensors(paths)
     return RandomPairDataset(image, label, pool_size=int(pool_size))
+
+
+def synthetic_training_dataset(
+    dataset_dir: str | os.PathLike, spacing: float, spatial_size: Sequence[int], seed: int = TRAIN_SEED, **config
+) -> SyntheticPairDataset:
+    """Generated training pairs (:mod:`cir_monai.data.generative`) from the embedded template's labels and
+    random label maps, at the working grid; ``config`` overrides :class:`SynthConfig` fields."""
+    paths = rank_zero_first(
+        build_embedded_template, Path(dataset_dir) / ".cache", float(spacing), tuple(int(s) for s in spatial_size)
+    )
+    image, label, _ = load_template_tensors(paths)
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+    return SyntheticPairDataset(image, label, SynthConfig(**fields), seed=int(seed))
 
 
 def prepared_pairs(

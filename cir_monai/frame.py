@@ -1,0 +1,151 @@
+# Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
+"""The frame a model was trained in, in one named place: spacing, orientation, intensities, λ range.
+
+A registration network only works on inputs like those it was trained on: a model trained
+on 2 mm brains sees a 1 mm brain as a brain twice its size and registers nothing (issue 11:
+grey-matter Dice 0.721 → 0.678 on a real 1 mm pair). So a model records its frame, and
+inference resamples both images into it, predicts there, and brings the field back to the
+fixed image's own grid (:class:`cir_monai.engines.RegistrationRunner`).
+
+A frame is a plain dict (it is saved inside checkpoints and in bundle configs)::
+
+    {"spacing": [2.0, 2.0, 2.0],        # mm per voxel, array axes after reorientation; None = any
+     "orientation": "RAS",              # axis codes the network saw
+     "percentiles": [0.0, 100.0],       # intensity percentiles mapped to [0, 1] (min-max), background 0
+     "lam_range": [0.0, 10.0],          # λ the model was trained for
+     "spatial_size": [80, 96, 80]}      # training crop (informative; inference takes any size)
+
+Where frames come from: this project's checkpoints carry ``"frame"``; older ones without it
+get :data:`EMBEDDED_FRAME` (the only grid this project trained on before frames existed); the
+authors' released OASIS checkpoints get :data:`OFFICIAL_FRAME` (1 mm, 160×192×224).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+__all__ = ["EMBEDDED_FRAME", "OFFICIAL_FRAME", "model_frame", "frame_spacing", "FrameResampler"]
+
+#: the embedded data set's working grid (cir_monai.data.embedded): 2 mm, 80×96×80
+EMBEDDED_FRAME = {
+    "spacing": [2.0, 2.0, 2.0],
+    "orientation": "RAS",
+    "percentiles": [0.0, 100.0],
+    "lam_range": [0.0, 10.0],
+    "spatial_size": [80, 96, 80],
+}
+#: the authors' OASIS training data (Learn2Reg / neurite OASIS): 1 mm, 160×192×224
+OFFICIAL_FRAME = {**EMBEDDED_FRAME, "spacing": [1.0, 1.0, 1.0], "spatial_size": [160, 192, 224]}
+
+_KEYS = ("spacing", "orientation", "percentiles", "lam_range", "spatial_size")
+
+
+def frame_spacing(spacing: float | Sequence[float] | None, spatial_dims: int = 3) -> list[float] | None:
+    """``spacing`` as a list of ``spatial_dims`` positive floats (a number means isotropic), or ``None``.
+
+    Raises:
+        ValueError: wrong length or a non-positive value (the value in the message).
+    """
+    if spacing is None:
+        return None
+    values = [float(spacing)] * spatial_dims if isinstance(spacing, (int, float)) else [float(v) for v in spacing]
+    if len(values) != spatial_dims or any(not v > 0 for v in values):
+        raise ValueError(f"frame spacing must be {spatial_dims} positive numbers (mm), got {spacing!r}")
+    return values
+
+
+def model_frame(frame: Mapping | None, network=None) -> dict:
+    """A complete, checked frame: ``frame``'s entries over the defaults.
+
+    Args:
+        frame: a (partial) frame dict, or ``None`` for "any grid" (``spacing`` ``None``).
+        network: the model; its ``lam_max`` sets ``lam_range`` and its ``spatial_dims`` the
+            length of ``spacing``.
+
+    Raises:
+        ValueError: an unknown key or a bad spacing.
+    """
+    frame = dict(frame or {})
+    unknown = sorted(set(frame) - set(_KEYS))
+    if unknown:
+        raise ValueError(f"unknown frame entries {unknown}; a frame has {list(_KEYS)}")
+    dims = int(getattr(network, "spatial_dims", 3))
+    out = {
+        "spacing": frame_spacing(frame.get("spacing"), dims),
+        "orientation": frame.get("orientation", "RAS"),
+        "percentiles": [float(v) for v in frame.get("percentiles", (0.0, 100.0))],
+        "lam_range": [0.0, float(getattr(network, "lam_max", 10.0))] if network is not None
+        else [float(v) for v in frame.get("lam_range", (0.0, 10.0))],
+        "spatial_size": None if frame.get("spatial_size") is None else [int(v) for v in frame["spatial_size"]],
+    }
+    return out
+
+
+class FrameResampler:
+    """Moves images into a model's frame and the predicted field back to the image's own grid.
+
+    Uses MONAI's :class:`~monai.transforms.Spacing` and its inverse (so the round trip uses the
+    very grid MONAI built), and converts the field's units at the edges, in this one place:
+
+    1. :meth:`to_frame`: an image ``(1, *S)`` (a ``MetaTensor`` on its grid, e.g. the reoriented
+       fixed image) resampled to the frame's spacing (bilinear), ``(1, *S_w)``;
+    2. the network predicts a DDF in voxels of the frame grid;
+    3. :meth:`field_to_grid`: voxels of the frame grid → world mm (the frame grid's affine) →
+       resampled onto the image's grid (``Spacing.inverse``, bilinear, border) → voxels of that
+       grid (the inverse of its affine's linear part). The result warps full-resolution images
+       on the original grid with MONAI's ``Warp``.
+
+    With ``spacing=None``, or when the grid already has the frame's spacing, both steps are the
+    identity (no resampling).
+
+    Args:
+        spacing: the frame's voxel size in mm (see :func:`frame_spacing`), or ``None``.
+    """
+
+    def __init__(self, spacing: float | Sequence[float] | None) -> None:
+        from monai.transforms import Spacing
+
+        self.spacing = None if spacing is None else frame_spacing(spacing, 3 if isinstance(spacing, (int, float)) else len(spacing))
+        self._spacer = None if self.spacing is None else Spacing(pixdim=self.spacing, mode="bilinear", padding_mode="border")
+
+    def needed(self, image) -> bool:
+        """Whether ``image``'s grid differs from the frame's spacing (relative tolerance 1e-3)."""
+        import numpy as np
+
+        if self.spacing is None:
+            return False
+        current = np.sqrt((np.asarray(image.affine, dtype=np.float64)[:3, :3] ** 2).sum(0))[: len(self.spacing)]
+        return not np.allclose(current, self.spacing, rtol=1e-3)
+
+    def to_frame(self, image):
+        """``image`` (``MetaTensor`` ``(C, *S)``) on the frame's spacing; itself when no resampling is needed."""
+        return self._spacer(image) if self.needed(image) else image
+
+    def field_to_grid(self, ddf, work, grid):
+        """A DDF predicted on ``work`` (the output of :meth:`to_frame` for ``grid``) on ``grid``'s voxels.
+
+        Args:
+            ddf: ``(B, n, *S_w)`` displacement in voxels of ``work`` (MONAI convention).
+            work: the frame-grid image the network saw (``MetaTensor``).
+            grid: the image whose grid the field is wanted on (``MetaTensor``).
+
+        Returns:
+            ``(B, n, *S)`` displacement in voxels of ``grid``.
+        """
+        import numpy as np
+        import torch
+        from monai.data import MetaTensor
+
+        if work is grid:
+            return ddf
+        n = ddf.shape[1]
+        to_world = torch.as_tensor(np.asarray(work.affine, dtype=np.float64)[:n, :n], dtype=ddf.dtype, device=ddf.device)
+        world = torch.einsum("ij,bj...->bi...", to_world, ddf)
+        back = []
+        for sample in world:
+            moved = MetaTensor(sample, meta=dict(work.meta), applied_operations=list(work.applied_operations))
+            restored = self._spacer.inverse(moved)
+            back.append(restored.as_tensor() if isinstance(restored, MetaTensor) else restored)
+        world = torch.stack(back)
+        to_voxel = np.linalg.inv(np.asarray(grid.affine, dtype=np.float64)[:n, :n])
+        return torch.einsum("ij,bj...->bi...", torch.as_tensor(to_voxel, dtype=world.dtype, device=world.device), world)
