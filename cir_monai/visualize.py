@@ -61,6 +61,7 @@ def plot_tradeoff(
     lam_star: float | None = None,
     max_folding: float | None = None,
     title: str = "One model, every λ",
+    references: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Path:
     """Dice, std|J| and % folding against λ.
 
@@ -70,6 +71,8 @@ def plot_tradeoff(
         path: the PNG to write.
         lam_star: the selected λ, marked with a vertical line.
         max_folding: the folding bound (% of voxels) used to select λ*, drawn on the folding axis.
+        references: other methods ``{name: {"dice_mean", "jac_std"}}`` (e.g. ANTs SyN), drawn as
+            dotted horizontal lines on both panels.
     """
     lams = sorted((float(k), v) for k, v in per_lam.items() if k != "before")
     x = [k for k, _ in lams]
@@ -79,6 +82,9 @@ def plot_tradeoff(
         left.axhline(per_lam["before"]["dice_mean"], color="grey", ls="--", label="before (identity)")
     left.set(xlabel="λ", ylabel="mean Dice", title="Overlap")
     right.plot(x, [v["jac_std"] for _, v in lams], "o-", color="tab:green", label="std|J|")
+    for (name, ref), color in zip((references or {}).items(), ("tab:purple", "tab:orange", "tab:brown", "tab:pink")):
+        left.axhline(ref["dice_mean"], color=color, ls=":", label=name)
+        right.axhline(ref["jac_std"], color=color, ls=":", lw=1)
     right.set(xlabel="λ", ylabel="std|J|", title="Smoothness")
     twin = right.twinx()
     twin.plot(x, [v["folding_pct"] for _, v in lams], "s--", color="tab:red", label="% det J ≤ 0")

@@ -62,3 +62,44 @@ def test_progressive_level_uses_its_window():
     assert [m.kernel_size for m in loss.similarity[0].ncc] == [3]
     assert [m.kernel_size for m in loss.similarity[2].ncc] == [7, 5, 3]
     assert torch.isfinite(loss(out, 1.0)["loss"])
+
+
+def test_label_dice_term_rewards_overlap_and_serves_coarse_levels():
+    from cir_monai.losses import LabelDiceLoss
+
+    label = torch.zeros(1, 1, 16, 16, 16, dtype=torch.long)
+    label[..., 4:12, 4:12, 4:8] = 1
+    label[..., 4:12, 4:12, 8:12] = 2
+    shifted = torch.roll(label, 3, dims=2)
+    term = LabelDiceLoss(3)
+    zero = torch.zeros(1, 3, 16, 16, 16, requires_grad=True)
+    assert term(zero, label, label).item() == pytest.approx(0.0, abs=1e-4)
+    misaligned = term(zero, shifted, label)
+    assert misaligned.item() > 0.2
+    misaligned.sum().backward()
+    assert zero.grad.abs().sum() > 0  # the field gets a gradient from the label term
+    back = torch.zeros(1, 3, 16, 16, 16)
+    back[:, 0] = 3.0  # moving(x + 3) = label(x)
+    assert term(back, shifted, label).item() < 0.05
+    # a coarse level: labels pooled twice to its grid (soft, so aligned is not 0, but better than misaligned)
+    coarse = term(torch.zeros(1, 3, 4, 4, 4), label, label)
+    assert coarse.shape == (1,) and coarse.item() < term(torch.zeros(1, 3, 4, 4, 4), shifted, label).item()
+    with pytest.raises(ValueError, match="does not pool"):
+        term(torch.zeros(1, 3, 5, 5, 5), label, label)
+
+
+def test_clapirn_loss_adds_the_label_term_only_when_weighted():
+    from cir_monai.losses import CLapIRNLoss
+    from cir_monai.networks import CLapIRN
+
+    torch.manual_seed(0)
+    net = CLapIRN(3, start_channels=2, num_levels=2).train()
+    fixed, moving = torch.rand(1, 1, 16, 16, 16), torch.rand(1, 1, 16, 16, 16)
+    labels = (fixed * 3).long(), (moving * 3).long()
+    out = net(moving, fixed, 1.0)
+    plain = CLapIRNLoss(3, 2)(out, 1.0)
+    weighted = CLapIRNLoss(3, 2, label_weight=2.0)(out, 1.0, labels[1], labels[0])
+    assert plain["label"].item() == 0.0
+    assert weighted["loss"].item() == pytest.approx(plain["loss"].item() + 2.0 * weighted["label"].item(), rel=1e-5)
+    with pytest.raises(ValueError, match="needs moving_label"):
+        CLapIRNLoss(3, 2, label_weight=1.0)(out, 1.0)

@@ -88,15 +88,15 @@ def check_pairs(pairs: Sequence[dict], source: str) -> list[dict]:
     for index, pair in enumerate(pairs):
         if not isinstance(pair, dict) or "fixed" not in pair or "moving" not in pair:
             raise DatalistError(f"{source}: pair {index} needs 'fixed' and 'moving' entries, got {pair!r}")
-        out = {}
-        for key in PAIR_KEYS:
+        out = {"id": str(pair["id"])} if pair.get("id") else {}
+        for key in PAIR_KEYS + ("ddf_truth",):
             if pair.get(key) is None:
                 continue
             path = Path(pair[key]).expanduser().resolve()
             if not path.is_file():
                 raise DatalistError(f"{source}: pair {index} {key} file not found: {path}")
             out[key] = str(path)
-        shapes = {key: _shape(Path(out[key]), key) for key in out}
+        shapes = {key: _shape(Path(out[key]), key) for key in PAIR_KEYS if key in out}
         for role in ("fixed", "moving"):
             label = f"{role}_label"
             if label in shapes and shapes[label] != shapes[role]:
@@ -132,7 +132,9 @@ def pairs_from_images(images: Sequence[dict], pairing: str = "all", atlas: dict 
 
 
 def _resolve(entry: dict, base: Path) -> dict:
-    return {k: (str(base / v) if isinstance(v, str) and not os.path.isabs(v) else v) for k, v in entry.items()}
+    files = PAIR_KEYS + ("ddf_truth",)
+    return {k: (str(base / v) if k in files and isinstance(v, str) and not os.path.isabs(v) else v)
+            for k, v in entry.items()}
 
 
 def _from_json(path: Path, split: str) -> list[dict]:

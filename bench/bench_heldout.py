@@ -1,0 +1,143 @@
+#!/usr/bin/env python
+"""The held-out real-anatomy set: the shipped model at several λ vs identity, ANTs SyN and the authors' lite model.
+
+    python bench/bench_heldout.py [--model bundle/models/model.pt] [--lams 0,0.1,1,4,10] [--pairs 4]
+        [--ants-transform SyN] [--no-ants] [--no-lite] [--out runs/heldout] [--no-append]
+
+The pairs (:mod:`cir_monai.data.heldout`): the MNI ICBM152 2009c T1 with the CerebrA atlas (102
+regions), which no training of this project sees, as two subjects under independent known
+deformations, 1 mm, ~157×193×167. Every method is scored on the fixed image's 1 mm grid, with the
+moving labels warped by nearest neighbour through its DDF: Dice per label and mean, end-point error
+(mm, over the fixed brain) against the true field, std|J|, % det J ≤ 0 and SDlogJ (forward
+differences, voxels). Ours and the lite model run through :class:`cir_monai.engines.RegistrationEvaluator`
+in their own frames (the shipped model: 2 mm; the lite model: 1 mm), the field brought back to the 1 mm
+grid; ANTs through ``bench_baselines.ants_rows`` (needs ``pip install -r requirements-bench.txt``).
+
+Writes ``per_pair.csv``, ``summary.json`` and ``heldout_tradeoff.png`` to ``--out`` (and the picture
+to docs/images/), prints a markdown table and appends it with the command to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from benchlog import append_table
+
+ROOT = Path(__file__).resolve().parents[1]
+LITE = ROOT.parent / "shared" / "reference" / "official_clapirn_lite_oasis.pth"
+COLS = ("dice_mean", "epe_mm", "jac_std", "folding_pct", "sdlogj", "seconds")
+
+
+def evaluator_rows(method: str, net, pairs: list[dict], lams: list[float], out: Path) -> list[dict]:
+    from cir_monai.engines import RegistrationEvaluator
+
+    evaluator = RegistrationEvaluator(net, pairs, lams=lams, output_dir=out, hd95=False, figures=False, progress=True)
+    rows = []
+    for pair in pairs:
+        pair_rows, labels, per_label, _ = evaluator.evaluate_pair(pair)
+        for row in pair_rows:
+            name = "identity" if row["lam"] == "before" else method
+            rows.append({"method": name, "pair": pair["id"], "lam": "" if name == "identity" else row["lam"],
+                         **{k: row[k] for k in COLS}, **{f"dice_{v}": d for v, d in zip(labels, per_label[row["lam"]])}})
+        print(f"  {method} {pair['id']}: " + ", ".join(f"λ {r['lam']} Dice {r['dice_mean']:.3f}" for r in pair_rows),
+              file=sys.stderr, flush=True)
+    return rows
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["method"], row["lam"]), []).append(row)
+    identity = {r["pair"]: r["dice_mean"] for r in rows if r["method"] == "identity"}
+    out = []
+    for (method, lam), group in groups.items():
+        entry = {"method": method, "lam": lam, "pairs": len(group)}
+        for k in COLS:
+            values = [r[k] for r in group if np.isfinite(r[k])]
+            entry[k] = float(np.mean(values)) if values else float("nan")
+        entry["min_gain"] = float(min(r["dice_mean"] - identity[r["pair"]] for r in group))
+        out.append(entry)
+    return out
+
+
+def markdown(summary: list[dict]) -> str:
+    lines = ["| method | λ | Dice | min gain over identity | EPE mm | std\\|J\\| | % det J ≤ 0 | SDlogJ | s / pair |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for s in summary:
+        lines.append(f"| {s['method']} | {s['lam']} | {s['dice_mean']:.3f} | {s['min_gain']:+.3f} | {s['epe_mm']:.2f} | "
+                     f"{s['jac_std']:.3f} | {s['folding_pct']:.3f} | {s['sdlogj']:.3f} | {s['seconds']:.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=str(ROOT / "bundle" / "models" / "model.pt"))
+    parser.add_argument("--lams", default="0,0.1,1,4,10")
+    parser.add_argument("--lite-lams", default="0,1,10")
+    parser.add_argument("--pairs", type=int, default=4)
+    parser.add_argument("--ants-transform", default="SyN")
+    parser.add_argument("--no-ants", action="store_true")
+    parser.add_argument("--no-lite", action="store_true")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--data", default=str(ROOT / "data" / "heldout"))
+    parser.add_argument("--out", default=str(ROOT / "runs" / "heldout"))
+    parser.add_argument("--no-append", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    import os
+
+    os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(args.threads))
+
+    from cir_monai.data import load_pairs
+    from cir_monai.data.heldout import prepare_heldout
+    from cir_monai.engines import load_network
+    from cir_monai.visualize import plot_tradeoff
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pairs = load_pairs(prepare_heldout(args.data, args.pairs), split="test")
+    lams = [float(v) for v in args.lams.split(",")]
+    rows = evaluator_rows("ours", load_network(args.model), pairs, lams, out)
+    if not args.no_lite and LITE.is_file():
+        lite_rows = evaluator_rows("authors' lite (OASIS)", load_network(LITE), pairs,
+                                   [float(v) for v in args.lite_lams.split(",")], out)
+        rows += [r for r in lite_rows if r["method"] != "identity"]
+    if not args.no_ants:
+        from bench_baselines import ants_rows
+
+        ants, _ = ants_rows(pairs, args.ants_transform, label_interp="nearest", hd95=False)
+        rows += [{"method": r["method"], "pair": r["pair"], "lam": "", **{k: r.get(k, float("nan")) for k in COLS}}
+                 for r in ants]
+    summary = summarise(rows)
+    with open(out / "per_pair.csv", "w", newline="") as f:
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    per_lam = {s["lam"]: s for s in summary if s["method"] == "ours"}
+    per_lam["before"] = next(s for s in summary if s["method"] == "identity")
+    references = {f"{s['method']}" + (f" λ={s['lam']}" if s["lam"] else ""): s for s in summary
+                  if s["method"] not in ("ours", "identity") and (s["lam"] in ("", "1"))}
+    picture = plot_tradeoff(per_lam, out / "heldout_tradeoff.png", references=references,
+                            title="Held-out anatomy (2009c + CerebrA, 1 mm): one model, every λ")
+    shutil.copyfile(picture, ROOT / "docs" / "images" / "heldout_tradeoff.png")
+    table = markdown(summary)
+    print(table)
+    if not args.no_append:
+        details = (f"{platform.machine()}, {args.threads} threads; {len(pairs)} held-out pairs, 1 mm, mean Dice over the "
+                   "CerebrA regions present; model " + str(Path(args.model).relative_to(ROOT) if Path(args.model).is_relative_to(ROOT) else args.model))
+        append_table("Held-out anatomy", "bench/bench_heldout.py", details, table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

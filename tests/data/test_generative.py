@@ -1,0 +1,93 @@
+"""The generative pairs: labels follow images, fields invert, seeds reproduce, contrasts differ when asked."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from cir_monai.data.generative import (
+    SOURCES,
+    SynthConfig,
+    SyntheticPairDataset,
+    integrate_svf,
+    multiscale_svf,
+    random_label_map,
+    synth_pair,
+    synthesize_image,
+)
+from cir_monai.data.synthetic import phantom
+from cir_monai.networks import Warp
+
+SHAPE = (40, 48, 40)
+
+
+@pytest.fixture(scope="module")
+def template():
+    return phantom(SHAPE, seed=1)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_labels_follow_images(template, source):
+    pair = synth_pair(3, SynthConfig(), *template, source=source)
+    assert pair["source"] == source
+    for role in ("fixed", "moving"):
+        image, label = pair[role], pair[f"{role}_label"]
+        assert image.shape == label.shape == (1, 1, *SHAPE)
+        assert image.min() >= 0 and image.max() == pytest.approx(1.0)
+        assert torch.all(image[label == 0] == 0)  # background exactly 0 where the label is background
+        assert (image[label > 0] > 0).float().mean() > 0.99  # and the labelled region is imaged
+
+
+def test_image_intensities_follow_labels_without_artefacts():
+    config = SynthConfig(blur=0.0, bias=0.0, gamma=0.0, noise=0.0)
+    label = random_label_map(SHAPE, config, torch.Generator().manual_seed(0))
+    means = torch.linspace(0.0, 1.0, int(label.max()) + 1)
+    image = synthesize_image(label, torch.Generator().manual_seed(1), config, means=means)
+    expected = means[label] / means[label].max()
+    assert torch.allclose(image, expected, atol=1e-6)  # one intensity per label, nothing else
+    assert 1 < len(torch.unique(label)) <= config.num_labels + 1
+
+
+def test_fields_are_invertible():
+    gen = torch.Generator().manual_seed(4)
+    velocity = multiscale_svf(SHAPE, (16.0, 8.0), (4.0, 2.0), gen)
+    forward, inverse = integrate_svf(velocity), integrate_svf(-velocity)
+    residual = forward + Warp("bilinear", "border")(inverse, forward)  # x + φ(x) + φ⁻¹(x + φ(x)) - x
+    inner = residual[:, :, 4:-4, 4:-4, 4:-4]
+    assert forward.abs().max() > 1.0  # a real deformation (voxels)
+    assert inner.abs().max() < 0.1 * forward.abs().max(), (inner.abs().max(), forward.abs().max())
+    assert inner.abs().mean() < 0.02
+
+
+def test_reproducible_from_a_seed(template):
+    a = synth_pair(11, SynthConfig(), *template)
+    b = synth_pair(11, SynthConfig(), *template)
+    c = synth_pair(12, SynthConfig(), *template)
+    for key in ("fixed", "moving", "fixed_label", "moving_label"):
+        assert torch.equal(a[key], b[key])
+    assert not torch.equal(a["fixed"], c["fixed"])
+    dataset = SyntheticPairDataset(*template, seed=100)
+    assert torch.equal(dataset[5]["moving"], dataset[5]["moving"])
+    assert torch.equal(dataset[5]["fixed"], synth_pair(105, SynthConfig(), *template)["fixed"][0])
+
+
+def _label_means(image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    values = [v for v in torch.unique(label).tolist() if v > 0]
+    return torch.stack([image[label == v].mean() for v in values])
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_contrasts_differ_when_asked(template, same):
+    config = dataclasses.replace(SynthConfig(), same_contrast=same, blur=0.0, bias=0.0, gamma=0.0, noise=0.0)
+    pair = synth_pair(7, config, *template, source="random")
+    # the same labelled anatomy in both images (same label values, independent deformations)
+    assert set(torch.unique(pair["fixed_label"]).tolist()) == set(torch.unique(pair["moving_label"]).tolist())
+    fixed = _label_means(pair["fixed"], pair["fixed_label"])
+    moving = _label_means(pair["moving"], pair["moving_label"])
+    correlation = torch.corrcoef(torch.stack([fixed, moving]))[0, 1]
+    if same:
+        assert correlation > 0.999
+    else:
+        assert correlation < 0.9
