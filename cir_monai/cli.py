@@ -320,7 +320,7 @@ class Commands:
         print("\n".join(line for line in text.splitlines() if line.startswith("|")))
         print(f"report: {Path(out) / 'summary.md'}")
 
-    def train(self, config=(), out: str = "runs/train", **overrides):
+    def train(self, config=(), out: str = "runs/train", init_from: str | None = None, **overrides):
         """Train cLapIRN with the bundle's training workflow (resumes from OUT/checkpoint.pt).
 
         Same as `python -m monai.bundle run training --config_file bundle/configs/train.yaml`
@@ -333,9 +333,17 @@ class Commands:
             config: overlay file(s) or names under configs/ (variants/..., data/..., scale/...),
                 comma-separated.
             out: the run folder (checkpoints, model.pt, metrics.jsonl, TensorBoard).
+            init_from: fine-tune: start from this model (a model.pt of this project or an authors'
+                .pth; the network config must match it, e.g. --network_def#start_channels 4
+                --network_def#lite true for the authors' lite model). Ignored when OUT holds a checkpoint.
             overrides: bundle config overrides (--key value), e.g. --train#trainer#iterations "[300,200,40]".
         """
         _reserved(overrides, {"output_dir": "--out"})
+        if init_from is not None:
+            path = Path(init_from).expanduser()
+            if not path.is_file():
+                raise FileNotFoundError(f"--init-from: model file not found: {path}")
+            overrides["init_from"] = str(path)
         files = [str(BUNDLE_CONFIGS / "train.yaml"), *_overlays(config)]
         overrides.setdefault("dataset_dir", str(EMBEDDED_DIR))
         _bundle_run(files, "training", dict(overrides, output_dir=str(out)))

@@ -33,3 +33,12 @@ def parity(reference_dir) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="session")
 def parity_metrics(reference_dir) -> dict:
     return json.loads((reference_dir / "parity_metrics.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def heldout_pairs(tmp_path_factory) -> list[dict]:
+    """Held-out pair 0 (cir_monai.data.heldout: 2009c + CerebrA at 1 mm, known true field), written once."""
+    from cir_monai.data import load_pairs
+    from cir_monai.data.heldout import prepare_heldout
+
+    return load_pairs(prepare_heldout(tmp_path_factory.mktemp("heldout"), num_pairs=1, progress=False), split="test")

@@ -88,3 +88,82 @@ def test_resampled_registration_grid_writes_back_to_the_file_grid(tmp_path, mode
         image = nib.load(written[key])
         assert np.allclose(image.affine, affine) and image.shape[:3] == SHAPE, key
     assert set(np.unique(np.asarray(nib.load(written["warped_label"]).dataobj)).tolist()) <= {0, 1, 2, 3}
+
+
+# ----------------------------------------------------------------------------------------- the model's frame
+SHIPPED = __import__("pathlib").Path(__file__).resolve().parents[2] / "bundle" / "models" / "model.pt"
+
+
+@pytest.fixture(scope="module")
+def brain_pair_1mm_and_2mm(tmp_path_factory):
+    """The embedded MNI152 brain at 1 mm and a deformed copy, written at 1 mm and resampled to 2 mm."""
+    from monai.data import MetaTensor
+    from monai.transforms import Spacing
+
+    from cir_monai.data import PairConfig, load_template, make_subject
+
+    image, label, affine = load_template(spacing=1.0, shape=None)
+    moved = make_subject(torch.from_numpy(image)[None, None], torch.from_numpy(label.astype(np.int64))[None, None],
+                         seed=5, config=PairConfig(max_displacement=4.0))
+    arrays = {"fixed": image, "moving": moved["image"][0, 0].numpy(), "moving_label": moved["label"][0, 0].numpy()}
+    folders = {}
+    for spacing in (1.0, 2.0):
+        folder = tmp_path_factory.mktemp(f"pair_{spacing:g}mm")
+        for key, data in arrays.items():
+            mode = "nearest" if "label" in key else "bilinear"
+            img = MetaTensor(torch.from_numpy(np.asarray(data, dtype=np.float32))[None], affine=torch.as_tensor(affine))
+            if spacing != 1.0:
+                img = Spacing(pixdim=spacing, mode=mode)(img)
+            out = img[0].numpy().astype(np.int16 if "label" in key else np.float32)
+            nib.save(nib.Nifti1Image(out, np.asarray(img.affine)), str(folder / f"{key}.nii.gz"))
+        folders[spacing] = {key: str(folder / f"{key}.nii.gz") for key in arrays}
+    return folders
+
+
+def _ddf(path):
+    return torch.from_numpy(np.moveaxis(np.asarray(nib.load(path).dataobj)[..., 0, :], -1, 0).copy()).float()[None]
+
+
+def test_same_pair_at_1mm_and_2mm_gives_the_same_registration(tmp_path, brain_pair_1mm_and_2mm):
+    """The network predicts in the model's 2 mm frame whatever the files' grid (issue 11)."""
+    from cir_monai.metrics import mean_dice
+
+    net = load_network(SHIPPED)
+    assert net.frame["spacing"] == [2.0, 2.0, 2.0]
+    out = {}
+    for spacing, paths in brain_pair_1mm_and_2mm.items():
+        out[spacing] = RegistrationRunner(net, [dict(paths, id="case")], lams=(1.0,), output_dir=tmp_path / f"{spacing:g}",
+                                          progress=False).run()["case"][1.0]
+    fine, coarse = nib.load(out[1.0]["ddf"]), nib.load(out[2.0]["ddf"])
+    assert fine.shape[:3] == nib.load(brain_pair_1mm_and_2mm[1.0]["fixed"]).shape  # outputs at the files' 1 mm grid
+    # the 2 mm run's field, in mm, resampled onto the 1 mm grid and back into its voxels
+    from monai.data import MetaTensor
+    from monai.transforms import ResampleToMatch
+
+    coarse_mm = torch.einsum("ij,bj...->bi...", torch.as_tensor(coarse.affine[:3, :3]).float(), _ddf(out[2.0]["ddf"]))
+    target = MetaTensor(torch.zeros(1, *fine.shape[:3]), affine=torch.as_tensor(fine.affine))
+    coarse_on_fine = ResampleToMatch(mode="bilinear", padding_mode="border")(
+        MetaTensor(coarse_mm[0], affine=torch.as_tensor(coarse.affine)), target)
+    coarse_vox = torch.einsum("ij,bj...->bi...", torch.as_tensor(np.linalg.inv(fine.affine[:3, :3])).float(),
+                              coarse_on_fine.as_tensor()[None].float())
+    moving_label = torch.from_numpy(np.asarray(nib.load(brain_pair_1mm_and_2mm[1.0]["moving_label"]).dataobj)).float()
+    warped_fine = torch.from_numpy(np.asarray(nib.load(out[1.0]["warped_label"]).dataobj)).long()[None, None]
+    warped_coarse = Warp("nearest", "zeros")(moving_label[None, None], coarse_vox).round().long()
+    agreement = mean_dice(warped_fine, warped_coarse).item()
+    assert agreement >= 0.97, agreement
+    # and the model does register: the labels move toward the fixed anatomy's
+    before = mean_dice(moving_label[None, None].long(), warped_fine).item()
+    assert before < agreement
+
+
+def test_written_field_reproduces_warped_with_monai_warp(tmp_path, brain_pair_1mm_and_2mm):
+    paths = brain_pair_1mm_and_2mm[1.0]
+    out = RegistrationRunner(load_network(SHIPPED), [dict(paths, id="case")], lams=(4.0,), output_dir=tmp_path,
+                             progress=False).run()["case"][4.0]
+    moving = torch.from_numpy(np.asarray(nib.load(paths["moving"]).dataobj, dtype=np.float32))[None, None]
+    expected = Warp("bilinear")(moving, _ddf(out["ddf"]))[0, 0].numpy()
+    warped = np.asarray(nib.load(out["warped"]).dataobj)
+    assert np.abs(warped - expected).max() < 1e-4 * np.abs(expected).max()
+    label = torch.from_numpy(np.asarray(nib.load(paths["moving_label"]).dataobj)).float()[None, None]
+    expected_label = Warp("nearest", "zeros")(label, _ddf(out["ddf"]))[0, 0].round().numpy()
+    assert (np.asarray(nib.load(out["warped_label"]).dataobj) == expected_label).mean() > 0.999

