@@ -203,7 +203,8 @@ class Commands:
             fixed_label: a label map of the fixed image (checked against the fixed image's shape).
             model: a model.pt (this project) or an authors' .pth; default: the bundle's shipped model.
             device: cpu or cuda (default: cuda when available).
-            ddf_units: voxel (default; MONAI Warp convention) or mm (world RAS displacement).
+            ddf_units: voxel (default; MONAI Warp convention), itk (LPS mm: what ITK, ANTs'
+                antsApplyTransforms and 3D Slicer apply) or mm (world RAS displacement).
             png: also write overlay.png (fixed over moving, before and after) per λ.
             frame: model (default: predict at the model's training spacing) or input (predict on
                 the fixed image's own grid).
@@ -223,8 +224,8 @@ class Commands:
             except ValueError as err:
                 raise ValueError(f"--lam must be numbers such as 1 or 0.1,1,4, or a `cir-monai sweep` output folder; "
                                  f"{lam!r} is neither (no such folder)") from err
-        if ddf_units not in ("voxel", "mm"):
-            raise ValueError(f"--ddf-units must be voxel or mm, got {ddf_units!r}")
+        if ddf_units not in ("voxel", "itk", "mm"):
+            raise ValueError(f"--ddf-units must be voxel, itk or mm, got {ddf_units!r}")
         if frame not in ("model", "input"):
             raise ValueError(f"--frame must be model or input, got {frame!r}")
         pair = {"fixed": fixed, "moving": moving, "moving_label": moving_label, "fixed_label": fixed_label}

@@ -15,13 +15,33 @@ Two conventions meet in this project:
 The conversion is ``ddf[:, i] = field[:, n - 1 - i] * (size_i - 1) / 2``
 (method.md §3). A singleton axis has no extent; its factor is taken as 0 one
 way and the division guarded the other way, as MONAI's ``Warp`` does.
+
+Written fields (``cir-monai register --ddf-units``) meet two world frames: NIfTI's
+RAS+ (nibabel, MONAI) and ITK's LPS+ (ITK, ANTs ``antsApplyTransforms``, 3D Slicer),
+which read a vector NIfTI's components as LPS millimetres. :func:`ras_to_lps_vectors`
+converts between them (its own inverse): x and y change sign.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["normalized_to_voxel_ddf", "voxel_ddf_to_normalized", "voxel_scale"]
+__all__ = ["normalized_to_voxel_ddf", "voxel_ddf_to_normalized", "voxel_scale", "ras_to_lps_vectors"]
+
+
+def ras_to_lps_vectors(vectors, axis: int = 0):
+    """World vectors RAS+ ↔ LPS+ (x, y negated; its own inverse), components along ``axis``.
+
+    Works on numpy arrays and torch tensors; returns a new array.
+    """
+    sign = [-1.0, -1.0] + [1.0] * (vectors.shape[axis] - 2)
+    shape = [1] * vectors.ndim
+    shape[axis] = len(sign)
+    if isinstance(vectors, torch.Tensor):
+        return vectors * torch.tensor(sign, dtype=vectors.dtype, device=vectors.device).view(shape)
+    import numpy as np
+
+    return vectors * np.asarray(sign, dtype=vectors.dtype).reshape(shape)
 
 
 def voxel_scale(spatial_shape: tuple[int, ...] | torch.Size, like: torch.Tensor) -> torch.Tensor:

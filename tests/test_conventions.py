@@ -50,3 +50,17 @@ def test_monai_warp_equals_reference_grid_sample(spatial):
 def test_bad_shape():
     with pytest.raises(ValueError, match="channels"):
         normalized_to_voxel_ddf(torch.zeros(1, 2, 4, 4, 4))
+
+
+def test_ras_lps_vectors_round_trip():
+    import numpy as np
+
+    from cir_monai.conventions import ras_to_lps_vectors
+
+    field = torch.randn(3, 4, 5, 6)
+    lps = ras_to_lps_vectors(field, axis=0)
+    assert torch.equal(lps[2], field[2]) and torch.equal(lps[:2], -field[:2])
+    assert torch.equal(ras_to_lps_vectors(lps, axis=0), field)
+    last = np.random.rand(4, 5, 6, 1, 3).astype(np.float32)
+    assert np.array_equal(ras_to_lps_vectors(ras_to_lps_vectors(last, axis=-1), axis=-1), last)
+    assert np.array_equal(ras_to_lps_vectors(last, axis=-1)[..., 0], -last[..., 0])

@@ -8,7 +8,9 @@ onto the fixed image), ``ddf.nii.gz`` and, when a moving label is given, ``warpe
 The DDF is written as a NIfTI vector field of shape ``(X, Y, Z, 1, 3)`` (intent "vector"):
 ``ddf_units="voxel"`` (default) gives displacements in voxels of the written grid, component
 ``i`` along array axis ``i`` (so ``monai.networks.blocks.Warp`` with the moving image resampled
-onto the fixed grid reproduces ``warped``); ``ddf_units="mm"`` gives world displacements in mm
+onto the fixed grid reproduces ``warped``); ``ddf_units="itk"`` gives world displacements in
+LPS millimetres, the convention ITK, ANTs (``antsApplyTransforms``) and 3D Slicer apply directly
+(the NIfTI intent is "vector", whose components ITK reads as LPS); ``ddf_units="mm"`` gives world displacements in mm
 in the NIfTI (RAS+) frame.
 
 How: the pair is preprocessed without cropping (:func:`~cir_monai.data.registration_preprocessing`,
@@ -35,13 +37,17 @@ from monai.data import MetaTensor
 from monai.transforms import Invertd
 from tqdm import tqdm
 
+from cir_monai.conventions import ras_to_lps_vectors
 from cir_monai.convert import load_official_checkpoint
 from cir_monai.data.transforms import registration_preprocessing
 from cir_monai.engines.checkpoint import load_checkpoint
 from cir_monai.frame import EMBEDDED_FRAME, OFFICIAL_FRAME, FrameResampler, model_frame
 from cir_monai.networks import CLapIRN, Warp
 
-__all__ = ["load_network", "resolve_frame", "RegistrationRunner", "lam_tag", "checked_lams"]
+#: units of the written DDF: voxels of the fixed grid (MONAI Warp), LPS mm (ITK / ANTs / Slicer), RAS mm (NIfTI world)
+DDF_UNITS = ("voxel", "itk", "mm")
+
+__all__ = ["DDF_UNITS", "load_network", "resolve_frame", "RegistrationRunner", "lam_tag", "checked_lams"]
 
 logger = logging.getLogger("cir_monai.inference")
 
@@ -144,7 +150,7 @@ class RegistrationRunner:
         pixdim: working spacing in mm, overriding the frame's.
         orientation, percentiles: preprocessing (see :func:`registration_preprocessing`); default:
             the frame's.
-        ddf_units: ``"voxel"`` or ``"mm"`` (see the module docstring).
+        ddf_units: ``"voxel"``, ``"itk"`` or ``"mm"`` (see the module docstring).
         device: ``"cuda"`` when available else ``"cpu"`` by default.
         progress: progress bar over pairs.
         figures: also write ``overlay.png`` per λ (fixed over moving, before and after, on the
@@ -169,8 +175,8 @@ class RegistrationRunner:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.network = network.to(self.device).eval()
         self.lams = checked_lams(lams, network)
-        if ddf_units not in ("voxel", "mm"):
-            raise ValueError(f"ddf_units must be 'voxel' or 'mm', got {ddf_units!r}")
+        if ddf_units not in DDF_UNITS:
+            raise ValueError(f"ddf_units must be one of {', '.join(DDF_UNITS)}, got {ddf_units!r}")
         self.pairs = list(pairs)
         self.output_dir = Path(output_dir)
         self.ddf_units = ddf_units
@@ -227,6 +233,8 @@ class RegistrationRunner:
                 if key == "ddf":
                     if self.ddf_units == "voxel":
                         array = np.einsum("ij,j...->i...", np.linalg.inv(file_affine[:3, :3]), array)
+                    elif self.ddf_units == "itk":
+                        array = ras_to_lps_vectors(array, axis=0)
                     array = np.moveaxis(array, 0, -1)[..., None, :].astype(np.float32)  # (X, Y, Z, 1, 3)
                 else:
                     array = array[0]

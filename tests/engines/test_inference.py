@@ -167,3 +167,44 @@ def test_written_field_reproduces_warped_with_monai_warp(tmp_path, brain_pair_1m
     label = torch.from_numpy(np.asarray(nib.load(paths["moving_label"]).dataobj)).float()[None, None]
     expected_label = Warp("nearest", "zeros")(label, _ddf(out["ddf"]))[0, 0].round().numpy()
     assert (np.asarray(nib.load(out["warped_label"]).dataobj) == expected_label).mean() > 0.999
+
+
+def test_itk_units_are_applied_by_itk_itself(tmp_path, model_file):
+    """--ddf-units itk: ITK's WarpImageFilter with the written field reproduces warped.nii.gz."""
+    import itk
+
+    angle = np.radians(20.0)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0.0], [np.sin(angle), np.cos(angle), 0.0], [0.0, 0.0, 1.0]])
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag([-2.0, 2.0, 2.5])  # oblique and flipped
+    affine[:3, 3] = [40.0, -30.0, 12.0]
+    paths = write_pair(tmp_path, affine)
+    net = load_network(model_file)
+    net.frame = dict(net.frame, spacing=None)  # predict on the file grid: the check is about the written units
+    out = RegistrationRunner(net, [dict(paths, id="case")], lams=(0.5,), output_dir=tmp_path / "out", ddf_units="itk",
+                             progress=False).run()["case"][0.5]
+    field = itk.imread(out["ddf"], itk.Vector[itk.F, 3])  # ITK reads the components as LPS mm
+    moving = itk.imread(paths["moving"], itk.F)
+    image_type = itk.Image[itk.F, 3]
+    warp = itk.WarpImageFilter[image_type, image_type, type(field)].New()
+    warp.SetInput(moving)
+    warp.SetDisplacementField(field)
+    warp.SetOutputParametersFromImage(itk.imread(paths["fixed"], itk.F))
+    warp.Update()
+    by_itk = np.transpose(itk.array_from_image(warp.GetOutput()), (2, 1, 0))  # ITK arrays are (z, y, x)
+    ours = np.asarray(nib.load(out["warped"]).dataobj)
+    voxel = _ddf(RegistrationRunner(net, [dict(paths, id="v")], lams=(0.5,), output_dir=tmp_path / "vox",
+                                    progress=False).run()["v"][0.5]["ddf"])
+    assert voxel.abs().max() > 0.05  # a real field
+    # where the sample point lies inside the image (ITK gives 0 outside, our Warp the border value)
+    index = np.stack(np.meshgrid(*[np.arange(s) for s in SHAPE], indexing="ij"))
+    point = index + voxel[0].numpy()
+    inside = ((point >= 0) & (point <= np.asarray(SHAPE).reshape(3, 1, 1, 1) - 1)).all(0)
+    assert inside.mean() > 0.5
+    scale = np.abs(ours).max()
+    assert np.abs(by_itk - ours)[inside].max() < 1e-3 * scale
+    # the RAS mm field differs from the ITK one exactly by the x/y sign
+    mm = RegistrationRunner(net, [dict(paths, id="m")], lams=(0.5,), output_dir=tmp_path / "mm", ddf_units="mm",
+                            progress=False).run()["m"][0.5]["ddf"]
+    ras, lps = np.asarray(nib.load(mm).dataobj), np.asarray(nib.load(out["ddf"]).dataobj)
+    assert np.allclose(ras * np.array([-1.0, -1.0, 1.0]), lps, atol=1e-6)
