@@ -207,7 +207,7 @@ def ants_rows(pairs: list[dict], transform: str, label_interp: str = "genericLab
             truth = np.moveaxis(np.asarray(nib.load(pair["ddf_truth"]).dataobj)[:, :, :, 0, :], -1, 0)
             to_mm = np.asarray(fixed.direction) @ np.diag(fixed.spacing)  # voxel axes -> LPS mm; the norm is frame-free
             error = np.linalg.norm(np.einsum("ij,j...->i...", to_mm, ddf[0].numpy() - truth), axis=0)
-            epe = float(error[f_lab[0, 0].numpy() > 0].mean())
+            epe = float(error[fixed.numpy() > 0].mean())  # over the fixed brain, as the evaluator
         rows.append({
             "method": f"ANTs {transform}", "epe_mm": epe, "pair": pair["id"], "lam": "", "grid": f"{spacing[0]:g} mm {shape}",
             "dice_mean": float(torch.nanmean(dice[0])), "hd95_mean": float(torch.nanmean(hd[0])),

@@ -235,7 +235,7 @@ class Commands:
         checked_lams(lams, network)
         with staged_output(out) as staging:
             results = RegistrationRunner(network, pairs, lams=lams, output_dir=staging, ddf_units=ddf_units,
-                                         device=dev, figures=png, frame=frame).run()
+                                         device=dev, figures=png, frame=frame, progress=False).run()
         for pair_id, per_lam in results.items():
             for value, paths in per_lam.items():
                 print(f"λ = {value:g}: {Path(out) / pair_id / f'lam_{value:g}'} ({paths['seconds']:.1f} s)")

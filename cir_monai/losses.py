@@ -105,7 +105,8 @@ class LabelDiceLoss(nn.Module):
     one-hot encoded (classes ``0..num_classes−1``), average-pooled as the network pools its
     images until they reach the field's grid (so it also serves the coarse pyramid levels),
     the moving one is warped bilinearly (zeros outside) and MONAI's
-    :class:`~monai.losses.DiceLoss` compares them over the foreground classes.
+    :class:`~monai.losses.DiceLoss` compares them, averaged over the foreground classes present
+    in the sample (so a batch mixing label sets does not dilute a sample's term).
 
     Shapes:
         ``ddf`` ``(B, n, *S_l)`` voxels of the level grid; labels ``(B, 1, *S)`` integers with
@@ -134,7 +135,9 @@ class LabelDiceLoss(nn.Module):
         moving = self._to_grid(one_hot(moving_label.long(), num_classes, dim=1), shape)
         fixed = self._to_grid(one_hot(fixed_label.long(), num_classes, dim=1), shape)
         warped = self.warp(moving, ddf.float())
-        return self.dice(warped, fixed).flatten(1).mean(1)
+        per_class = self.dice(warped, fixed).flatten(1)  # (B, num_classes - 1), foreground classes
+        present = (fixed[:, 1:] + moving[:, 1:]).flatten(2).sum(-1) > 0  # absent classes would count as perfect
+        return (per_class * present).sum(1) / present.sum(1).clamp_min(1)
 
 
 class CLapIRNLoss(nn.Module):

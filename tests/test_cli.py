@@ -143,14 +143,31 @@ def test_train_and_convert(tiny, tmp_path, reference_dir):
 
 
 @pytest.fixture()
-def bad_files(tmp_path):
+def bad_files(tmp_path, tiny):
+    _, pair, _ = tiny
+    fixed_img = nib.load(pair["fixed"])
+    data = np.asarray(fixed_img.dataobj, dtype=np.float32)
+    truncated = tmp_path / "truncated.nii.gz"
+    raw = Path(pair["fixed"]).read_bytes()
+    truncated.write_bytes(raw[: len(raw) // 2])  # the header survives, the data end early
+    constant = tmp_path / "constant.nii.gz"
+    nib.save(nib.Nifti1Image(np.full(data.shape, 3.0, np.float32), fixed_img.affine), str(constant))
+    apart = np.zeros_like(data)
+    shift = int(0.75 * data.shape[0])
+    apart[shift:] = data[: data.shape[0] - shift]  # the same brain, moved out of the fixed one's way
+    barely = tmp_path / "apart.nii.gz"
+    nib.save(nib.Nifti1Image(apart, fixed_img.affine), str(barely))
+    label = np.asarray(nib.load(pair["moving_label"]).dataobj, dtype=np.float32)
+    fractional = tmp_path / "resampled_label.nii.gz"
+    nib.save(nib.Nifti1Image(label * 0.75 + 0.1 * (label > 0), fixed_img.affine), str(fractional))
     text = tmp_path / "notes.nii.gz"
     text.write_text("not an image")
     flat = tmp_path / "slice.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((24, 24), np.float32), np.eye(4)), str(flat))
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    return {"text": str(text), "flat": str(flat), "blocker": blocker}
+    return {"text": str(text), "flat": str(flat), "blocker": blocker, "truncated": str(truncated),
+            "constant": str(constant), "barely": str(barely), "fractional": str(fractional)}
 
 
 @pytest.mark.parametrize("case, message", [
@@ -160,6 +177,10 @@ def bad_files(tmp_path):
     ("lam", "lam values must lie in [0, 10] (the model's range), got [0.1, 12.0]"),
     ("unwritable", "cannot write to output folder"),
     ("option", "unknown option --lamz"),
+    ("truncated", "truncated.nii.gz: fixed cannot be read (truncated or corrupt file?)"),
+    ("constant", "constant.nii.gz: moving is empty or constant (every voxel 3): nothing to register"),
+    ("barely", "apart.nii.gz barely overlaps"),
+    ("fractional", "resampled_label.nii.gz: moving_label has non-integer values"),
 ])
 def test_bad_input_is_one_line(case, message, tiny, tmp_path, bad_files, capsys):
     work, pair, model = tiny
@@ -173,7 +194,12 @@ def test_bad_input_is_one_line(case, message, tiny, tmp_path, bad_files, capsys)
         lam = "0.1,12"
     elif case == "unwritable":
         out = bad_files["blocker"] / "out"
-    args = ["register", fixed, pair["moving"], "--lam", lam, "--out", str(out), "--model", str(model)]
+    elif case == "truncated":
+        fixed = bad_files[case]
+    moving = bad_files[case] if case in ("constant", "barely") else pair["moving"]
+    args = ["register", fixed, moving, "--lam", lam, "--out", str(out), "--model", str(model)]
+    if case == "fractional":
+        args += ["--moving-label", bad_files[case]]
     if case == "option":
         args = ["evaluate", "--model", str(model), "--out", str(out), "--lamz", "[4]"]
     rc = main(args)

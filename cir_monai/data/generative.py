@@ -75,7 +75,8 @@ class SynthConfig:
         label_scale: spacing of the noise that shapes random labels (larger = bigger regions).
         subdivide: each template tissue is split into 1..``subdivide`` random sub-regions.
         svf_scales: control spacing of each velocity component, coarse to fine.
-        svf_amplitudes: largest velocity (voxels) of each component; the amplitude of each is
+        svf_amplitudes: largest velocity coordinate (voxels; the vector norm can be up to √n times
+            larger) of each component; the amplitude of each is
             drawn uniformly in ``[0, max]`` per subject, so some pairs are nearly aligned and
             others hard.
         affine: rotation / scale / translation of the random affine (a :class:`PairConfig`).
@@ -145,7 +146,10 @@ def smooth_random_ddf(
 
     The velocity's finest component varies over ``min(scales)`` voxels, so integrating it at
     half resolution and upsampling the displacement (trilinear, values × ``factor``) changes
-    little and costs ~``factor**n`` times less (the generator's main cost).
+    little and costs ~``factor**n`` times less (the generator's main cost). The upsampled grid
+    maps coarse voxel ``j`` to fine voxel ``j·(s−1)/(c−1)``, within ~1–2 % of ``factor``: the
+    amplitude is random anyway, so training data keep the simple factor (the held-out set, whose
+    fields are the truth, scales each axis exactly).
     """
     coarse = [max(2, int(math.ceil(s / factor))) for s in shape]
     velocity = multiscale_svf(coarse, [s / factor for s in scales], [a / factor for a in amplitudes], gen)

@@ -111,7 +111,9 @@ def _subject(image: torch.Tensor, label: torch.Tensor, gen: torch.Generator) -> 
     from cir_monai.data.generative import integrate_svf, multiscale_svf
 
     velocity = multiscale_svf(coarse, [s / 4 for s in scales], [a / 4 for a in amplitudes], gen)
-    up = lambda v: torch.nn.functional.interpolate(v, size=shape, mode="trilinear", align_corners=True) * 4  # noqa: E731
+    # coarse voxel j sits at fine voxel j·(s−1)/(c−1) (align_corners): displacements scale by that, per axis
+    factor = torch.tensor([(s - 1) / (c - 1) for s, c in zip(shape, coarse)]).view(1, 3, 1, 1, 1)
+    up = lambda v: torch.nn.functional.interpolate(v, size=shape, mode="trilinear", align_corners=True) * factor  # noqa: E731
     ddf, inverse = up(integrate_svf(velocity)), up(integrate_svf(-velocity))
     moved = Warp("bilinear", "zeros")(image, ddf)
     bias = smooth_random_ddf(shape, (48.0,), (1.0,), gen, factor=4)[:, :1]  # a smooth field, used as log-bias
@@ -150,7 +152,7 @@ def prepare_heldout(out: str | os.PathLike, num_pairs: int = 4, progress: bool =
     """Write the held-out pairs (once) and return the path of their ``datalist.json`` (split ``"test"``)."""
     out = Path(out)
     datalist_path = out / "datalist.json"
-    settings = {"num_pairs": int(num_pairs), "seed": HELDOUT_SEED, "svf": [list(v) for v in HELDOUT_SVF],
+    settings = {"num_pairs": int(num_pairs), "seed": HELDOUT_SEED, "version": 2, "svf": [list(v) for v in HELDOUT_SVF],
                 "template": HELDOUT_FILES["t1"], "labels": HELDOUT_FILES["label"]}
     if datalist_path.is_file() and json.loads(datalist_path.read_text()).get("config") == settings:
         return datalist_path

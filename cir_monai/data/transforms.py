@@ -4,15 +4,18 @@
 :func:`registration_preprocessing` composes, on the keys ``fixed``, ``moving``,
 ``fixed_label``, ``moving_label`` (labels optional):
 
-1. ``LoadImaged`` (NIfTI and everything ITK reads), channel first;
-2. :class:`CheckVolumed`: one channel, 3 spatial dimensions, finite values (clear error naming the file);
+1. :class:`ReadableLoadImaged`: MONAI's ``LoadImaged`` (NIfTI and everything ITK reads), channel
+   first, that names the file when it cannot be read (e.g. a truncated ``.nii.gz``);
+2. :class:`CheckVolumed`: one channel, 3 spatial dimensions, finite values, an image that is not
+   constant, a label map of integers (clear error naming the file);
 3. ``Orientationd`` to ``orientation`` (RAS by default);
 4. optional ``Spacingd`` to ``pixdim`` mm (bilinear for images, nearest for labels);
 5. :class:`MatchGridd`: the moving image and label resampled onto the fixed image's grid when
    the grids differ (an error when they do not overlap in physical space);
 6. ``ScaleIntensityRangePercentilesd``: intensities to [0, 1] with clipping; the lower
    percentile (0 = the minimum) maps to exactly 0, so the background is exactly 0;
-7. optional ``ResizeWithPadOrCropd`` to ``spatial_size`` (centred; zero padding).
+7. :class:`CheckOverlapd`: the two images' foregrounds overlap enough to register;
+8. optional ``ResizeWithPadOrCropd`` to ``spatial_size`` (centred; zero padding).
 
 The fixed image stays a ``MetaTensor``: its affine and the applied operations travel with it,
 so outputs can be written back in the fixed image's original space (``Invertd``).
@@ -40,7 +43,7 @@ from monai.transforms import (
 from monai.transforms.inverse import InvertibleTransform
 
 __all__ = [
-    "IMAGE_KEYS", "LABEL_KEYS", "CheckVolumed", "MatchGridd", "KeywiseSpacingd", "PairPreprocessing",
+    "IMAGE_KEYS", "LABEL_KEYS", "ReadableLoadImaged", "CheckVolumed", "CheckOverlapd", "MatchGridd", "KeywiseSpacingd", "PairPreprocessing",
     "registration_preprocessing",
 ]
 
@@ -73,8 +76,71 @@ class CheckVolumed(MapTransform):
                 )
             if img.shape[0] != 1:
                 raise ValueError(f"{_name(img, key)}: {key} must have one channel, got {img.shape[0]}")
-            if not key.endswith("label") and not bool(torch.isfinite(torch.as_tensor(img)).all()):
-                raise ValueError(f"{_name(img, key)}: {key} contains NaN or Inf values")
+            values = torch.as_tensor(img)
+            if not key.endswith("label"):
+                if not bool(torch.isfinite(values).all()):
+                    raise ValueError(f"{_name(img, key)}: {key} contains NaN or Inf values")
+                if values.numel() == 0 or bool(values.max() == values.min()):
+                    constant = float(values.flatten()[0]) if values.numel() else float("nan")
+                    raise ValueError(f"{_name(img, key)}: {key} is empty or constant (every voxel {constant:g}): "
+                                     "nothing to register")
+            else:
+                fraction = (values - values.round()).abs()
+                if bool((fraction > 1e-3).any()):
+                    example = float(values.flatten()[int(fraction.flatten().argmax())])
+                    raise ValueError(f"{_name(img, key)}: {key} has non-integer values (e.g. {example:g}): a label "
+                                     "map must hold integer labels (was it resampled with linear interpolation?)")
+        return d
+
+
+class ReadableLoadImaged(LoadImaged):
+    """MONAI's ``LoadImaged``, one key at a time, so that an unreadable file is named.
+
+    A truncated or corrupt compressed file otherwise ends in a traceback from deep inside
+    gzip / nibabel (``EOFError: Compressed file ended before the end-of-stream marker``).
+    """
+
+    def __call__(self, data, reader=None):
+        d = dict(data)
+        for key in self.key_iterator(d):
+            try:
+                d[key] = super().__call__({key: d[key]}, reader)[key]
+            except Exception as err:  # nibabel / ITK / gzip raise many types for a bad file
+                cause = err
+                while cause.__cause__ is not None and str(cause).startswith("applying transform"):
+                    cause = cause.__cause__
+                raise ValueError(f"{d[key]}: {key} cannot be read (truncated or corrupt file?): "
+                                 f"{type(cause).__name__}: {cause}") from None
+        return d
+
+
+class CheckOverlapd(MapTransform):
+    """Fail, naming both files, when the moving image's foreground barely overlaps the fixed one's.
+
+    On the common grid (after :class:`MatchGridd` and intensity scaling), foregrounds are the
+    voxels above ``threshold``; the overlap is ``|F ∩ M| / min(|F|, |M|)``. Brains that are
+    roughly aligned overlap by 0.6–1; a registration network cannot recover a pair below
+    ``min_overlap`` (0.2): it needs an affine pre-alignment first.
+    """
+
+    def __init__(self, fixed_key: str = "fixed", moving_key: str = "moving", threshold: float = 0.05,
+                 min_overlap: float = 0.2) -> None:
+        super().__init__([fixed_key, moving_key])
+        self.fixed_key, self.moving_key = fixed_key, moving_key
+        self.threshold, self.min_overlap = float(threshold), float(min_overlap)
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        fixed = torch.as_tensor(d[self.fixed_key]) > self.threshold
+        moving = torch.as_tensor(d[self.moving_key]) > self.threshold
+        smaller = min(int(fixed.sum()), int(moving.sum()))
+        overlap = int((fixed & moving).sum()) / max(smaller, 1)
+        if overlap < self.min_overlap:
+            raise ValueError(
+                f"{_name(d[self.moving_key], self.moving_key)} barely overlaps {_name(d[self.fixed_key], self.fixed_key)}: "
+                f"{100 * overlap:.0f} % of the smaller foreground is shared (at least {100 * self.min_overlap:.0f} % "
+                "needed): align the images affinely first"
+            )
         return d
 
 
@@ -194,7 +260,7 @@ def registration_preprocessing(
     keys = IMAGE_KEYS + LABEL_KEYS
     transforms: list = []
     if load:
-        transforms.append(LoadImaged(keys, ensure_channel_first=True, allow_missing_keys=True, image_only=True))
+        transforms.append(ReadableLoadImaged(keys, ensure_channel_first=True, allow_missing_keys=True, image_only=True))
     transforms.append(CheckVolumed(keys, spatial_dims))
     if orientation:
         transforms.append(Orientationd(keys, axcodes=orientation, allow_missing_keys=True, labels=None))
@@ -205,6 +271,7 @@ def registration_preprocessing(
         transforms.append(CopyItemsd("moving", names="moving_raw"))
     low, high = percentiles
     transforms.append(ScaleIntensityRangePercentilesd(IMAGE_KEYS, lower=low, upper=high, b_min=0.0, b_max=1.0, clip=True))
+    transforms.append(CheckOverlapd())
     if spatial_size is not None:
         transforms.append(ResizeWithPadOrCropd(keys, spatial_size=spatial_size, mode="constant", allow_missing_keys=True))
     return PairPreprocessing(transforms)

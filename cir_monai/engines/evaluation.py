@@ -94,7 +94,7 @@ class RegistrationEvaluator:
             pair: file paths (``fixed``, ``moving``, ``fixed_label``, ``moving_label``; optionally
                 ``ddf_truth``, the true field as written by :mod:`cir_monai.data.heldout`: a NIfTI
                 ``(X, Y, Z, 1, 3)`` in voxels of the fixed grid, which then gives the end-point
-                error in mm over the fixed brain).
+                error in mm over the fixed brain, i.e. the fixed image's non-zero voxels).
             keep: λ values whose warped image and DDF to return (for pictures).
 
         Returns:
@@ -110,7 +110,8 @@ class RegistrationEvaluator:
         f_lab = data["fixed_label"].as_tensor()[None].round().long()
         m_lab = data["moving_label"].as_tensor()[None].round().long()
         labels = list(self.labels) if self.labels is not None else present_labels(f_lab, m_lab)
-        truth = _load_truth(pair["ddf_truth"], tuple(f_lab.shape[2:])) if pair.get("ddf_truth") else None
+        truth = _load_truth(pair["ddf_truth"], fixed) if pair.get("ddf_truth") else None
+        brain = fixed.as_tensor()[0] > 0  # end-point error over the fixed brain (labels leave white matter out)
         to_mm = torch.as_tensor(np.asarray(fixed.affine, dtype=np.float64)[:3, :3], dtype=torch.float32)
         fixed_w, moving_w = self.resampler.to_frame(fixed), self.resampler.to_frame(moving)
         rows, per_label = [], {}
@@ -134,7 +135,7 @@ class RegistrationEvaluator:
             epe = float("nan")
             if truth is not None:
                 error = torch.einsum("ij,bj...->bi...", to_mm, ddf.float() - truth).norm(dim=1)
-                epe = float(error[f_lab[:, 0] > 0].mean())
+                epe = float(error[0][brain].mean())
             stats = jacobian_statistics(ddf)
             name = "before" if lam is None else f"{lam:g}"
             per_label[name] = dice[0].tolist()
@@ -211,13 +212,22 @@ def _nanmean(values: Sequence[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-def _load_truth(path: str | os.PathLike, shape: tuple[int, ...]) -> torch.Tensor:
-    """A true DDF written as NIfTI ``(X, Y, Z, 1, 3)`` → ``(1, 3, X, Y, Z)``, checked against the fixed grid."""
+def _load_truth(path: str | os.PathLike, fixed) -> torch.Tensor:
+    """A true DDF written as NIfTI ``(X, Y, Z, 1, 3)`` → ``(1, 3, X, Y, Z)``.
+
+    Its voxels must be those of the preprocessed fixed grid (same shape and affine: no
+    reorientation, resampling or cropping in between), else the end-point error would be wrong.
+    """
     import nibabel as nib
 
-    data = np.asarray(nib.load(str(path)).dataobj, dtype=np.float32)
+    image = nib.load(str(path))
+    data = np.asarray(image.dataobj, dtype=np.float32)
+    shape = tuple(fixed.shape[1:])
     if data.ndim != 5 or data.shape[:3] != shape or data.shape[-1] != 3:
         raise ValueError(f"{path}: ddf_truth must be (X, Y, Z, 1, 3) on the fixed grid {shape}, got {data.shape}")
+    if not np.allclose(image.affine, np.asarray(fixed.affine), atol=1e-3):
+        raise ValueError(f"{path}: ddf_truth's grid (affine) differs from the preprocessed fixed image's; evaluate "
+                         "known-truth pairs without reorientation, resampling or cropping")
     return torch.from_numpy(np.moveaxis(data[:, :, :, 0, :], -1, 0).copy())[None]
 
 

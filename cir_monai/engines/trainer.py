@@ -154,6 +154,9 @@ class CLapIRNTrainer:
         sample_lambda(0, 1, mode=lam_sampling)  # fail now on a bad mode, not after setup
         self.loss = CLapIRNLoss(self.model.spatial_dims, self.model.num_levels, folding_weight, label_weight=label_weight)
         self.init_from = None if init_from in (None, "") else Path(init_from)
+        if frame is None:
+            logger.warning("no frame given: the model will be recorded as trained on any grid (spacing None); "
+                           "pass frame={'spacing': ...} so that inference resamples inputs to the training grid")
         self.frame = model_frame(frame, self.model)
         if len(self.schedule.iterations) != self.model.num_levels:
             raise ValueError(

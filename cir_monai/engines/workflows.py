@@ -16,6 +16,7 @@ from cir_monai.data.datalist import load_pairs
 from cir_monai.data.embedded import build_embedded_template
 from cir_monai.data.prepare import TRAIN_SEED, load_template_tensors, prepare_embedded
 from cir_monai.data.generative import SynthConfig, SyntheticPairDataset
+from cir_monai.data.pairs import PairConfig
 from cir_monai.data.training import RandomPairDataset
 from cir_monai.data.transforms import registration_preprocessing
 
@@ -58,6 +59,8 @@ def synthetic_training_dataset(
     )
     image, label, _ = load_template_tensors(paths)
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+    if isinstance(fields.get("affine"), dict):
+        fields["affine"] = PairConfig(**fields["affine"])
     return SyntheticPairDataset(image, label, SynthConfig(**fields), seed=int(seed))
 
 
