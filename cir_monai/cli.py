@@ -184,7 +184,7 @@ class Commands:
 
     def register(self, fixed: str, moving: str, lam="1.0", out: str = "runs/register", moving_label: str | None = None,
                  fixed_label: str | None = None, model: str | None = None, device: str | None = None,
-                 ddf_units: str = "voxel", png: bool = False, frame: str = "model"):
+                 ddf_units: str = "voxel", png: bool = False, frame: str = "model", inverse: bool = False):
         """Register MOVING onto FIXED at one or more λ; NIfTI outputs in the fixed image's space.
 
         Writes OUT/<pair>/lam_<λ>/{warped.nii.gz, ddf.nii.gz[, warped_label.nii.gz][, overlay.png]}.
@@ -208,6 +208,8 @@ class Commands:
             png: also write overlay.png (fixed over moving, before and after) per λ.
             frame: model (default: predict at the model's training spacing) or input (predict on
                 the fixed image's own grid).
+            inverse: also write ddf_inverse.nii.gz, the inverse field (fixed-point inversion of the
+                DDF), which maps the fixed image onto the moving one; prints its composition residual.
         """
         from cir_monai.data.datalist import check_pairs
         from cir_monai.engines import RegistrationRunner
@@ -235,10 +237,12 @@ class Commands:
         checked_lams(lams, network)
         with staged_output(out) as staging:
             results = RegistrationRunner(network, pairs, lams=lams, output_dir=staging, ddf_units=ddf_units,
-                                         device=dev, figures=png, frame=frame, progress=False).run()
+                                         device=dev, figures=png, frame=frame, progress=False, inverse=inverse).run()
         for pair_id, per_lam in results.items():
             for value, paths in per_lam.items():
-                print(f"λ = {value:g}: {Path(out) / pair_id / f'lam_{value:g}'} ({paths['seconds']:.1f} s)")
+                extra = (f"; inverse residual {paths['inverse_residual_mean']:.3f} voxel mean, "
+                         f"{paths['inverse_residual_max']:.2f} max" if inverse else "")
+                print(f"λ = {value:g}: {Path(out) / pair_id / f'lam_{value:g}'} ({paths['seconds']:.1f} s{extra})")
 
     def sweep(self, data: str = "embedded", lams="0,0.1,0.5,1,2,4,8,10", out: str = "runs/sweep",
               max_folding: float = 0.1, rule: str = "max_dice", tolerance: float = 0.01, split: str = "validation",

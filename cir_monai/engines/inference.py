@@ -42,7 +42,7 @@ from cir_monai.convert import load_official_checkpoint
 from cir_monai.data.transforms import registration_preprocessing
 from cir_monai.engines.checkpoint import load_checkpoint
 from cir_monai.frame import EMBEDDED_FRAME, OFFICIAL_FRAME, FrameResampler, model_frame
-from cir_monai.networks import CLapIRN, Warp
+from cir_monai.networks import CLapIRN, Warp, composition_residual, invert_ddf
 
 #: units of the written DDF: voxels of the fixed grid (MONAI Warp), LPS mm (ITK / ANTs / Slicer), RAS mm (NIfTI world)
 DDF_UNITS = ("voxel", "itk", "mm")
@@ -155,6 +155,10 @@ class RegistrationRunner:
         progress: progress bar over pairs.
         figures: also write ``overlay.png`` per λ (fixed over moving, before and after, on the
             fixed grid; see :func:`cir_monai.visualize.plot_overlay`).
+        inverse: also write ``ddf_inverse.nii.gz`` (same units and grid as ``ddf.nii.gz``): the
+            fixed-point inverse of the field (:func:`~cir_monai.networks.invert_ddf`), which warps the
+            fixed image onto the moving one; its composition residual (voxels, mean and max over
+            the fixed brain) goes into the returned record.
     """
 
     def __init__(
@@ -171,10 +175,12 @@ class RegistrationRunner:
         device: str | torch.device | None = None,
         progress: bool = True,
         figures: bool = False,
+        inverse: bool = False,
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.network = network.to(self.device).eval()
         self.lams = checked_lams(lams, network)
+        self.inverse = bool(inverse)
         if ddf_units not in DDF_UNITS:
             raise ValueError(f"ddf_units must be one of {', '.join(DDF_UNITS)}, got {ddf_units!r}")
         self.pairs = list(pairs)
@@ -225,12 +231,17 @@ class RegistrationRunner:
             outputs = {"warped": Warp("bilinear")(raw, ddf)[0]}
             if label is not None:
                 outputs["warped_label"] = Warp("nearest", "zeros")(label, ddf)[0]
-            world = torch.einsum("ij,bj...->bi...", torch.as_tensor(grid_affine, dtype=ddf.dtype, device=ddf.device), ddf)
-            outputs["ddf"] = world[0]
+            to_world = torch.as_tensor(grid_affine, dtype=ddf.dtype, device=ddf.device)
+            outputs["ddf"] = torch.einsum("ij,bj...->bi...", to_world, ddf)[0]
+            residual = None
+            if self.inverse:
+                inverse = invert_ddf(ddf)
+                outputs["ddf_inverse"] = torch.einsum("ij,bj...->bi...", to_world, inverse)[0]
+                residual = composition_residual(ddf, inverse)[0][fixed.as_tensor()[0].to(ddf.device) > 0]
             paths = {}
             for key, value in outputs.items():
-                array = self._back_to_file_grid(key, value.cpu(), fixed)
-                if key == "ddf":
+                array = self._back_to_file_grid("ddf" if key == "ddf_inverse" else key, value.cpu(), fixed)
+                if key.startswith("ddf"):
                     if self.ddf_units == "voxel":
                         array = np.einsum("ij,j...->i...", np.linalg.inv(file_affine[:3, :3]), array)
                     elif self.ddf_units == "itk":
@@ -239,7 +250,7 @@ class RegistrationRunner:
                 else:
                     array = array[0]
                     array = np.rint(array).astype(np.int16) if key == "warped_label" else array.astype(np.float32)
-                _write(array, file_affine, folder / f"{key}.nii.gz", vector=key == "ddf")
+                _write(array, file_affine, folder / f"{key}.nii.gz", vector=key.startswith("ddf"))
                 paths[key] = str(folder / f"{key}.nii.gz")
             if self.figures:
                 from cir_monai.visualize import plot_overlay
@@ -249,6 +260,9 @@ class RegistrationRunner:
                 paths["overlay"] = str(plot_overlay(fixed.as_tensor()[0], moving[0, 0], after, folder / "overlay.png",
                                                     title=f"{pair_id}, λ = {lam:g}"))
             paths["seconds"] = seconds
+            if residual is not None:
+                paths["inverse_residual_mean"] = float(residual.mean())
+                paths["inverse_residual_max"] = float(residual.max())
             written[lam] = paths
         return written
 

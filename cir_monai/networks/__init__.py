@@ -6,7 +6,7 @@ from cir_monai.networks.clapirn import CONDITIONING, CLapIRN, LevelOutput, Pyram
 from cir_monai.networks.conditioning import ConditionalInstanceNorm, MappingNetwork
 from cir_monai.networks.convolution import OneDNNConv3d, conv3d
 from cir_monai.networks.stacked import StackedCLapIRN
-from cir_monai.networks.warp import Warp
+from cir_monai.networks.warp import Warp, composition_residual, invert_ddf
 
 __all__ = [
     "CONDITIONING",
@@ -21,5 +21,7 @@ __all__ = [
     "RegistrationLevel",
     "StackedCLapIRN",
     "Warp",
+    "composition_residual",
     "conv3d",
+    "invert_ddf",
 ]
