@@ -57,6 +57,7 @@ __all__ = [
     "smooth_random_ddf",
     "random_label_map",
     "subdivide_labels",
+    "perturb_labels",
     "synthesize_image",
     "synth_pair",
     "SyntheticPairDataset",
@@ -86,6 +87,10 @@ class SynthConfig:
         bias: largest log-amplitude of the bias field.
         gamma: spread of ``log γ``.
         noise: largest noise standard deviation (fraction of the intensity range).
+        variability: each subject's own anatomy (0 = off): label boundaries moved irregularly per
+            subject by :func:`perturb_labels` (argmax of the smoothed one-hot map plus
+            ``variability`` × noise varying over ``variability_scale`` voxels), so no smooth field matches fixed and moving exactly and λ has a real trade-off
+            to learn; not applied to the ``"template"`` source, whose image is the real T1.
     """
 
     source_weights: tuple[float, float, float] = (0.3, 0.35, 0.35)
@@ -100,6 +105,8 @@ class SynthConfig:
     bias: float = 0.3
     gamma: float = 0.25
     noise: float = 0.05
+    variability: float = 0.0
+    variability_scale: float = 4.0
 
 
 def _coarse_noise(shape: Sequence[int], channels: int, spacing: float, gen: torch.Generator) -> torch.Tensor:
@@ -200,6 +207,30 @@ def subdivide_labels(label: torch.Tensor, config: SynthConfig, gen: torch.Genera
     return out
 
 
+def perturb_labels(label: torch.Tensor, config: SynthConfig, gen: torch.Generator) -> torch.Tensor:
+    """One subject's own version of a label map: its boundaries moved irregularly (see ``SynthConfig.variability``).
+
+    ``argmax(smooth(one_hot(label)) + variability · noise)``, the smoothing by 2-voxel block means
+    upsampled back (about a 1-voxel Gaussian, at a fraction of its cost): near a boundary, where the smoothed
+    one-hot values of two labels are close, the noise decides, so boundaries shift by a few
+    voxels in a pattern that differs between subjects. ``(1, 1, *S)`` int64, same label values.
+    """
+    if config.variability <= 0:
+        return label
+    from monai.networks import one_hot
+
+    classes = int(label.max()) + 1
+    soft = one_hot(label, classes, dim=1).float()
+    n = label.ndim - 2
+    pool = F.avg_pool3d if n == 3 else F.avg_pool2d
+    mode = "trilinear" if n == 3 else "bilinear"
+    # smoothing as 2×2×2 block means upsampled back (about a Gaussian of σ 1 voxel; 10× cheaper than a filter)
+    soft = F.interpolate(pool(soft, kernel_size=2, stride=2, ceil_mode=True), size=tuple(label.shape[2:]), mode=mode,
+                         align_corners=False)
+    noise = _coarse_noise(label.shape[2:], classes, config.variability_scale, gen)
+    return (soft + config.variability * noise / noise.abs().amax().clamp_min(1e-6)).argmax(1, keepdim=True)
+
+
 def synthesize_image(
     label: torch.Tensor, gen: torch.Generator, config: SynthConfig, means: torch.Tensor | None = None,
     base: torch.Tensor | None = None,
@@ -292,7 +323,8 @@ def synth_pair(
     out: dict[str, torch.Tensor | str] = {"source": source}
     for role in ("fixed", "moving"):
         ddf = _subject_ddf(shape, config, gen)
-        warped_label = Warp("nearest", "zeros")(label.float(), ddf).round().long()
+        own = label if source == "template" else perturb_labels(label, config, gen)
+        warped_label = Warp("nearest", "zeros")(own.float(), ddf).round().long()
         base = Warp("bilinear", "zeros")(template_image.float(), ddf) if source == "template" else None
         out[role] = synthesize_image(warped_label, gen, config, means=means, base=base)
         out[f"{role}_label"] = warped_label

@@ -91,3 +91,14 @@ def test_contrasts_differ_when_asked(template, same):
         assert correlation > 0.999
     else:
         assert correlation < 0.9
+
+
+def test_variability_gives_each_subject_its_own_anatomy(template):
+    plain = synth_pair(9, SynthConfig(), *template, source="random")
+    varied = synth_pair(9, dataclasses.replace(SynthConfig(), variability=0.35), *template, source="random")
+    # with the same seed the shared label map and deformations are the same; each subject's boundaries move
+    changed = (varied["fixed_label"] != plain["fixed_label"]).float().mean().item()
+    assert 0.01 < changed < 0.4, changed
+    assert set(torch.unique(varied["moving_label"]).tolist()) <= set(range(SynthConfig().num_labels + 1))
+    template_pair = synth_pair(9, dataclasses.replace(SynthConfig(), variability=0.35), *template, source="template")
+    assert torch.equal(template_pair["fixed_label"], synth_pair(9, SynthConfig(), *template, source="template")["fixed_label"])
