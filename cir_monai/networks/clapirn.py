@@ -222,6 +222,10 @@ class CLapIRN(nn.Module):
         lam_max: λ of code 1 (10): ``lam`` must lie in ``[0, lam_max]``.
         lite: the authors' "lite" widths (encoder 2·sc, narrower head; released OASIS model: sc=4).
         latent_dim: CIN latent size for ``"distributed"`` (64); ``"centralized"`` uses 256.
+        integration_steps: 0 (the paper): the output is a displacement field. ``n > 0``: the
+            diffeomorphic variant: each level's total field is a stationary velocity field,
+            integrated by scaling and squaring in ``n`` steps (as MONAI's ``DVF2DDF``) before it
+            warps or is returned, so the DDF is invertible (``configs/variants/diffeomorphic.yaml``).
 
     Example::
 
@@ -245,6 +249,7 @@ class CLapIRN(nn.Module):
         lam_max: float = 10.0,
         lite: bool = False,
         latent_dim: int = 64,
+        integration_steps: int = 0,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -261,6 +266,11 @@ class CLapIRN(nn.Module):
             spatial_dims=spatial_dims, start_channels=start_channels, conditioning=conditioning, num_levels=num_levels,
             num_blocks=num_blocks, range_flow=range_flow, lam_max=float(lam_max), lite=bool(lite), latent_dim=latent_dim,
         )
+        if not isinstance(integration_steps, int) or integration_steps < 0:
+            raise ValueError(f"integration_steps must be an integer >= 0, got {integration_steps!r}.")
+        if integration_steps:  # recorded only when used: checkpoints of the paper's network keep their config
+            self.config["integration_steps"] = integration_steps
+        self.integration_steps = integration_steps
         self.spatial_dims = spatial_dims
         self.start_channels = start_channels
         self.conditioning = conditioning
@@ -380,6 +390,20 @@ class CLapIRN(nn.Module):
             x = F.pad(x, pads)
         return x, crop
 
+    def _to_ddf(self, field: torch.Tensor) -> torch.Tensor:
+        """A level's total field (normalised units) as a voxel DDF; integrated for the diffeomorphic variant.
+
+        Scaling and squaring: ``u ← v / 2ⁿ``, then ``n`` times ``u ← u + u(x + u)`` (the loop of
+        MONAI's ``DVF2DDF``, written on this package's :class:`Warp` so it samples in float32).
+        """
+        ddf = normalized_to_voxel_ddf(field)
+        if not self.integration_steps:
+            return ddf
+        ddf = ddf / 2**self.integration_steps
+        for _ in range(self.integration_steps):
+            ddf = ddf + self.warp(ddf, ddf)
+        return ddf
+
     def forward(
         self,
         moving: torch.Tensor,
@@ -428,7 +452,7 @@ class CLapIRN(nn.Module):
                 inputs = [mov_k, fix_k]
             else:
                 field = F.interpolate(field, size=fix_k.shape[2:], mode=self._interp, align_corners=False)
-                warped = self.warp(mov_k, normalized_to_voxel_ddf(field))
+                warped = self.warp(mov_k, self._to_ddf(field))
                 inputs = [warped.to(fix_k.dtype), fix_k, field.to(fix_k.dtype)]
             if self.conditioning == "concat":
                 inputs.append(code.to(fix_k.dtype).reshape(batch, 1, *([1] * self.spatial_dims)).expand_as(fix_k))
@@ -437,12 +461,12 @@ class CLapIRN(nn.Module):
             residual = residual.float()  # fields are accumulated in float32, also under autocast
             field = residual if field is None else field + residual
             if self.training:
-                level_ddf = normalized_to_voxel_ddf(field)
+                level_ddf = self._to_ddf(field)
                 outputs.append(LevelOutput(level_ddf, self.warp(mov_k, level_ddf), fix_k))
 
         if field.shape[2:] != moving_p.shape[2:]:
             field = F.interpolate(field, size=moving_p.shape[2:], mode=self._interp, align_corners=False)
-        ddf = normalized_to_voxel_ddf(field)[tuple(crop)]
+        ddf = self._to_ddf(field)[tuple(crop)]
         if self.training:
             return PyramidOutput(ddf=ddf, levels=outputs, code=code)
         return ddf

@@ -184,3 +184,31 @@ def test_head_equals_up_concatenate_conv(spatial_dims, lite):
     grad = torch.randn(ref.shape, generator=g)
     for a, b in zip(torch.autograd.grad(ours, params, grad), torch.autograd.grad(ref, params, grad)):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_diffeomorphic_variant_integrates_the_velocity():
+    import warnings
+
+    from monai.networks.blocks import DVF2DDF
+
+    from cir_monai.metrics import jacobian_statistics
+
+    torch.manual_seed(0)
+    plain = CLapIRN(3, start_channels=2, num_levels=1).eval()
+    diffeo = CLapIRN(3, start_channels=2, num_levels=1, integration_steps=7).eval()
+    diffeo.load_state_dict(plain.state_dict())
+    assert diffeo.config["integration_steps"] == 7 and "integration_steps" not in plain.config
+    moving, fixed = torch.rand(1, 1, 16, 20, 16), torch.rand(1, 1, 16, 20, 16)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        velocity = plain(moving, fixed, 1.0) * 8  # a large, rough field: folds as a displacement
+        expected = DVF2DDF(num_steps=7, mode="bilinear", padding_mode="border")(velocity / 8)
+        got = diffeo(moving, fixed, 1.0)
+    assert torch.allclose(got, expected, atol=1e-4), (got - expected).abs().max()
+    assert jacobian_statistics(velocity)["folding_pct"].item() > jacobian_statistics(
+        DVF2DDF(num_steps=7, mode="bilinear", padding_mode="border")(velocity))["folding_pct"].item()
+    with pytest.raises(ValueError, match="integration_steps"):
+        CLapIRN(3, start_channels=2, integration_steps=-1)
+    diffeo.train()
+    out = diffeo(moving, fixed, 1.0)  # training mode: the level's DDF is the integrated one too
+    assert torch.allclose(out.levels[0].ddf, got, atol=1e-4)
