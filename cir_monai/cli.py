@@ -184,7 +184,8 @@ class Commands:
 
     def register(self, fixed: str, moving: str, lam="1.0", out: str = "runs/register", moving_label: str | None = None,
                  fixed_label: str | None = None, model: str | None = None, device: str | None = None,
-                 ddf_units: str = "voxel", png: bool = False, frame: str = "model", inverse: bool = False):
+                 ddf_units: str = "voxel", png: bool = False, frame: str = "model", inverse: bool = False,
+                 affine: bool = False):
         """Register MOVING onto FIXED at one or more λ; NIfTI outputs in the fixed image's space.
 
         Writes OUT/<pair>/lam_<λ>/{warped.nii.gz, ddf.nii.gz[, warped_label.nii.gz][, overlay.png]}.
@@ -208,6 +209,8 @@ class Commands:
             png: also write overlay.png (fixed over moving, before and after) per λ.
             frame: model (default: predict at the model's training spacing) or input (predict on
                 the fixed image's own grid).
+            affine: align MOVING affinely first (ITK, mutual information, 3 levels): ddf.nii.gz is then
+                the total field (affine and deformable composed) and affine.tfm the affine (ITK/ANTs/Slicer).
             inverse: also write ddf_inverse.nii.gz, the inverse field (fixed-point inversion of the
                 DDF), which maps the fixed image onto the moving one; prints its composition residual.
         """
@@ -237,7 +240,8 @@ class Commands:
         checked_lams(lams, network)
         with staged_output(out) as staging:
             results = RegistrationRunner(network, pairs, lams=lams, output_dir=staging, ddf_units=ddf_units,
-                                         device=dev, figures=png, frame=frame, progress=False, inverse=inverse).run()
+                                         device=dev, figures=png, frame=frame, progress=False, inverse=inverse,
+                                         affine=affine).run()
         for pair_id, per_lam in results.items():
             for value, paths in per_lam.items():
                 extra = (f"; inverse residual {paths['inverse_residual_mean']:.3f} voxel mean, "

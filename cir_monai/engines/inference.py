@@ -155,6 +155,9 @@ class RegistrationRunner:
         progress: progress bar over pairs.
         figures: also write ``overlay.png`` per λ (fixed over moving, before and after, on the
             fixed grid; see :func:`cir_monai.visualize.plot_overlay`).
+        affine: align the moving image affinely first (:func:`cir_monai.affine.affine_register`, ITK,
+            mutual information); ``ddf.nii.gz`` is then the total field (affine then deformable) and
+            ``affine.tfm`` the affine (ITK, LPS, fixed → moving) in the pair's folder.
         inverse: also write ``ddf_inverse.nii.gz`` (same units and grid as ``ddf.nii.gz``): the
             fixed-point inverse of the field (:func:`~cir_monai.networks.invert_ddf`), which warps the
             fixed image onto the moving one; its composition residual (voxels, mean and max over
@@ -176,11 +179,13 @@ class RegistrationRunner:
         progress: bool = True,
         figures: bool = False,
         inverse: bool = False,
+        affine: bool = False,
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.network = network.to(self.device).eval()
         self.lams = checked_lams(lams, network)
         self.inverse = bool(inverse)
+        self.affine = bool(affine)
         if ddf_units not in DDF_UNITS:
             raise ValueError(f"ddf_units must be one of {', '.join(DDF_UNITS)}, got {ddf_units!r}")
         self.pairs = list(pairs)
@@ -214,7 +219,18 @@ class RegistrationRunner:
     def register(self, pair: dict, pair_id: str) -> dict[float, dict[str, str]]:
         data = self.preprocessing(dict(pair))
         fixed = data["fixed"]
-        fixed_w, moving_w = self.resampler.to_frame(fixed), self.resampler.to_frame(data["moving"])
+        moving = data["moving"]
+        affine_ddf = None
+        if self.affine:
+            from cir_monai.affine import affine_matrix_ras, affine_register, affine_to_ddf, write_transform
+
+            transform = affine_register(pair["fixed"], pair["moving"])
+            (self.output_dir / pair_id).mkdir(parents=True, exist_ok=True)
+            write_transform(transform, self.output_dir / pair_id / "affine.tfm")
+            affine_ddf = affine_to_ddf(affine_matrix_ras(transform), np.asarray(fixed.affine), fixed.shape[1:])
+            aligned = Warp("bilinear", "zeros")(moving.as_tensor()[None].float(), affine_ddf)[0]
+            moving = MetaTensor(aligned, meta=dict(moving.meta), applied_operations=list(moving.applied_operations))
+        fixed_w, moving_w = self.resampler.to_frame(fixed), self.resampler.to_frame(moving)
         fixed_in = fixed_w.as_tensor()[None].to(self.device)
         moving_in = moving_w.as_tensor()[None].to(self.device)
         raw = data["moving_raw"].as_tensor()[None].to(self.device).float()
@@ -225,6 +241,10 @@ class RegistrationRunner:
         for lam in self.lams:
             start = time.perf_counter()
             ddf = self.resampler.field_to_grid(self.network(moving_in, fixed_in, lam), fixed_w, fixed)
+            if affine_ddf is not None:
+                from cir_monai.affine import compose_after
+
+                ddf = compose_after(ddf, affine_ddf)  # one total field: affine, then deformable
             seconds = time.perf_counter() - start
             folder = self.output_dir / pair_id / lam_tag(lam)
             folder.mkdir(parents=True, exist_ok=True)
@@ -255,9 +275,9 @@ class RegistrationRunner:
             if self.figures:
                 from cir_monai.visualize import plot_overlay
 
-                moving = data["moving"].as_tensor()[None].to(self.device).float()
-                after = Warp("bilinear")(moving, ddf)[0, 0]
-                paths["overlay"] = str(plot_overlay(fixed.as_tensor()[0], moving[0, 0], after, folder / "overlay.png",
+                before = data["moving"].as_tensor()[None].to(self.device).float()
+                after = Warp("bilinear")(before, ddf)[0, 0]
+                paths["overlay"] = str(plot_overlay(fixed.as_tensor()[0], before[0, 0], after, folder / "overlay.png",
                                                     title=f"{pair_id}, λ = {lam:g}"))
             paths["seconds"] = seconds
             if residual is not None:
