@@ -74,3 +74,28 @@ def test_no_resampling_on_the_frame_grid():
     ddf = torch.randn(1, 3, 20, 24, 20)
     assert resampler.field_to_grid(ddf, image, image) is ddf
     assert FrameResampler(None).to_frame(_image((8, 8, 8), (1.0, 1.0, 1.0))).shape == (1, 8, 8, 8)
+
+
+def test_predict_on_the_foreground_box_and_continue_the_field():
+    """The network sees the brain's box (plus margin), as in training; the field is padded back by replication."""
+    seen = {}
+
+    class Probe(torch.nn.Module):
+        def forward(self, moving, fixed, lam):
+            seen["shape"] = tuple(fixed.shape[2:])
+            ddf = torch.zeros(1, 3, *fixed.shape[2:])
+            ddf[:, 0] = torch.arange(fixed.shape[2], dtype=torch.float32).view(-1, 1, 1)  # varies along x
+            return ddf
+
+    image = _image((40, 44, 36), (2.0, 2.0, 2.0))
+    image[:] = 0
+    image[0, 10:20, 12:30, 8:16] = 1.0  # the "brain"
+    resampler = FrameResampler(2.0, margin=3)
+    assert resampler.foreground_box(image) == (slice(7, 23), slice(9, 33), slice(5, 19))
+    ddf = resampler.predict(Probe(), image, image, 1.0)
+    assert seen["shape"] == (16, 24, 14) and ddf.shape == (1, 3, 40, 44, 36)
+    assert torch.all(ddf[0, 0, :8] == 0) and torch.all(ddf[0, 0, 23:] == 15)  # replicated beyond the box
+    assert torch.equal(ddf[0, 0, 7:23, 20, 10], torch.arange(16, dtype=torch.float32))
+    empty = _image((8, 8, 8), (2.0, 2.0, 2.0))
+    empty[:] = 0
+    assert resampler.foreground_box(empty) == (slice(None),) * 3

@@ -76,6 +76,8 @@ class CheckVolumed(MapTransform):
                 )
             if img.shape[0] != 1:
                 raise ValueError(f"{_name(img, key)}: {key} must have one channel, got {img.shape[0]}")
+        for key in self.key_iterator(d):  # the content, once every shape is known to be right
+            img = d[key]
             values = torch.as_tensor(img)
             if not key.endswith("label"):
                 if not bool(torch.isfinite(values).all()):

@@ -123,7 +123,7 @@ class RegistrationEvaluator:
                 ddf, seconds, warped = identity, 0.0, m_lab
             else:
                 start = time.perf_counter()
-                ddf = self.network(moving_w.as_tensor()[None].to(self.device), fixed_w.as_tensor()[None].to(self.device), lam)
+                ddf = self.resampler.predict(self.network, moving_w, fixed_w, lam, self.device)
                 ddf = self.resampler.field_to_grid(ddf, fixed_w, fixed)
                 seconds = time.perf_counter() - start
                 ddf = ddf.cpu()
@@ -280,17 +280,18 @@ def write_report(
     tmp.write_text(json.dumps(summary, indent=1))
     os.replace(tmp, output_dir / "summary.json")
     title = title or f"Evaluation: {summary['pairs']} pairs"
+    epe = any(np.isfinite(m.get("epe_mm", float("nan"))) for m in summary["per_lam"].values())  # known-truth pairs only
     lines = [f"# {title}", ""]
     lines += [*notes, ""] if notes else []
     lines += ["Means over pairs; `before` is the identity (no registration). Dice over the labels present in both "
               "segmentations; HD95 in mm; Jacobian determinant by forward differences on the registration grid.", "",
-              "| λ | Dice | HD95 mm | std\\|J\\| | % det J ≤ 0 | SDlogJ | EPE mm | s / pair |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| λ | Dice | HD95 mm | std\\|J\\| | % det J ≤ 0 | SDlogJ |" + (" EPE mm |" if epe else "") + " s / pair |",
+              "|---|---|---|---|---|---|" + ("---|" if epe else "") + "---|"]
     for name, m in summary["per_lam"].items():
         star = " **(λ*)**" if lam_star is not None and name != "before" and float(name) == lam_star else ""
         lines.append(f"| {name}{star} | {m['dice_mean']:.3f} | {m['hd95_mean']:.2f} | {m['jac_std']:.3f} | "
-                     f"{m['folding_pct']:.3f} | {m['sdlogj']:.3f} | {m.get('epe_mm', float('nan')):.2f} | "
-                     f"{m['seconds']:.2f} |")
+                     f"{m['folding_pct']:.3f} | {m['sdlogj']:.3f} |" + (f" {m['epe_mm']:.2f} |" if epe else "")
+                     + f" {m['seconds']:.2f} |")
     labels, per_label = _per_label_means(summary)
     if labels:
         lines += ["", "Mean Dice per label:", "", "| λ | " + " | ".join(f"label {v}" for v in labels) + " |",

@@ -231,8 +231,6 @@ class RegistrationRunner:
             aligned = Warp("bilinear", "zeros")(moving.as_tensor()[None].float(), affine_ddf)[0]
             moving = MetaTensor(aligned, meta=dict(moving.meta), applied_operations=list(moving.applied_operations))
         fixed_w, moving_w = self.resampler.to_frame(fixed), self.resampler.to_frame(moving)
-        fixed_in = fixed_w.as_tensor()[None].to(self.device)
-        moving_in = moving_w.as_tensor()[None].to(self.device)
         raw = data["moving_raw"].as_tensor()[None].to(self.device).float()
         label = data["moving_label"].as_tensor()[None].to(self.device).float() if "moving_label" in data else None
         grid_affine = np.asarray(fixed.affine, dtype=np.float64)[:3, :3]
@@ -240,7 +238,8 @@ class RegistrationRunner:
         written: dict[float, dict[str, str]] = {}
         for lam in self.lams:
             start = time.perf_counter()
-            ddf = self.resampler.field_to_grid(self.network(moving_in, fixed_in, lam), fixed_w, fixed)
+            ddf = self.resampler.field_to_grid(self.resampler.predict(self.network, moving_w, fixed_w, lam, self.device),
+                                               fixed_w, fixed)
             if affine_ddf is not None:
                 from cir_monai.affine import compose_after
 
