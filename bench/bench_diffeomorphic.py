@@ -47,7 +47,7 @@ def main() -> int:
             files = [str(configs / "train.yaml"), str(ROOT / "configs/data/synth.yaml"), *variant]
             start = time.perf_counter()
             workflow = ConfigWorkflow(files, workflow_type="train", meta_file=str(configs / "metadata.json"),
-                                      output_dir=str(out), dataset_dir=str(ROOT / "data" / "embedded"), spacing=args.spacing,
+                                      output_dir=str(out), dataset_dir=str(Path(tmp) / "data"), spacing=args.spacing,
                                       spatial_size=[int(v) for v in args.size.split(",")], val_interval=10**6,
                                       **{"train#trainer#iterations": [int(v) for v in args.iterations.split(",")],
                                          "train#trainer#freeze_steps": 10, "train#trainer#lr": 1e-3,
