@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -65,16 +64,22 @@ def write_pair(folder: Path) -> dict[str, str]:
     return paths
 
 
+#: runs one command as this wrapper's only child and prints that child's peak RSS (kB): getrusage(CHILDREN)
+#: is a maximum over every child a process ever had, so each job gets a fresh wrapper
+PEAK_WRAPPER = """
+import resource, subprocess, sys
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
 def timed(command: list[str], env: dict) -> tuple[float, float]:
-    """Wall seconds and peak RSS (GB) of a child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Wall seconds and peak RSS (GB) of one child process."""
     start = time.perf_counter()
-    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
+    out = subprocess.run([sys.executable, "-c", PEAK_WRAPPER, *command], check=True, env=env, capture_output=True,
+                         text=True)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if peak <= before:
-        print("warning: the peak RSS of this child did not exceed an earlier child's", file=sys.stderr)
-    return seconds, peak / 1024**2
+    return seconds, int(out.stdout.strip().splitlines()[-1]) / 1024**2
 
 
 def gm_free_dice(warped_label: str, fixed_label: str) -> float:

@@ -216,7 +216,7 @@ class Commands:
         """
         from cir_monai.data.datalist import check_pairs
         from cir_monai.engines import RegistrationRunner
-        from cir_monai.engines.inference import checked_lams
+        from cir_monai.engines.inference import DDF_UNITS, checked_lams
         from cir_monai.runtime import tune_cpu_allocator
         from cir_monai.sweep import read_lam_star
 
@@ -229,8 +229,8 @@ class Commands:
             except ValueError as err:
                 raise ValueError(f"--lam must be numbers such as 1 or 0.1,1,4, or a `cir-monai sweep` output folder; "
                                  f"{lam!r} is neither (no such folder)") from err
-        if ddf_units not in ("voxel", "itk", "mm"):
-            raise ValueError(f"--ddf-units must be voxel, itk or mm, got {ddf_units!r}")
+        if ddf_units not in DDF_UNITS:
+            raise ValueError(f"--ddf-units must be one of {', '.join(DDF_UNITS)}, got {ddf_units!r}")
         if frame not in ("model", "input"):
             raise ValueError(f"--frame must be model or input, got {frame!r}")
         pair = {"fixed": fixed, "moving": moving, "moving_label": moving_label, "fixed_label": fixed_label}

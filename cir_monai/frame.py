@@ -24,6 +24,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.data import MetaTensor
+from monai.transforms import Spacing
+
 __all__ = ["EMBEDDED_FRAME", "OFFICIAL_FRAME", "model_frame", "frame_spacing", "FrameResampler"]
 
 #: the embedded data set's working grid (cir_monai.data.embedded): 2 mm, 80×96×80
@@ -112,15 +118,11 @@ class FrameResampler:
 
     def __init__(self, spacing: float | Sequence[float] | None, margin: int = 4) -> None:
         self.margin = int(margin)
-        from monai.transforms import Spacing
-
         self.spacing = None if spacing is None else frame_spacing(spacing, 3 if isinstance(spacing, (int, float)) else len(spacing))
         self._spacer = None if self.spacing is None else Spacing(pixdim=self.spacing, mode="bilinear", padding_mode="border")
 
     def needed(self, image) -> bool:
         """Whether ``image``'s grid differs from the frame's spacing (relative tolerance 1e-3)."""
-        import numpy as np
-
         if self.spacing is None:
             return False
         current = np.sqrt((np.asarray(image.affine, dtype=np.float64)[:3, :3] ** 2).sum(0))[: len(self.spacing)]
@@ -132,8 +134,6 @@ class FrameResampler:
 
     def foreground_box(self, *images, threshold: float = 0.01) -> tuple[slice, ...]:
         """Slices of the spatial box holding every image's voxels above ``threshold``, plus the margin."""
-        import torch
-
         mask = None
         for image in images:
             above = torch.as_tensor(image)[0] > threshold
@@ -146,18 +146,20 @@ class FrameResampler:
             box.append(slice(max(0, int(present[0]) - self.margin), min(mask.shape[axis], int(present[-1]) + 1 + self.margin)))
         return tuple(box)
 
-    def predict(self, network, moving_w, fixed_w, lam, device=None):
-        """The network's DDF ``(1, n, *S_w)`` on the frame grid, predicted on the foreground box (see above).
+    def predict(self, network, moving_w, fixed_w, lam, grid=None, device=None):
+        """The network's DDF, predicted on the foreground box of the frame grid (see above).
 
         Args:
             network: the registration network (evaluation mode).
             moving_w, fixed_w: ``(1, *S_w)`` images on the frame grid (from :meth:`to_frame`).
             lam: λ.
+            grid: the image ``fixed_w`` was made from: the field is returned on its grid, in its
+                voxels (:meth:`field_to_grid`); ``None`` keeps the frame grid.
             device: where to run (default: the images').
-        """
-        import torch
-        import torch.nn.functional as F
 
+        Returns:
+            ``(1, n, *S)`` displacement in voxels of ``grid`` (``*S_w`` of the frame grid when ``grid`` is ``None``).
+        """
         box = self.foreground_box(fixed_w, moving_w)
         crop = (slice(None), slice(None), *box)
         moving = torch.as_tensor(moving_w)[None][crop]
@@ -170,7 +172,8 @@ class FrameResampler:
         for sl, size in reversed(list(zip(box, shape))):
             start, stop, _ = sl.indices(size)
             pads += [start, size - stop]
-        return F.pad(ddf, pads, mode="replicate") if any(pads) else ddf
+        ddf = F.pad(ddf, pads, mode="replicate") if any(pads) else ddf
+        return ddf if grid is None else self.field_to_grid(ddf, fixed_w, grid)
 
     def field_to_grid(self, ddf, work, grid):
         """A DDF predicted on ``work`` (the output of :meth:`to_frame` for ``grid``) on ``grid``'s voxels.
@@ -183,10 +186,6 @@ class FrameResampler:
         Returns:
             ``(B, n, *S)`` displacement in voxels of ``grid``.
         """
-        import numpy as np
-        import torch
-        from monai.data import MetaTensor
-
         if work is grid:
             return ddf
         n = ddf.shape[1]

@@ -123,8 +123,7 @@ class RegistrationEvaluator:
                 ddf, seconds, warped = identity, 0.0, m_lab
             else:
                 start = time.perf_counter()
-                ddf = self.resampler.predict(self.network, moving_w, fixed_w, lam, self.device)
-                ddf = self.resampler.field_to_grid(ddf, fixed_w, fixed)
+                ddf = self.resampler.predict(self.network, moving_w, fixed_w, lam, grid=fixed, device=self.device)
                 seconds = time.perf_counter() - start
                 ddf = ddf.cpu()
                 warped = Warp("nearest", "zeros")(m_lab.float(), ddf).round().long()

@@ -229,8 +229,7 @@ class RegistrationRunner:
         written: dict[float, dict[str, str]] = {}
         for lam in self.lams:
             start = time.perf_counter()
-            ddf = self.resampler.field_to_grid(self.resampler.predict(self.network, moving_w, fixed_w, lam, self.device),
-                                               fixed_w, fixed)
+            ddf = self.resampler.predict(self.network, moving_w, fixed_w, lam, grid=fixed, device=self.device)
             if affine_ddf is not None:
                 from cir_monai.affine import compose_after
 
