@@ -35,9 +35,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
-from cir_monai.data.generative import smooth_random_ddf
+from cir_monai.data.generative import integrate_svf, multiscale_svf, smooth_random_ddf
 from cir_monai.networks.warp import Warp
 from cir_monai.nifti import save_nifti
 
@@ -109,13 +110,11 @@ def _subject(image: torch.Tensor, label: torch.Tensor, gen: torch.Generator) -> 
     scales, amplitudes = HELDOUT_SVF
     # the velocity of ψ, integrated at 1/4 resolution (components vary over ≥ 16 mm)
     coarse = [max(2, -(-s // 4)) for s in shape]
-    from cir_monai.data.generative import integrate_svf, multiscale_svf
-
     velocity = multiscale_svf(coarse, [s / 4 for s in scales], [a / 4 for a in amplitudes], gen)
     # coarse voxel j sits at fine voxel j·(s−1)/(c−1) (align_corners): displacements scale by that, per axis
     factor = torch.tensor([(s - 1) / (c - 1) for s, c in zip(shape, coarse)]).view(1, 3, 1, 1, 1)
-    up = lambda v: torch.nn.functional.interpolate(v, size=shape, mode="trilinear", align_corners=True) * factor  # noqa: E731
-    ddf, inverse = up(integrate_svf(velocity)), up(integrate_svf(-velocity))
+    ddf, inverse = (F.interpolate(integrate_svf(v), size=shape, mode="trilinear", align_corners=True) * factor
+                    for v in (velocity, -velocity))
     moved = Warp("bilinear", "zeros")(image, ddf)
     bias = smooth_random_ddf(shape, (48.0,), (1.0,), gen, factor=4)[:, :1]  # a smooth field, used as log-bias
     gamma = float(np.exp(0.15 * (2 * float(torch.rand((), generator=gen)) - 1)))
