@@ -55,8 +55,10 @@ def voxel_scale(spatial_shape: tuple[int, ...] | torch.Size, like: torch.Tensor)
         tensor of shape ``(1, n, 1, ..., 1)`` broadcastable against a DDF.
     """
     n = len(spatial_shape)
-    scale = torch.tensor([(s - 1) / 2.0 for s in spatial_shape], device=like.device, dtype=like.dtype)
-    return scale.view(1, n, *([1] * n))
+    # built from the sizes as tensors, not a Python list: a traced TorchScript then scales by the sizes
+    # of the input it is given, not by those it was traced at (under tracing the sizes are traced values)
+    sizes = torch.stack([torch.as_tensor(s) for s in spatial_shape]).to(device=like.device, dtype=like.dtype)
+    return ((sizes - 1) / 2.0).view(1, n, *([1] * n))
 
 
 def _check_field(field: torch.Tensor, name: str) -> int:

@@ -21,7 +21,7 @@ import torch
 
 from cir_monai.networks.clapirn import CLapIRN
 
-__all__ = ["official_to_cir_state_dict", "infer_official_config", "load_official_checkpoint"]
+__all__ = ["official_to_cir_state_dict", "infer_official_config", "infer_config", "load_official_checkpoint"]
 
 _PREFIXES = ("model_lvl2.model_lvl1.", "model_lvl2.", "")  # coarse -> fine
 _RENAMES = (
@@ -111,6 +111,33 @@ def infer_official_config(state: Mapping[str, torch.Tensor]) -> dict:
         num_blocks=len(blocks),
         conditioning=conditioning,
     )
+
+
+def infer_config(state: Mapping[str, torch.Tensor]) -> dict:
+    """Read the :class:`CLapIRN` arguments off a state dict in THIS package's key layout.
+
+    The model zoo ships weights as a plain state dict (``models/model.pt``); this rebuilds the
+    architecture from it: levels, blocks, widths, conditioning variant and CIN latent size.
+    ``integration_steps`` has no parameters and cannot be read (0 is returned: the paper's network).
+
+    Raises:
+        ValueError: the state dict is not a :class:`CLapIRN`'s.
+    """
+    if "levels.0.down.weight" not in state or "levels.0.encoder.0.weight" not in state:
+        raise ValueError("no levels.0.down.weight / levels.0.encoder.0.weight: not a cir-monai CLapIRN state dict")
+    levels = {int(m.group(1)) for k in state if (m := re.match(r"^levels\.(\d+)\.", k))}
+    blocks = {int(m.group(1)) for k in state if (m := re.match(r"^levels\.0\.blocks\.(\d+)\.", k))}
+    down = state["levels.0.down.weight"]  # (4sc, enc, 3, 3[, 3])
+    feature, encoder = int(down.shape[0]), int(down.shape[1])
+    if "mapping.0.weight" in state:
+        conditioning, latent = "centralized", 64  # CIR-CM sizes its latent itself (256)
+    elif "levels.0.blocks.0.mapping.0.weight" in state:
+        conditioning, latent = "distributed", int(state["levels.0.blocks.0.ai1.style.weight"].shape[1])
+    else:
+        inputs = int(state["levels.0.encoder.0.weight"].shape[1])
+        conditioning, latent = ("concat" if inputs == 3 else "none"), 64
+    return dict(spatial_dims=down.ndim - 2, start_channels=feature // 4, conditioning=conditioning,
+                num_levels=len(levels), num_blocks=len(blocks), lite=encoder != feature, latent_dim=latent)
 
 
 def load_official_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> CLapIRN:

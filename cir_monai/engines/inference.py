@@ -37,7 +37,7 @@ from monai.transforms import Invertd
 from tqdm import tqdm
 
 from cir_monai.conventions import ras_to_lps_vectors
-from cir_monai.convert import load_official_checkpoint
+from cir_monai.convert import infer_config, load_official_checkpoint
 from cir_monai.data.transforms import registration_preprocessing
 from cir_monai.engines.checkpoint import load_checkpoint
 from cir_monai.frame import EMBEDDED_FRAME, OFFICIAL_FRAME, FrameResampler, model_frame
@@ -71,32 +71,41 @@ def lam_tag(lam: float) -> str:
 
 
 def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") -> CLapIRN:
-    """A ready :class:`CLapIRN` (evaluation mode) from this project's ``model.pt`` / ``checkpoint.pt``
-    (``{"model", "network"[, "frame"]}``) or from one of the authors' ``.pth`` files.
+    """A ready :class:`CLapIRN` (evaluation mode) from any of the three kinds of model file:
+
+    * this project's training checkpoint or ``model.pt`` written by the trainer
+      (``{"model", "network"[, "frame"]}``);
+    * a plain state dict in this package's key layout, as the model zoo ships ``models/model.pt``
+      (the architecture is read off the tensor shapes, :func:`~cir_monai.convert.infer_config`);
+    * one of the authors' ``.pth`` files.
 
     The returned network carries ``net.frame``, the frame it was trained in (:mod:`cir_monai.frame`):
     the checkpoint's ``"frame"``; :data:`~cir_monai.frame.EMBEDDED_FRAME` (2 mm) for this project's
-    checkpoints written before frames were recorded; :data:`~cir_monai.frame.OFFICIAL_FRAME` (1 mm
-    OASIS) for the authors' files.
+    files without one (the shipped plain state dict: its frame is also stated in the bundle's
+    configs); :data:`~cir_monai.frame.OFFICIAL_FRAME` (1 mm OASIS) for the authors' files.
 
     Raises:
         FileNotFoundError: the file does not exist (its path in the message).
-        ValueError: the file is neither kind of checkpoint.
+        ValueError: the file is none of these kinds of checkpoint.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     state = load_checkpoint(path, map_location="cpu")
+    frame = None
     if isinstance(state, dict) and "model" in state and "network" in state:
         net = CLapIRN(**state["network"])
         net.load_state_dict(state["model"])
         frame = state.get("frame")
-        if frame is None:
-            logger.info("%s records no frame: assuming the embedded 2 mm frame it was trained in", path)
-            frame = EMBEDDED_FRAME
+    elif isinstance(state, dict) and "levels.0.down.weight" in state:
+        net = CLapIRN(**infer_config(state))
+        net.load_state_dict(state)
     else:
         net = load_official_checkpoint(path)
         frame = OFFICIAL_FRAME
+    if frame is None:
+        logger.info("%s records no frame: assuming the embedded 2 mm frame it was trained in", path)
+        frame = EMBEDDED_FRAME
     net.frame = model_frame(frame, net)
     return net.to(device).eval()
 

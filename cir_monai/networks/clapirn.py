@@ -376,19 +376,28 @@ class CLapIRN(nn.Module):
         return (lam_t / self.lam_max).reshape(batch, 1)
 
     # ----------------------------------------------------------------- forward
-    def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, list[slice]]:
+    def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, list]:
+        """Zero-pad every spatial size to a multiple of :attr:`size_multiple`, centred; returns the offsets.
+
+        Written on the sizes themselves (``F.pad`` and ``narrow`` in :meth:`_crop`, no Python slices), so
+        a traced TorchScript pads each input by its own sizes.
+        """
         m = self.size_multiple
-        pads: list[int] = []
-        crop = [slice(None), slice(None)]
+        pads: list = []
         for s in reversed(x.shape[2:]):  # F.pad takes the last axis first
             total = (-s) % m
             pads += [total // 2, total - total // 2]
-        for s in x.shape[2:]:
-            total = (-s) % m
-            crop.append(slice(total // 2, total // 2 + s))
-        if any(pads):
+        offsets = pads[::2][::-1]  # the leading pad of each axis, first axis first
+        if torch.jit.is_tracing() or any(int(p) for p in pads):
             x = F.pad(x, pads)
-        return x, crop
+        return x, offsets
+
+    @staticmethod
+    def _crop(x: torch.Tensor, offsets: list, sizes) -> torch.Tensor:
+        """Undo :meth:`_pad`: the window of ``sizes`` starting at ``offsets`` along each spatial axis."""
+        for axis, (start, size) in enumerate(zip(offsets, sizes)):
+            x = x.narrow(axis + 2, start, size)
+        return x
 
     def _to_ddf(self, field: torch.Tensor) -> torch.Tensor:
         """A level's total field (normalised units) as a voxel DDF; integrated for the diffeomorphic variant.
@@ -434,7 +443,7 @@ class CLapIRN(nn.Module):
         batch = moving.shape[0]
         code = self.lam_to_code(lam, batch, moving.device)
 
-        moving_p, crop = self._pad(moving)
+        moving_p, offsets = self._pad(moving)
         fixed_p, _ = self._pad(fixed)
         movings, fixeds = [moving_p], [fixed_p]
         for _ in range(self.num_levels - 1):  # finest first
@@ -466,7 +475,7 @@ class CLapIRN(nn.Module):
 
         if field.shape[2:] != moving_p.shape[2:]:
             field = F.interpolate(field, size=moving_p.shape[2:], mode=self._interp, align_corners=False)
-        ddf = self._to_ddf(field)[tuple(crop)]
+        ddf = self._crop(self._to_ddf(field), offsets, moving.shape[2:])
         if self.training:
             return PyramidOutput(ddf=ddf, levels=outputs, code=code)
         return ddf

@@ -27,12 +27,16 @@ def instance_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     Returns:
         ``(var, mean)``, each ``(B, C, 1, ..., 1)``.
     """
+    if torch.jit.is_tracing():  # the plain form: a traced TorchScript then averages over each input's own size
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            var, mean = torch.var_mean(x.float(), dim=tuple(range(2, x.ndim)), unbiased=False, keepdim=True)
+        return var, mean
     b, c = x.shape[:2]
     n = x[0, 0].numel()
     with torch.autocast(device_type=x.device.type, enabled=False):
-        if x.requires_grad and torch.is_grad_enabled() and not torch.jit.is_tracing():
+        if x.requires_grad and torch.is_grad_enabled():
             sums, squares = _SpatialSums.apply(x)
-        else:  # also what a traced (TorchScript) model records: a Python autograd.Function cannot be exported
+        else:
             sums, squares = _spatial_sums(x)
         mean = sums / n
         var = (squares / n - mean * mean).clamp_min(0.0)

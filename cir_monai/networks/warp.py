@@ -21,7 +21,10 @@ class Warp(_MonaiWarp):
       dtype differs from the cached one, so one module serves any input size on
       CPU and CUDA;
     * sampling runs in float32 outside autocast: a bfloat16 sampling grid cannot
-      address voxels beyond index ~256 exactly (8-bit mantissa).
+      address voxels beyond index ~256 exactly (8-bit mantissa);
+    * under ``torch.jit.trace`` the same sampling is written on the DDF's sizes
+      (:meth:`_traceable_forward`), because MONAI's grid and normalisation use Python
+      numbers that a trace would freeze at the traced size.
 
     Args:
         mode: ``"bilinear"`` for images (trilinear in 3D) or ``"nearest"`` for labels.
@@ -56,7 +59,26 @@ class Warp(_MonaiWarp):
             ``(B, C, *spatial)`` float32 image sampled at ``x + ddf(x)``.
         """
         with torch.autocast(device_type=image.device.type, enabled=False):
+            if torch.jit.is_tracing():
+                return self._traceable_forward(image.float(), ddf.float())
             return super().forward(image.float(), ddf.float())
+
+    def _traceable_forward(self, image: torch.Tensor, ddf: torch.Tensor) -> torch.Tensor:
+        """MONAI ``Warp.forward`` (native ``grid_sample``, ``align_corners=True``) with every size a traced value.
+
+        Voxel ``p`` of an axis of size ``s`` maps to ``2 p / max(s − 1, 1) − 1``, as in MONAI;
+        tested equal to :meth:`forward` (tests/networks/test_warp.py).
+        """
+        sizes = ddf.shape[2:]
+        axes = [torch.arange(s, device=ddf.device, dtype=ddf.dtype) for s in sizes]
+        grid = torch.stack(torch.meshgrid(*axes, indexing="ij")).unsqueeze(0) + ddf  # (B, n, *S) voxel positions
+        extent = torch.stack([torch.as_tensor(s) for s in sizes]).to(ddf) - 1
+        n = len(sizes)
+        grid = grid * (2.0 / extent.clamp_min(1.0)).view(1, n, *([1] * n)) - 1.0
+        grid = grid.flip(1).permute(0, *range(2, n + 2), 1)  # (B, *S, n), x first as grid_sample reads it
+        return torch.nn.functional.grid_sample(
+            image, grid, mode=self._interp_mode_native, padding_mode=self._padding_mode_native, align_corners=True
+        )
 
 
 @torch.no_grad()

@@ -1,0 +1,90 @@
+# Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
+"""TorchScript export of the bundle's network, with λ as an input and right at every input size.
+
+``export_torchscript`` writes what MONAI's ``ckpt_export`` writes (the traced network, the
+bundle's metadata as ``extra/metadata.json`` and its inference config as
+``extra/inference.json``, through MONAI's ``save_net_with_metadata``), with one difference:
+the trace takes two inputs, ``image`` ``(B, 2, *S)`` (moving, fixed) and ``lam`` ``(B,)``, so λ
+is an input of the exported module rather than a constant (``ckpt_export`` traces one input).
+
+The network is written so that a trace records no size: padding, instance-norm averages, the
+normalised→voxel scale and the warp's grid are all computed from the input's sizes as traced
+values (``torch.jit.is_tracing`` paths in :mod:`cir_monai.networks`), and every size is served
+(the network pads to a multiple of 8 internally). ``tests/test_export.py`` checks the exported
+module against the eager network at three sizes other than the traced one (≤ 1e-4 voxel).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from monai.bundle import ConfigParser
+from monai.data import save_net_with_metadata
+
+__all__ = ["export_torchscript", "load_bundle_network"]
+
+
+def load_bundle_network(bundle_root: str | os.PathLike, config_file: str = "configs/inference.yaml",
+                        ckpt_file: str | os.PathLike | None = None, net_id: str = "network_def") -> torch.nn.Module:
+    """The bundle's ``net_id`` with the weights of ``ckpt_file`` (default ``models/model.pt``), evaluation mode.
+
+    Raises:
+        FileNotFoundError: the config or the weights are missing (path in the message).
+    """
+    root = Path(bundle_root)
+    config = root / config_file
+    ckpt = Path(ckpt_file) if ckpt_file is not None else root / "models" / "model.pt"
+    for path in (config, ckpt):
+        if not path.is_file():
+            raise FileNotFoundError(f"bundle file not found: {path}")
+    parser = ConfigParser()
+    parser.read_config(str(config))
+    parser["bundle_root"] = str(root)
+    net = parser.get_parsed_content(net_id, instantiate=True)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    if isinstance(state.get("model"), dict):  # this project's training checkpoint: the weights are under "model"
+        state = state["model"]
+    net.load_state_dict(state)
+    return net.eval()
+
+
+def export_torchscript(bundle_root: str | os.PathLike, filepath: str | os.PathLike | None = None,
+                       ckpt_file: str | os.PathLike | None = None, config_file: str = "configs/inference.yaml",
+                       meta_file: str = "configs/metadata.json", trace_size: Sequence[int] = (48, 56, 48)) -> Path:
+    """Trace the bundle's ``network_def`` with ``(image, lam)`` inputs and save it with the bundle's files inside.
+
+    Args:
+        bundle_root: the bundle folder.
+        filepath: where to write (default ``bundle_root/models/model.ts``); written atomically.
+        ckpt_file: the weights (default ``bundle_root/models/model.pt``).
+        config_file, meta_file: relative to ``bundle_root``; stored as ``inference.json`` and ``metadata.json``.
+        trace_size: the spatial size traced at (any: the module serves every size).
+
+    Returns:
+        the written path.
+    """
+    root = Path(bundle_root)
+    out = Path(filepath) if filepath is not None else root / "models" / "model.ts"
+    net = load_bundle_network(root, config_file, ckpt_file)
+    image = torch.rand(1, 2, *[int(s) for s in trace_size])
+    lam = torch.tensor([float(getattr(net, "default_lam", 1.0))])
+    with torch.no_grad():
+        traced = torch.jit.trace(net, (image, lam), check_trace=False)
+    meta = json.loads((root / meta_file).read_text())
+    name = Path(config_file).stem
+    extra = {f"{name}.json": json.dumps(ConfigParser.load_config_file(str(root / config_file))).encode()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".ts", dir=out.parent)
+    os.close(fd)
+    try:
+        save_net_with_metadata(traced, tmp, meta_values=meta, more_extra_files=extra)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
