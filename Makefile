@@ -30,10 +30,10 @@ demo: setup
 
 # Train a model briefly with the bundle (~7 min on 2 cores), evaluate it, register a test pair at λ = 0.1, 1, 4.
 demo-train: setup
-	$(PY) -m monai.bundle run training --config_file bundle/configs/train.yaml $(BUNDLE)
-	$(PY) -m monai.bundle run evaluate --config_file "['bundle/configs/train.yaml','bundle/configs/evaluate.yaml']" --ckpt_path runs/train/model.pt --eval_dir runs/evaluate-train $(BUNDLE)
-	$(PY) -m monai.bundle run inference --config_file bundle/configs/inference.yaml --ckpt_path runs/train/model.pt --lams "[0.1,1,4]" --fixed $(PAIR)/fixed.nii.gz --moving $(PAIR)/moving.nii.gz --moving_label $(PAIR)/moving_label.nii.gz $(BUNDLE)
-	@echo "model: runs/train/model.pt | evaluation: runs/evaluate-train/summary.md | registered pair: runs/inference/"
+	$(PY) -m monai.bundle run training --config_file bundle/configs/train.yaml --dataset_dir data/embedded --output_dir runs/train $(BUNDLE)
+	$(PY) -m monai.bundle run evaluate --config_file "['bundle/configs/train.yaml','bundle/configs/evaluate.yaml']" --dataset_dir data/embedded --ckpt_path runs/train/model.pt --eval_dir runs/evaluate-train $(BUNDLE)
+	$(PY) -m monai.bundle run register --config_file bundle/configs/register.yaml --output_dir runs/register-train --ckpt_path runs/train/model.pt --lams "[0.1,1,4]" --fixed $(PAIR)/fixed.nii.gz --moving $(PAIR)/moving.nii.gz --moving_label $(PAIR)/moving_label.nii.gz $(BUNDLE)
+	@echo "model: runs/train/model.pt | evaluation: runs/evaluate-train/summary.md | registered pair: runs/register-train/"
 	@cat runs/evaluate-train/summary.md
 
 # Register the built-in phantom pair with the authors' released lite weights (../shared/reference).

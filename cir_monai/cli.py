@@ -256,7 +256,7 @@ class Commands:
         Writes OUT/summary.md (report with tables and pictures), summary.json, one CSV per pair,
         tradeoff.png (Dice, std|J|, % folding vs λ, λ* marked), lambda_panel.png (the paper's
         Fig. 2 for the first pair), lam_star.json (read by `register --lam OUT`) and
-        inference_lam.yaml (an overlay for the bundle's inference workflow).
+        register_lam.yaml (an overlay for the bundle's register workflow).
 
         Args:
             data: a JSON datalist, a Learn2Reg/neurite-OASIS folder, a folder with datalist.json,

@@ -11,8 +11,8 @@ preprocessed once, then registered at every λ), picks λ* with :func:`select_la
 - ``summary.md`` / ``summary.json`` / ``<pair>.csv`` / ``tradeoff.png`` (λ* marked) / ``lambda_panel.png``;
 - ``lam_star.json``: ``{"lam_star", "rule", "max_folding", "tolerance", "model", "data"}``, which
   ``cir-monai register --lam <sweep folder>`` reads;
-- ``inference_lam.yaml``: an overlay for the bundle's inference workflow
-  (``--config_file "['bundle/configs/inference.yaml','<sweep folder>/inference_lam.yaml']"``).
+- ``register_lam.yaml``: an overlay for the bundle's register workflow
+  (``--config_file "['bundle/configs/register.yaml','<sweep folder>/register_lam.yaml']"``).
 """
 
 from __future__ import annotations
@@ -137,11 +137,11 @@ def run_sweep(
     notes = [f"**λ\\* = {lam_star:g}** ({rule_text}; rule `{rule}`).", "",
              f"Model `{model}`, data `{data}`, {summary['pairs']} pairs × {len(evaluator.lams)} λ. "
              f"Use it: `cir-monai register FIXED MOVING --lam {shown}` or the bundle overlay "
-             f"`{shown / 'inference_lam.yaml'}`."]
+             f"`{shown / 'register_lam.yaml'}`."]
     write_report(output_dir, summary, lam_star=lam_star, max_folding=max_folding, title="λ sweep", notes=notes)
     record = {"lam_star": lam_star, "rule": rule, "max_folding": max_folding, "tolerance": tolerance,
               "model": str(model), "data": str(data), "lams": evaluator.lams}
     (output_dir / LAM_STAR_FILE).write_text(json.dumps(record, indent=1) + "\n")
-    (output_dir / "inference_lam.yaml").write_text(
+    (output_dir / "register_lam.yaml").write_text(
         f"# λ* from the sweep in this folder ({rule}, folding ≤ {max_folding:g} %)\nlams: [{lam_star:g}]\n")
     return summary

@@ -90,7 +90,7 @@ def test_sweep_applies_the_documented_rule(tiny, tmp_path, capsys):
                if v["dice_mean"] == max(w["dice_mean"] for n, w in per_lam.items() if n != "before"))
     star = json.loads((out / "lam_star.json").read_text())
     assert star["lam_star"] == best and star["rule"] == "max_dice"
-    assert (out / "inference_lam.yaml").read_text().strip().endswith(f"lams: [{best:g}]")
+    assert (out / "register_lam.yaml").read_text().strip().endswith(f"lams: [{best:g}]")
     for name in ("tradeoff.png", "lambda_panel.png", "overlay.png"):
         assert_png(out / name)
     report = (out / "summary.md").read_text()

@@ -38,7 +38,7 @@ def test_bugs_keep_their_traceback():
 
 
 def test_override_typo_is_named_with_a_suggestion():
-    args = ["run", "inference", "--config_file", str(CONFIGS / "inference.yaml"), "--lmas", "[4]"]
+    args = ["run", "register", "--config_file", str(CONFIGS / "register.yaml"), "--lmas", "[4]"]
     with pytest.raises(KeyError, match=r"unknown option --lmas: .*did you mean --lams\?"):
         check_bundle_overrides(args)
 

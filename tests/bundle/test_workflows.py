@@ -64,7 +64,7 @@ def test_inference_command(trained):
     work, _ = trained
     pair = json.loads((work / "data" / "datalist.json").read_text())["test"][0]
     fixed, moving = work / "data" / pair["fixed"], work / "data" / pair["moving"]
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file", str(CONFIGS / "inference.yaml"),
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "register", "--config_file", str(CONFIGS / "register.yaml"),
            "--bundle_root", str(work / "bundle"), "--output_dir", str(work / "inf"), "--fixed", str(fixed),
            "--moving", str(moving), "--moving_label", str(work / "data" / pair["moving_label"]), "--lams", "[0.1,4]"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
@@ -101,7 +101,7 @@ def test_two_process_gloo_training(tmp_path):
 ])
 def test_bundle_errors_are_one_line(extra, message, tmp_path):
     """`python -m monai.bundle run` with a bad override: one line naming the problem, no engine traceback."""
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file", str(CONFIGS / "inference.yaml"),
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "register", "--config_file", str(CONFIGS / "register.yaml"),
            "--output_dir", str(tmp_path / "out"), *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode != 0
@@ -126,7 +126,7 @@ def test_bundle_error_for_pairs_without_overlap(trained, tmp_path):
         (dict(fixed=str(tmp_path / "f.nii.gz"), moving=str(tmp_path / "m.nii.gz")), "do not overlap in physical space"),
         (dict(lams=[12.0]), "lam values must lie in [0, 10]"),
     ]:
-        workflow = ConfigWorkflow(str(CONFIGS / "inference.yaml"), workflow_type="infer", run_id="inference",
+        workflow = ConfigWorkflow(str(CONFIGS / "register.yaml"), workflow_type="infer", run_id="register",
                                   bundle_root=str(work / "bundle"), dataset_dir=str(work / "data"),
                                   output_dir=str(tmp_path / "out"), **overrides)
         with pytest.raises(Exception) as info:
