@@ -12,6 +12,8 @@ normalised→voxel scale and the warp's grid are all computed from the input's s
 values (``torch.jit.is_tracing`` paths in :mod:`cir_monai.networks`), and every size is served
 (the network pads to a multiple of 8 internally). ``tests/test_export.py`` checks the exported
 module against the eager network at three sizes other than the traced one (≤ 1e-4 voxel).
+The eager network's input checks (finite values, λ within ``[0, lam_max]``) are not part of the
+trace: the exported module does not reject an out-of-range λ, callers check it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -73,7 +76,10 @@ def export_torchscript(bundle_root: str | os.PathLike, filepath: str | os.PathLi
     net = load_bundle_network(root, config_file, ckpt_file)
     image = torch.rand(1, 2, *[int(s) for s in trace_size])
     lam = torch.tensor([float(getattr(net, "default_lam", 1.0))])
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # the tracer warns about the input checks (finite values, λ in range, shapes), which it records as
+        # constants: they hold for the example input and are not part of the exported computation
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(net, (image, lam), check_trace=False)
     meta = json.loads((root / meta_file).read_text())
     name = Path(config_file).stem
