@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo demo-train demo-phantom test bench clean
+.PHONY: setup demo demo-train demo-phantom test bench wheel integration clean
 
 $(VENV)/.installed: requirements.txt requirements-data.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(VENV)/.installed: requirements.txt requirements-data.txt pyproject.toml
 
 setup: $(VENV)/.installed
 
-BUNDLE := --meta_file bundle/configs/metadata.json --logging_file bundle/configs/logging.conf
+BUNDLE := --bundle_root bundle --meta_file bundle/configs/metadata.json --logging_file bundle/configs/logging.conf
 
 PAIR := data/embedded/test/pair_000
 
@@ -30,7 +30,7 @@ demo: setup
 
 # Train a model briefly with the bundle (~7 min on 2 cores), evaluate it, register a test pair at λ = 0.1, 1, 4.
 demo-train: setup
-	$(PY) -m monai.bundle run training --config_file bundle/configs/train.yaml --dataset_dir data/embedded --output_dir runs/train $(BUNDLE)
+	$(PY) -m monai.bundle run training --config_file bundle/configs/train.yaml --dataset_dir data/embedded --output_dir runs/train --train#trainer#bundle_model None $(BUNDLE)
 	$(PY) -m monai.bundle run evaluate --config_file "['bundle/configs/train.yaml','bundle/configs/evaluate.yaml']" --dataset_dir data/embedded --ckpt_path runs/train/model.pt --eval_dir runs/evaluate-train $(BUNDLE)
 	$(PY) -m monai.bundle run register --config_file bundle/configs/register.yaml --output_dir runs/register-train --ckpt_path runs/train/model.pt --lams "[0.1,1,4]" --fixed $(PAIR)/fixed.nii.gz --moving $(PAIR)/moving.nii.gz --moving_label $(PAIR)/moving_label.nii.gz $(BUNDLE)
 	@echo "model: runs/train/model.pt | evaluation: runs/evaluate-train/summary.md | registered pair: runs/register-train/"
@@ -43,6 +43,13 @@ demo-phantom: setup
 test: setup
 	$(PY) -m pytest -q
 
+# The package as a wheel (dist/cir_monai-VERSION-py3-none-any.whl): what a MONAI Label server or a Deploy
+# application package installs so the bundle's configs can import cir_monai.
+wheel: setup
+	rm -rf build dist/cir_monai-*.whl
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .
+	@ls dist/cir_monai-*.whl
+
 # Benchmarks (append to docs/benchmarks.md); bench_baselines.py needs requirements-bench.txt (ANTs).
 bench: setup
 	$(PY) bench/bench_inference.py
@@ -50,4 +57,4 @@ bench: setup
 	$(PY) bench/bench_sweep.py
 
 clean:
-	rm -rf $(VENV) out runs .pytest_cache
+	rm -rf $(VENV) out runs .pytest_cache build dist

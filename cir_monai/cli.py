@@ -159,6 +159,7 @@ def _bundle_run(files: list[str], run_id: str, overrides: dict) -> object:
     from cir_monai.errors import check_override_keys
 
     check_override_keys(files, [k for k in overrides])
+    overrides.setdefault("bundle_root", str(BUNDLE_CONFIGS.parent))
     workflow = ConfigWorkflow(files if len(files) > 1 else files[0], workflow_type="train", run_id=run_id,
                               meta_file=str(BUNDLE_CONFIGS / "metadata.json"),
                               logging_file=str(BUNDLE_CONFIGS / "logging.conf"), **overrides)
@@ -355,6 +356,7 @@ class Commands:
             overrides["init_from"] = str(path)
         files = [str(BUNDLE_CONFIGS / "train.yaml"), *_overlays(config)]
         overrides.setdefault("dataset_dir", str(EMBEDDED_DIR))
+        overrides.setdefault("train#trainer#bundle_model", None)  # never overwrite the shipped models/model.pt
         _bundle_run(files, "training", dict(overrides, output_dir=str(out)))
         print(f"model: {Path(out) / 'model.pt'}")
 

@@ -38,6 +38,18 @@ class LevelSchedule:
     def total(self) -> int:
         return int(sum(self.iterations))
 
+    def scaled_to(self, total: int) -> "LevelSchedule":
+        """The same proportions over ``total`` iterations (each level at least 1; ``freeze_steps`` scaled too).
+
+        How ``max_epochs`` of a bundle (MONAI Label's ``train#trainer#max_epochs``) becomes a schedule.
+        """
+        total = max(int(total), len(self.iterations))
+        weights = [n / self.total for n in self.iterations]
+        counts = [max(1, int(w * total)) for w in weights]
+        counts[-1] = max(1, total - sum(counts[:-1]))
+        freeze = min(self.freeze_steps, int(self.freeze_steps * total / self.total))
+        return LevelSchedule(tuple(counts), freeze)
+
     def at(self, iteration: int) -> tuple[int, bool]:
         """``(active_levels, lower_levels_frozen)`` for the 1-based ``iteration``."""
         start = 0

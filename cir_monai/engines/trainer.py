@@ -109,7 +109,15 @@ class CLapIRNTrainer:
         amp: bfloat16 autocast (CUDA or CPU).
         resume: continue from ``output_dir/checkpoint.pt`` when it exists.
         seed: seeds λ sampling (the data carry their own seeds).
-        max_epochs: passes over the schedule (1; present for MONAI bundle properties).
+        max_epochs: ``None`` (default): train for ``iterations``. A number: train for ``max_epochs``
+            passes over ``train_data`` (``len(train_data) / batch_size`` steps each), spread over
+            the levels in the proportions of ``iterations`` (:meth:`LevelSchedule.scaled_to`), which
+            is how MONAI Label's ``BundleTrainTask`` sets the length of a run. Ignored, with a
+            warning, for generated data sets (no epoch).
+        handlers: ignite handlers (anything with ``attach(engine)``, e.g. MONAI's ``StatsHandler``)
+            attached to the training engine (the bundle's ``train#handlers``).
+        bundle_model: also write the final weights here as a plain state dict, the model zoo's
+            ``models/model.pt`` (``None``: only ``output_dir/model.pt``).
     """
 
     LEVEL_COST_RATIO = 5.0
@@ -138,7 +146,9 @@ class CLapIRNTrainer:
         amp: bool = False,
         resume: bool = True,
         seed: int = 0,
-        max_epochs: int = 1,
+        max_epochs: int | None = None,
+        handlers: Sequence = (),
+        bundle_model: str | os.PathLike | None = None,
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.network = network.to(self.device)
@@ -147,6 +157,14 @@ class CLapIRNTrainer:
         self.output_dir = Path(output_dir)
         self.schedule = LevelSchedule(tuple(int(i) for i in iterations), int(freeze_steps))
         self.batch_size = int(batch_size)
+        if max_epochs is not None:
+            length = len(train_data) if hasattr(train_data, "__len__") else None
+            if length is None or length >= 10**9:
+                logger.warning("max_epochs=%s ignored: the training data are generated (no epochs); "
+                               "training for iterations=%s", max_epochs, list(self.schedule.iterations))
+            else:
+                steps = int(max_epochs) * max(1, -(-length // self.batch_size))
+                self.schedule = self.schedule.scaled_to(steps)
         self.lam_sampling = lam_sampling
         self.lam_fixed = None if lam_fixed is None else float(lam_fixed)
         if self.lam_fixed is not None and not 0.0 <= self.lam_fixed <= self.model.lam_max:
@@ -168,7 +186,8 @@ class CLapIRNTrainer:
         self.val_pairs = list(val_pairs or [])
         self.val_every, self.val_lams = int(val_every), [float(v) for v in val_lams]
         self.checkpoint_every, self.log_every = int(checkpoint_every), int(log_every)
-        self.amp, self.resume, self.seed, self.max_epochs = bool(amp), bool(resume), int(seed), int(max_epochs)
+        self.amp, self.resume, self.seed, self.max_epochs = bool(amp), bool(resume), int(seed), max_epochs
+        self.bundle_model = None if bundle_model in (None, "") else Path(bundle_model)
         self.rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         self.world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
         self.history: list[dict] = []
@@ -177,6 +196,8 @@ class CLapIRNTrainer:
         self._writer = None
         self.engine = Engine(self._step)
         self.engine.add_event_handler(Events.ITERATION_COMPLETED, self._after_iteration)
+        for handler in handlers or ():
+            handler.attach(self.engine)
 
     # ----------------------------------------------------------------- state
     @property
@@ -241,7 +262,9 @@ class CLapIRNTrainer:
             trainable = index == level - 1 or (index < level - 1 and not frozen)
             module.requires_grad_(trainable)
 
-    def _step(self, engine: Engine, k: int) -> dict[str, float]:
+    def _step(self, engine: Engine, k: int) -> list[dict]:
+        """One optimisation step; the output is ``[record]``, a one-item list as MONAI's trainers decollate it,
+        so MONAI handlers read it with their defaults (``StatsHandler``) or ``from_engine(["loss"], first=True)``."""
         level, frozen = self.schedule.at(k)
         self._set_trainable(level, frozen)
         batch = self._batch(k)
@@ -257,7 +280,7 @@ class CLapIRNTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         self.optimizer.step()
-        return {
+        return [{
             "iteration": k,
             "level": level,
             "frozen": frozen,
@@ -266,7 +289,7 @@ class CLapIRNTrainer:
             "smoothness": terms["smoothness"].mean().item(),
             "label": terms["label"].mean().item(),
             "lam": lam.mean().item(),
-        }
+        }]
 
     # -------------------------------------------------------------- handlers
     def _log(self, record: dict) -> None:
@@ -281,7 +304,7 @@ class CLapIRNTrainer:
                     self._writer.add_scalar(key, value, record["iteration"])
 
     def _after_iteration(self, engine: Engine) -> None:
-        out = engine.state.output
+        out = engine.state.output[0]
         k = out["iteration"]
         total = self.schedule.total
         level_start = sum(self.schedule.iterations[: out["level"] - 1])
@@ -339,6 +362,9 @@ class CLapIRNTrainer:
         model_path = self.output_dir / "model.pt"
         if _is_main():
             save_checkpoint({"model": self.model.state_dict(), "network": self.model.config, "frame": self.frame}, model_path)
+            if self.bundle_model is not None:
+                save_checkpoint(self.model.state_dict(), self.bundle_model)
+                logger.info("weights written to %s (plain state dict)", self.bundle_model)
             if self._writer is not None:
                 self._writer.close()
         return {"iterations": total, "model": str(model_path), "last": self.history[-1] if self.history else None}

@@ -20,7 +20,7 @@ from cir_monai.data.pairs import PairConfig
 from cir_monai.data.training import RandomPairDataset
 from cir_monai.data.transforms import registration_preprocessing
 
-__all__ = ["embedded_training_dataset", "synthetic_training_dataset", "prepared_pairs", "validation_tensors", "pairs_or_single", "rank_zero_first"]
+__all__ = ["image_list_pairs", "training_dataset", "validation_dataset", "embedded_training_dataset", "synthetic_training_dataset", "prepared_pairs", "validation_tensors", "pairs_or_single", "rank_zero_first"]
 
 
 def rank_zero_first(fn: Callable, *args, **kwargs):
@@ -36,6 +36,78 @@ def rank_zero_first(fn: Callable, *args, **kwargs):
         return result
     dist.barrier()
     return fn(*args, **kwargs)
+
+
+def image_list_pairs(data: Sequence, pairing: str = "atlas", atlas_dir: str | os.PathLike | None = None) -> list[dict]:
+    """Registration pairs from a list of images, the form MONAI Label's ``BundleTrainTask`` gives.
+
+    Args:
+        data: ``[{"image": path[, "label": path]}, ...]`` (or plain paths).
+        pairing: ``"atlas"``: each image is a fixed image with the atlas (``atlas_dir``) as the moving
+            one (what the inference workflow does); ``"pairs"``: every ordered pair of two images.
+        atlas_dir: folder with the atlas (:data:`cir_monai.atlas.ATLAS_FILES`), for ``"atlas"``.
+
+    Returns:
+        ``[{"fixed", "moving"[, "fixed_label", "moving_label"]}]``; labels when both sides have one.
+
+    Raises:
+        ValueError: an unknown pairing, an item without ``"image"``, or fewer than 2 images for ``"pairs"``.
+    """
+    from cir_monai.atlas import ATLAS_FILES
+
+    items = [{"image": x} if isinstance(x, (str, os.PathLike)) else dict(x) for x in data]
+    for i, item in enumerate(items):
+        if "image" not in item:
+            raise ValueError(f"training item {i} has no 'image' (keys {sorted(item)})")
+    if pairing == "atlas":
+        if atlas_dir is None:
+            raise ValueError("pairing='atlas' needs atlas_dir")
+        atlas = {"image": str(Path(atlas_dir) / ATLAS_FILES["image"]), "label": str(Path(atlas_dir) / ATLAS_FILES["label"])}
+        couples = [(item, atlas) for item in items]
+    elif pairing == "pairs":
+        if len(items) < 2:
+            raise ValueError(f"pairing='pairs' needs at least 2 images, got {len(items)}")
+        couples = [(a, b) for a in items for b in items if a is not b]
+    else:
+        raise ValueError(f"pairing must be 'atlas' or 'pairs', got {pairing!r}")
+    pairs = []
+    for fixed, moving in couples:
+        pair = {"fixed": fixed["image"], "moving": moving["image"]}
+        if fixed.get("label") and moving.get("label"):
+            pair["fixed_label"], pair["moving_label"] = fixed["label"], moving["label"]
+        pairs.append(pair)
+    return pairs
+
+
+def training_dataset(data: Sequence | None = None, pairing: str = "atlas", atlas_dir: str | os.PathLike | None = None,
+                     dataset_dir: str | os.PathLike = "data/embedded", spacing: float = 2.0,
+                     spatial_size: Sequence[int] = (80, 96, 80), pool_size: int = 16, seed: int = TRAIN_SEED):
+    """The bundle's ``train#dataset``: the user's images when ``data`` is given, else generated embedded pairs.
+
+    ``data`` is what MONAI Label overrides (``train#dataset#data``): a list of ``{"image", "label"}``,
+    paired by :func:`image_list_pairs`, preprocessed to the working grid (``spacing`` mm, cropped or
+    padded to ``spatial_size``) and cached (:class:`~cir_monai.data.training.FilePairDataset`).
+    """
+    if data:
+        from cir_monai.data.training import FilePairDataset
+
+        pre = registration_preprocessing(spatial_size=spatial_size, pixdim=spacing)
+        return FilePairDataset(image_list_pairs(data, pairing, atlas_dir), pre, seed=int(seed))
+    return embedded_training_dataset(dataset_dir, spacing, spatial_size, pool_size)
+
+
+def validation_dataset(data: Sequence | None = None, pairing: str = "atlas", atlas_dir: str | os.PathLike | None = None,
+                       pairs: Sequence[dict] | None = None, spacing: float = 2.0,
+                       spatial_size: Sequence[int] | None = None) -> list[dict]:
+    """The bundle's ``validate#dataset``: tensors of ``data`` (MONAI Label's ``validate#dataset#data``) when
+    given, else of the file ``pairs`` (the embedded validation pairs). Pairs without labels are skipped
+    (validation reports Dice)."""
+    if data:
+        labelled = [p for p in image_list_pairs(data, pairing, atlas_dir) if "fixed_label" in p]
+        pre = registration_preprocessing(spatial_size=spatial_size, pixdim=spacing)
+        return [{k: torch.as_tensor(v)[None] for k, v in pre(dict(p)).items()
+                 if k in ("fixed", "moving", "fixed_label", "moving_label")} for p in labelled]
+    return validation_tensors(pairs or [], spatial_size)
 
 
 def embedded_training_dataset(

@@ -24,3 +24,11 @@ def test_lambda_sampling_is_a_function_of_the_iteration(mode, low):
     assert not torch.equal(sample_lambda(17, 4, 10.0, mode, seed=1), sample_lambda(18, 4, 10.0, mode, seed=1))
     with pytest.raises(ValueError, match="lam sampling"):
         sample_lambda(0, 1, mode="normal")
+
+
+def test_schedule_scaled_to_a_number_of_steps():
+    """max_epochs → steps: the levels keep their proportions, each gets at least one, the total is exact."""
+    schedule = LevelSchedule((300, 200, 40), 20)
+    scaled = schedule.scaled_to(54)
+    assert scaled.total == 54 and scaled.iterations == (30, 20, 4) and scaled.freeze_steps == 2
+    assert schedule.scaled_to(2).iterations == (1, 1, 1)

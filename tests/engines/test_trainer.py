@@ -55,7 +55,7 @@ def test_resume_continues_with_identical_losses(tmp_path, template):
     interrupted = CLapIRNTrainer(net(0), data, tmp_path / "cut", **kwargs)
 
     def kill(engine):
-        if engine.state.output["iteration"] == 7:
+        if engine.state.output[0]["iteration"] == 7:
             raise KeyboardInterrupt
 
     interrupted.engine.add_event_handler(Events.ITERATION_COMPLETED, kill)
@@ -79,7 +79,7 @@ def test_validation_and_frozen_levels(tmp_path, template):
     frozen_grads = []
 
     def check(engine):
-        out = engine.state.output
+        out = engine.state.output[0]
         if out["frozen"]:
             frozen_grads.append(trainer.model.levels[0].encoder[0].weight.grad)
 
