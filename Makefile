@@ -50,6 +50,11 @@ wheel: setup
 	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .
 	@ls dist/cir_monai-*.whl
 
+# The bundle in the real MONAI Label and MONAI Deploy, each in its own venv under .integ (built once, a few
+# minutes), cir-monai installed from its wheel, on a copy of the bundle outside the repository.
+integration: setup
+	PY=$(PY) bash integration/run.sh
+
 # Benchmarks (append to docs/benchmarks.md); bench_baselines.py needs requirements-bench.txt (ANTs).
 bench: setup
 	$(PY) bench/bench_inference.py

@@ -40,11 +40,12 @@ import torch.nn.functional as F
 from monai.data import MetaTensor
 from monai.inferers import Inferer
 from monai.transforms import LoadImage, MapTransform, ResampleToMatch
+from monai.transforms import Spacingd as _MonaiSpacingd
 
 from cir_monai.nifti import save_nifti
 
 __all__ = ["ATLAS_FILES", "build_cerebra_atlas", "build_tissue_atlas", "atlas_label_names", "AtlasStackd",
-           "DDFToWorldd", "AtlasLabelsd", "ConditionalInferer"]
+           "DDFToWorldd", "AtlasLabelsd", "ConditionalInferer", "Spacingd"]
 
 ATLAS_FILES = {"image": "atlas_image.nii.gz", "label": "atlas_label.nii.gz", "names": "atlas_labels.json"}
 
@@ -93,6 +94,23 @@ def atlas_label_names(atlas_dir: str | os.PathLike) -> dict[int, str]:
     if not path.is_file():
         raise FileNotFoundError(f"atlas label names not found: {path}")
     return {int(k): v for k, v in json.loads(path.read_text())["labels"].items()}
+
+
+class Spacingd(_MonaiSpacingd):
+    """MONAI's ``Spacingd``, tolerant of non-dict ``<key>_*`` entries beside the image.
+
+    MONAI Label puts the request's path under ``image_path``; MONAI 1.6's ``Spacingd`` calls
+    ``.update()`` on every ``image_*`` entry after resampling a NIfTI image and fails on that string
+    (``'str' object has no attribute 'update'``). Such entries are set aside during the call.
+    """
+
+    def __call__(self, data, lazy: bool | None = None):
+        d = dict(data)
+        aside = {k: d.pop(k) for k in list(d) if isinstance(k, str) and not isinstance(d[k], dict)
+                 and any(k.startswith(f"{key}_") for key in self.keys)}
+        out = super().__call__(d, lazy=lazy)
+        out.update(aside)
+        return out
 
 
 class AtlasStackd(MapTransform):
@@ -212,6 +230,10 @@ class ConditionalInferer(Inferer):
         super().__init__()
         self.lam = float(lam)
 
-    def __call__(self, inputs: torch.Tensor, network, *args, **kwargs) -> torch.Tensor:
-        lam = torch.full((inputs.shape[0],), self.lam, dtype=torch.float32, device=inputs.device)
-        return network(inputs, lam, *args, **kwargs)
+    def __call__(self, inputs: torch.Tensor, network, *args, lam=None, **kwargs) -> torch.Tensor:
+        """``lam``: a λ given with the call (MONAI Deploy passes the bundle's ``lam`` input as a keyword) wins."""
+        value = self.lam if lam is None else lam
+        lam_t = torch.as_tensor(value, dtype=torch.float32, device=inputs.device).reshape(-1)
+        if lam_t.numel() == 1:
+            lam_t = lam_t.expand(inputs.shape[0])
+        return network(inputs, lam_t, *args, **kwargs)
