@@ -94,3 +94,9 @@ def export_torchscript(bundle_root: str | os.PathLike, filepath: str | os.PathLi
         if os.path.exists(tmp):
             os.unlink(tmp)
     return out
+
+
+if __name__ == "__main__":  # python -m cir_monai.export [BUNDLE_ROOT]: re-export BUNDLE_ROOT/models/model.ts
+    import sys
+
+    print(export_torchscript(sys.argv[1] if len(sys.argv) > 1 else "bundle"))

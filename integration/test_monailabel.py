@@ -64,7 +64,7 @@ def test_train_task_runs_and_writes_the_bundle_model(bundle, image, truth, work)
     datastore = LocalDatastore(str(studies), extensions=["*.nii.gz"], auto_reload=False)
     before = (trained / "models" / "model.pt").stat().st_mtime_ns
     task = BundleTrainTask(str(trained), {})
-    result = task({"max_epochs": 1, "val_split": 0.34, "device": "cpu", "pretrained": True, "multi_gpu": False},
+    result = task({"model": "cir_monai_atlas", "max_epochs": 1, "val_split": 0.34, "device": "cpu", "pretrained": True, "multi_gpu": False},
                   datastore)
     assert (trained / "models" / "model.pt").stat().st_mtime_ns > before, result
     import torch

@@ -55,8 +55,15 @@ def test_bundle_files_travel_inside(exported):
     assert meta["version"] == json.loads((BUNDLE / "configs" / "metadata.json").read_text())["version"]
 
 
-def test_shipped_torchscript_is_the_shipped_model():
-    """bundle/models/model.ts is exported from bundle/models/model.pt (re-export after retraining)."""
+def test_shipped_torchscript_is_the_shipped_model_and_config():
+    """bundle/models/model.ts is exported from bundle/models/model.pt and the current inference.yaml and metadata
+    (MONAI Deploy runs the config inside it): re-export with `python -m cir_monai.export` after changing either."""
+    from monai.bundle import ConfigParser
+
+    _, meta, extra = load_net_with_metadata(str(BUNDLE / "models" / "model.ts"), more_extra_files=("inference.json",))
+    assert json.loads(extra["inference.json"]) == ConfigParser.load_config_file(str(BUNDLE / "configs" / "inference.yaml"))
+    current = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
+    assert {k: meta[k] for k in current} == current
     shipped = torch.jit.load(str(BUNDLE / "models" / "model.ts"))
     eager = load_bundle_network(BUNDLE)
     image = torch.rand(1, 2, 40, 48, 40, generator=torch.Generator().manual_seed(1))
