@@ -85,14 +85,13 @@ def export_torchscript(bundle_root: str | os.PathLike, filepath: str | os.PathLi
     name = Path(config_file).stem
     extra = {f"{name}.json": json.dumps(ConfigParser.load_config_file(str(root / config_file))).encode()}
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".ts", dir=out.parent)
-    os.close(fd)
-    try:
-        save_net_with_metadata(traced, tmp, meta_values=meta, more_extra_files=extra)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # atomic: written under its final name in a temporary folder beside it, then renamed over the old file.
+    # The name matters: torch.jit.save names the archive's root folder after the file, and MONAI Deploy looks
+    # for <stem>/extra/inference.json inside it.
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
+        staged = Path(tmp) / out.name
+        save_net_with_metadata(traced, str(staged), meta_values=meta, more_extra_files=extra)
+        os.replace(staged, out)
     return out
 
 

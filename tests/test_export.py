@@ -48,7 +48,12 @@ def test_lambda_is_an_input_of_the_exported_module(exported):
 
 
 def test_bundle_files_travel_inside(exported):
+    """Under <stem>/extra/ of the archive, where MONAI Deploy looks for them (a temporary file name would hide them)."""
+    import zipfile
+
     path, _ = exported
+    names = zipfile.ZipFile(path).namelist()
+    assert {"model/extra/inference.json", "model/extra/metadata.json"} <= set(names), names[:5]
     _, meta, extra = load_net_with_metadata(str(path), more_extra_files=("inference.json",))
     config = json.loads(extra["inference.json"])
     assert config["network_def"]["_target_"] == "cir_monai.networks.StackedCLapIRN"
