@@ -89,3 +89,54 @@ def test_monaibundle_sample_app_loads_the_bundle_offline(bundle, work):
         sys.path.remove(str(app_dir))
     assert "cir_monai_atlas" in info["models"] and "cir_monai_atlas" in info["trainers"]
     assert info["models"]["cir_monai_atlas"]["config"]["lam"] == 1.0
+
+
+def test_server_serves_the_bundle_as_the_readme_says(bundle, image, reference, work):
+    """The bundle README's steps: the monaibundle app with the bundle under model/, `monailabel start_server`
+    on 127.0.0.1 offline, then `POST /infer/<model>?image=<id>` with λ in params. Bounded: 300 s to start."""
+    import json
+    import socket
+    import subprocess
+    import urllib.request
+
+    app_dir, studies = work / "app", work / "studies"
+    shutil.copytree(Path(sys.prefix) / "monailabel" / "sample-apps" / "monaibundle", app_dir)
+    shutil.copytree(bundle, app_dir / "model" / "cir_monai_atlas")
+    studies.mkdir()
+    shutil.copy(image, studies / "subject.nii.gz")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    server = subprocess.Popen(
+        ["monailabel", "start_server", "--app", str(app_dir), "--studies", str(studies), "--conf", "models",
+         "cir_monai_atlas", "--conf", "zoo_source", "github", "--conf", "sam2", "false", "-i", "127.0.0.1",
+         "-p", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                info = json.loads(urllib.request.urlopen(f"{base}/info/", timeout=5).read())
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()[-3000:]
+                time.sleep(1)
+        else:
+            pytest.fail("MONAI Label did not answer within 300 s")
+        assert "cir_monai_atlas" in info["models"]
+        boundary = "cirmonai"
+        body = (f'--{boundary}\r\nContent-Disposition: form-data; name="params"\r\n\r\n{{"lam": 1.0}}\r\n'
+                f"--{boundary}--\r\n").encode()
+        request = urllib.request.Request(f"{base}/infer/cir_monai_atlas?image=subject&output=image", data=body,
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        (work / "result.nii.gz").write_bytes(urllib.request.urlopen(request, timeout=600).read())
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    seg = nib.load(str(work / "result.nii.gz"))
+    labels = np.asarray(seg.dataobj).squeeze().round().astype(np.int32)
+    assert np.allclose(seg.affine, nib.load(str(image)).affine, atol=1e-4)
+    assert disagreement(labels, reference) <= 1e-4
