@@ -51,7 +51,7 @@ def main() -> int:
                                       spatial_size=[int(v) for v in args.size.split(",")], val_interval=10**6,
                                       **{"train#trainer#iterations": [int(v) for v in args.iterations.split(",")],
                                          "train#trainer#freeze_steps": 10, "train#trainer#lr": 1e-3,
-                                         "train#trainer#log_every": 50})
+                                         "log_every": 50})
             workflow.initialize()
             workflow.run()
             workflow.finalize()

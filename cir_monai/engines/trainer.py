@@ -10,7 +10,6 @@ uninterrupted run exactly on the same machine.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -23,6 +22,7 @@ from ignite.engine import Engine, Events
 from torch.utils.data import Dataset
 
 from cir_monai.engines.checkpoint import load_checkpoint, save_checkpoint
+from cir_monai.engines.handlers import default_handlers
 from cir_monai.engines.inference import load_network
 from cir_monai.engines.schedule import LevelSchedule, sample_lambda
 from cir_monai.frame import model_frame
@@ -114,8 +114,10 @@ class CLapIRNTrainer:
             the levels in the proportions of ``iterations`` (:meth:`LevelSchedule.scaled_to`), which
             is how MONAI Label's ``BundleTrainTask`` sets the length of a run. Ignored, with a
             warning, for generated data sets (no epoch).
-        handlers: ignite handlers (anything with ``attach(engine)``, e.g. MONAI's ``StatsHandler``)
-            attached to the training engine (the bundle's ``train#handlers``).
+        handlers: ignite handlers (anything with ``attach(engine)``) attached to the training engine:
+            the console, ``metrics.jsonl`` and TensorBoard logging (:mod:`cir_monai.engines.handlers`;
+            ``None``: :func:`~cir_monai.engines.handlers.default_handlers`), and any others (the
+            bundle's ``train#handlers``, which MONAI Label extends, e.g. with a ``CheckpointLoader``).
         bundle_model: also write the final weights here as a plain state dict, the model zoo's
             ``models/model.pt`` (``None``: only ``output_dir/model.pt``).
     """
@@ -147,7 +149,7 @@ class CLapIRNTrainer:
         resume: bool = True,
         seed: int = 0,
         max_epochs: int | None = None,
-        handlers: Sequence = (),
+        handlers: Sequence | None = None,
         bundle_model: str | os.PathLike | None = None,
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -193,10 +195,11 @@ class CLapIRNTrainer:
         self.history: list[dict] = []
         self.start_iteration = 0
         self._level_seen, self._level_t0, self._level_k0, self._rate = 0, 0.0, 0, None
-        self._writer = None
         self.engine = Engine(self._step)
         self.engine.add_event_handler(Events.ITERATION_COMPLETED, self._after_iteration)
-        for handler in handlers or ():
+        if handlers is None:
+            handlers = default_handlers(self.output_dir, self.log_every)
+        for handler in handlers:  # after the trainer's own bookkeeping: records are complete when they run
             handler.attach(self.engine)
 
     # ----------------------------------------------------------------- state
@@ -291,19 +294,12 @@ class CLapIRNTrainer:
             "lam": lam.mean().item(),
         }]
 
-    # -------------------------------------------------------------- handlers
-    def _log(self, record: dict) -> None:
-        if not _is_main():
-            return
-        self.history.append(record)
-        with open(self.output_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self._writer is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key != "iteration":
-                    self._writer.add_scalar(key, value, record["iteration"])
-
+    # ------------------------------------------------------------ bookkeeping
     def _after_iteration(self, engine: Engine) -> None:
+        """Complete the record (total, seconds per iteration, ETA), validate and checkpoint when due.
+
+        Printing and files are the handlers' (:mod:`cir_monai.engines.handlers`), attached after this.
+        """
         out = engine.state.output[0]
         k = out["iteration"]
         total = self.schedule.total
@@ -316,22 +312,19 @@ class CLapIRNTrainer:
             interval = (now - self._level_t0) / max(k - self._level_k0, 1)
             self._level_t0, self._level_k0 = now, k
             self._rate = interval if self._rate is None else 0.7 * self._rate + 0.3 * interval
-            rate = self._rate
-            remaining = level_start + self.schedule.iterations[out["level"] - 1] - k
-            # later levels: ~5x the time per iteration each (measured: docs/benchmarks.md, training)
-            later = sum(n * rate * self.LEVEL_COST_RATIO ** (i + 1) for i, n in enumerate(self.schedule.iterations[out["level"]:]))
-            eta = rate * remaining + later
-            if _is_main():
-                logger.info(
-                    "iter %d/%d level %d%s loss %.4f (sim %.4f, smooth %.4f, label %.4f, λ %.2f) %.2f s/it ETA %s",
-                    k, total, out["level"], " (lower frozen)" if out["frozen"] else "", out["loss"], out["similarity"],
-                    out["smoothness"], out["label"], out["lam"], rate, time.strftime("%H:%M:%S", time.gmtime(eta)),
-                )
-            self._log({**out, "frozen": int(out["frozen"])})
+        rate = self._rate if self._rate is not None else (now - self._level_t0) / max(k - self._level_k0, 1)
+        remaining = level_start + self.schedule.iterations[out["level"] - 1] - k
+        # later levels: ~5x the time per iteration each (measured: docs/benchmarks.md, training)
+        later = sum(n * rate * self.LEVEL_COST_RATIO ** (i + 1) for i, n in enumerate(self.schedule.iterations[out["level"]:]))
+        out.update(total=total, seconds_per_iteration=rate, eta_seconds=rate * remaining + later)
+        if k % self.log_every == 0 or k == total:
+            self.history.append({**out, "frozen": int(out["frozen"])})
         if self.val_pairs and (k % self.val_every == 0 or k == total) and _is_main():
             scores = validate(self.network, self.val_pairs, self.val_lams, self.device, active_levels=out["level"])
             logger.info("validation at %d: %s", k, ", ".join(f"{n} {v:.4f}" for n, v in scores.items()))
-            self._log({"iteration": k, **{f"val_{n}": v for n, v in scores.items()}})
+            engine.state.metrics = {f"val_{n}": v for n, v in scores.items()}  # MONAI's place for metrics
+            engine.state.metrics_iteration = k
+            self.history.append({"iteration": k, **engine.state.metrics})
         if (k % self.checkpoint_every == 0 or k == total) and _is_main():
             save_checkpoint(self.state_dict(k), self.checkpoint_path)
 
@@ -344,13 +337,6 @@ class CLapIRNTrainer:
         """
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._maybe_resume()
-        if _is_main():
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._writer = SummaryWriter(str(self.output_dir / "tensorboard"))
-            except ImportError:  # tensorboard is optional
-                logger.info("tensorboard not installed: logging to the console and metrics.jsonl only")
         total = self.schedule.total
         if self.start_iteration < total:
             if _is_main():
@@ -365,6 +351,4 @@ class CLapIRNTrainer:
             if self.bundle_model is not None:
                 save_checkpoint(self.model.state_dict(), self.bundle_model)
                 logger.info("weights written to %s (plain state dict)", self.bundle_model)
-            if self._writer is not None:
-                self._writer.close()
         return {"iterations": total, "model": str(model_path), "last": self.history[-1] if self.history else None}

@@ -84,7 +84,7 @@ def test_two_process_gloo_training(tmp_path):
            "--output_dir", str(tmp_path / "runs"), "--dataset_dir", str(tmp_path / "data"),
            "--bundle_root", str(tmp_path / "bundle"), "--spacing", "8.0", "--spatial_size", "[24,24,24]",
            "--network_def#start_channels", "2", "--train#trainer#iterations", "[2,2,2]",
-           "--train#trainer#freeze_steps", "1", "--train#trainer#log_every", "1", "--num_validation", "1",
+           "--train#trainer#freeze_steps", "1", "--log_every", "1", "--num_validation", "1",
            "--num_test", "1", "--val_interval", "3"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
@@ -152,11 +152,21 @@ def test_training_as_monai_label_drives_it(tmp_path):
     datalist = json.loads(Path(prepare_embedded(tmp_path / "data", 1, 2, 8.0, (24, 24, 24))).read_text())
     images = [{"image": str(tmp_path / "data" / p["fixed"]), "label": str(tmp_path / "data" / p["fixed_label"])}
               for p in datalist["test"]]
+    from monai.bundle import ConfigParser
+
+    # as BundleTrainTask does: the bundle's own handlers, with a CheckpointLoader of models/model.pt first
+    handlers = ConfigParser.load_config_file(str(bundle / "configs" / "train.yaml"))["train"]["handlers"]
+    from cir_monai.networks import CLapIRN
+
+    torch.save(CLapIRN(3, start_channels=2).state_dict(), bundle / "models" / "model.pt")
+    handlers.insert(0, {"_target_": "CheckpointLoader", "load_path": str(bundle / "models" / "model.pt"),
+                        "load_dict": {"model": "$@network"}, "strict": False})
     overrides = {
         "bundle_root": str(bundle), "train#dataset#data": images, "validate#dataset#data": images[:1],
-        "train#trainer#max_epochs": 1, "train#handlers": [{"_target_": "StatsHandler", "iteration_log": True}],
+        "train#trainer#max_epochs": 1, "train#handlers": handlers,
         "spacing": 8.0, "spatial_size": [24, 24, 24], "network_def#start_channels": 2, "val_interval": 100,
     }
+    loaded_at = (bundle / "models" / "model.pt").stat().st_mtime_ns
     workflow = ConfigWorkflow(str(bundle / "configs" / "train.yaml"), workflow_type="train", run_id="training",
                               meta_file=str(bundle / "configs" / "metadata.json"), **overrides)
     workflow.initialize()
@@ -164,6 +174,7 @@ def test_training_as_monai_label_drives_it(tmp_path):
     workflow.finalize()
     result = result[0] if isinstance(result, list) else result  # the `run` list's one item
     assert result["iterations"] == 3  # 1 epoch of 2 pairs, at least one step per level
+    assert (bundle / "models" / "model.pt").stat().st_mtime_ns > loaded_at
     state = torch.load(bundle / "models" / "model.pt", weights_only=True)
     assert "levels.0.down.weight" in state  # a plain state dict, as the zoo ships
     assert (bundle / "runs" / "train" / "checkpoint.pt").is_file()
