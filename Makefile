@@ -2,8 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# generated data sets (embedded, held-out) go to data/ here; an installed cir-monai uses ~/.cache/cir_monai
+export CIR_MONAI_DATA := $(CURDIR)/data
 
-.PHONY: setup demo demo-train demo-phantom test bench wheel integration clean
+.PHONY: setup demo demo-train test bench wheel integration clean
 
 $(VENV)/.installed: requirements.txt requirements-data.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,10 +37,6 @@ demo-train: setup
 	$(PY) -m monai.bundle run register --config_file bundle/configs/register.yaml --output_dir runs/register-train --ckpt_path runs/train/model.pt --lams "[0.1,1,4]" --fixed $(PAIR)/fixed.nii.gz --moving $(PAIR)/moving.nii.gz --moving_label $(PAIR)/moving_label.nii.gz $(BUNDLE)
 	@echo "model: runs/train/model.pt | evaluation: runs/evaluate-train/summary.md | registered pair: runs/register-train/"
 	@cat runs/evaluate-train/summary.md
-
-# Register the built-in phantom pair with the authors' released lite weights (../shared/reference).
-demo-phantom: setup
-	$(PY) -m cir_monai.demo
 
 test: setup
 	$(PY) -m pytest -q

@@ -24,14 +24,14 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["main", "Commands", "parse_lams", "staged_output", "REPO", "DEFAULT_MODEL"]
+from cir_monai.data.embedded import DEFAULT_SHAPE, DEFAULT_SPACING
+from cir_monai.defaults import (DEFAULT_LAMS, bundle_configs, bundle_root, default_device, default_model, embedded_dir,
+                                installed)
 
-#: the source checkout this package runs from (bundle configs, shipped model, embedded data folder)
-REPO = Path(__file__).resolve().parents[1]
-BUNDLE_CONFIGS = REPO / "bundle" / "configs"
-DEFAULT_MODEL = REPO / "bundle" / "models" / "model.pt"
-EMBEDDED_DIR = REPO / "data" / "embedded"
-DEFAULT_LAMS = (0.0, 0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0)
+__all__ = ["main", "Commands", "parse_lams", "staged_output"]
+
+#: the configs/ overlays (variants, data sets, scales), installed with the package like the bundle
+OVERLAYS = installed("configs")
 
 
 def parse_lams(value) -> list[float]:
@@ -109,7 +109,7 @@ def _device(device: str | None):
     import torch
 
     if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return default_device()
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
     try:
@@ -121,7 +121,7 @@ def _device(device: str | None):
 def _model(model: str | None, device) -> tuple:
     from cir_monai.engines import load_network
 
-    path = Path(model).expanduser() if model else DEFAULT_MODEL
+    path = Path(model).expanduser() if model else default_model()
     if model is None and not path.is_file():
         raise FileNotFoundError(f"no default model at {path}: train one (`cir-monai train`) and pass --model PATH")
     return load_network(path, device), path
@@ -132,7 +132,7 @@ def _pairs(data: str, split: str) -> list[dict]:
     from cir_monai.engines.workflows import prepared_pairs
 
     if data == "embedded":
-        return prepared_pairs(EMBEDDED_DIR, split, 2.0, (80, 96, 80))
+        return prepared_pairs(embedded_dir(), split, DEFAULT_SPACING, DEFAULT_SHAPE)
     return load_pairs(Path(data).expanduser(), split=split)
 
 
@@ -145,7 +145,7 @@ def _overlays(config) -> list[str]:
     for item in items:
         path = Path(item).expanduser()
         if not path.is_file():
-            named = REPO / "configs" / (item if str(item).endswith(".yaml") else f"{item}.yaml")
+            named = OVERLAYS / (item if str(item).endswith(".yaml") else f"{item}.yaml")
             if not named.is_file():
                 raise FileNotFoundError(f"config overlay not found: {item} (a file, or a name such as variants/cir_cm)")
             path = named
@@ -159,10 +159,10 @@ def _bundle_run(files: list[str], run_id: str, overrides: dict) -> object:
     from cir_monai.errors import check_override_keys
 
     check_override_keys(files, [k for k in overrides])
-    overrides.setdefault("bundle_root", str(BUNDLE_CONFIGS.parent))
+    overrides.setdefault("bundle_root", str(bundle_root()))
     workflow = ConfigWorkflow(files if len(files) > 1 else files[0], workflow_type="train", run_id=run_id,
-                              meta_file=str(BUNDLE_CONFIGS / "metadata.json"),
-                              logging_file=str(BUNDLE_CONFIGS / "logging.conf"), **overrides)
+                              meta_file=str(bundle_configs() / "metadata.json"),
+                              logging_file=str(bundle_configs() / "logging.conf"), **overrides)
     workflow.initialize()
     result = workflow.run()
     workflow.finalize()
@@ -249,7 +249,7 @@ class Commands:
                          f"{paths['inverse_residual_max']:.2f} max" if inverse else "")
                 print(f"λ = {value:g}: {Path(out) / pair_id / f'lam_{value:g}'} ({paths['seconds']:.1f} s{extra})")
 
-    def sweep(self, data: str = "embedded", lams="0,0.1,0.5,1,2,4,8,10", out: str = "runs/sweep",
+    def sweep(self, data: str = "embedded", lams=DEFAULT_LAMS, out: str = "runs/sweep",
               max_folding: float = 0.1, rule: str = "max_dice", tolerance: float = 0.01, split: str = "validation",
               model: str | None = None, device: str | None = None, pixdim: float | None = None):
         """Find λ*: register every labelled pair at every λ with one model and pick the best λ.
@@ -297,7 +297,7 @@ class Commands:
         print("\n".join(line for line in text.splitlines() if line.startswith("|") or line.startswith("**λ")))
         print(f"λ* = {summary['lam_star']:g}; report: {Path(out) / 'summary.md'}")
 
-    def evaluate(self, model: str | None = None, lams="0,0.1,0.5,1,2,4,8,10", out: str = "runs/evaluate",
+    def evaluate(self, model: str | None = None, lams=DEFAULT_LAMS, out: str = "runs/evaluate",
                  data: str = "embedded", split: str = "test", config=(), **overrides):
         """Evaluate a model on labelled pairs at a list of λ (the bundle's evaluate workflow).
 
@@ -315,12 +315,12 @@ class Commands:
             overrides: further bundle config overrides (--key value).
         """
         values = parse_lams(lams)
-        path = Path(model).expanduser() if model else DEFAULT_MODEL
+        path = Path(model).expanduser() if model else default_model()
         if not path.is_file():
             raise FileNotFoundError(f"model file not found: {path}" + ("" if model else " (pass --model PATH)"))
         _reserved(overrides, {"ckpt_path": "--model", "eval_lams": "--lams", "eval_dir": "--out"})
-        files = [str(BUNDLE_CONFIGS / "train.yaml"), str(BUNDLE_CONFIGS / "evaluate.yaml"), *_overlays(config)]
-        overrides.setdefault("dataset_dir", str(EMBEDDED_DIR))
+        files = [str(bundle_configs() / "train.yaml"), str(bundle_configs() / "evaluate.yaml"), *_overlays(config)]
+        overrides.setdefault("dataset_dir", str(embedded_dir()))
         if data != "embedded":
             overrides["test_pairs"] = f"$cir_monai.data.load_pairs({str(Path(data).expanduser())!r}, split={split!r})"
         with staged_output(out, fresh=True) as staging:
@@ -354,8 +354,8 @@ class Commands:
             if not path.is_file():
                 raise FileNotFoundError(f"--init-from: model file not found: {path}")
             overrides["init_from"] = str(path)
-        files = [str(BUNDLE_CONFIGS / "train.yaml"), *_overlays(config)]
-        overrides.setdefault("dataset_dir", str(EMBEDDED_DIR))
+        files = [str(bundle_configs() / "train.yaml"), *_overlays(config)]
+        overrides.setdefault("dataset_dir", str(embedded_dir()))
         overrides.setdefault("train#trainer#bundle_model", None)  # never overwrite the shipped models/model.pt
         _bundle_run(files, "training", dict(overrides, output_dir=str(out)))
         print(f"model: {Path(out) / 'model.pt'}")

@@ -13,7 +13,7 @@ Two conventions meet in this project:
   along spatial axis ``i``. Shape ``(B, n, *spatial)``.
 
 The conversion is ``ddf[:, i] = field[:, n - 1 - i] * (size_i - 1) / 2``
-(method.md §3). A singleton axis has no extent; its factor is taken as 0 one
+(docs/method.md §3). A singleton axis has no extent; its factor is taken as 0 one
 way and the division guarded the other way, as MONAI's ``Warp`` does.
 
 Written fields (``cir-monai register --ddf-units``) meet two world frames: NIfTI's

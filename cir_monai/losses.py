@@ -1,5 +1,5 @@
 # Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
-"""Training objective of cLapIRN (method.md §4).
+"""Training objective of cLapIRN (docs/method.md §4).
 
 For pyramid level ``l`` (1-based) with per-sample weight λ:
 ``L_l = Σ_{i=1..l} −(1 / 2^(i−1)) · NCC_{w_i}(pool^(i−1)(F_l), pool^(i−1)(M_l ∘ φ))

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from cir_monai.defaults import DEFAULT_LAMS
+
 __all__ = ["RULES", "LAM_STAR_FILE", "select_lambda", "read_lam_star", "run_sweep"]
 
 #: λ* selection rules
@@ -91,7 +93,7 @@ def run_sweep(
     network: torch.nn.Module,
     pairs: Sequence[dict],
     output_dir: str | os.PathLike,
-    lams: Sequence[float] = (0.0, 0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0),
+    lams: Sequence[float] = DEFAULT_LAMS,
     max_folding: float = 0.1,
     rule: str = "max_dice",
     tolerance: float = 0.01,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = REPO.parent / "shared" / "reference"
+# generated data sets in the checkout's data/ (as `make` sets it), for this process and the commands it starts
+os.environ.setdefault("CIR_MONAI_DATA", str(REPO / "data"))
 
 
 def pytest_configure(config):

@@ -28,6 +28,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
+
+from cir_monai.defaults import cache_dir
 import torch.nn.functional as F
 
 __all__ = [

@@ -24,7 +24,7 @@ template under smooth warps. This module writes that idea for cir-monai (our own
 
 * **images**: per-label intensities (shared by fixed and moving unless ``same_contrast`` is
   off), per-label noise, Gaussian blur, smooth multiplicative bias field, gamma, min-max
-  normalisation; the background (label 0) is exactly 0 (method.md §4).
+  normalisation; the background (label 0) is exactly 0 (docs/method.md §4).
 
 Everything is a pure function of a seed: :class:`SyntheticPairDataset` item ``k`` uses seed
 ``seed + k``, so training resumes exactly.

@@ -1,5 +1,5 @@
 # Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
-"""Evaluate one model on labelled pairs at a list of λ (the paper's protocol, method.md §5).
+"""Evaluate one model on labelled pairs at a list of λ (the paper's protocol, docs/method.md §5).
 
 For every pair and every λ (and the identity, "before"): Dice per label and mean, HD95 (mm),
 std|J|, % of voxels with det J ≤ 0, SDlogJ (forward-difference Jacobian, voxels) and the
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cir_monai.defaults import DEFAULT_LAMS, default_device
 from cir_monai.data.transforms import registration_preprocessing
 from cir_monai.engines.inference import checked_lams, resolve_frame
 from cir_monai.frame import FrameResampler
@@ -58,7 +59,7 @@ class RegistrationEvaluator:
         self,
         network: CLapIRN,
         pairs: Sequence[dict],
-        lams: Sequence[float] = (0.0, 0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0),
+        lams: Sequence[float] = DEFAULT_LAMS,
         output_dir: str | os.PathLike = "evaluation",
         spatial_size: Sequence[int] | None = None,
         pixdim: float | Sequence[float] | None = None,
@@ -71,7 +72,7 @@ class RegistrationEvaluator:
         progress: bool = True,
         figures: bool = True,
     ) -> None:
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = default_device(device)
         self.network = network.to(self.device).eval()
         self.lams = checked_lams(lams, network)
         missing = [i for i, p in enumerate(pairs) if "fixed_label" not in p or "moving_label" not in p]

@@ -39,6 +39,7 @@ from tqdm import tqdm
 from cir_monai.conventions import ras_to_lps_vectors
 from cir_monai.convert import infer_config, load_official_checkpoint
 from cir_monai.data.transforms import registration_preprocessing
+from cir_monai.defaults import default_device
 from cir_monai.engines.checkpoint import load_checkpoint
 from cir_monai.frame import EMBEDDED_FRAME, OFFICIAL_FRAME, FrameResampler, model_frame
 from cir_monai.networks import CLapIRN, Warp, composition_residual, invert_ddf
@@ -181,7 +182,7 @@ class RegistrationRunner:
         inverse: bool = False,
         affine: bool = False,
     ) -> None:
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = default_device(device)
         self.network = network.to(self.device).eval()
         self.lams = checked_lams(lams, network)
         self.inverse = bool(inverse)

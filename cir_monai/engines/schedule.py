@@ -1,5 +1,5 @@
 # Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
-"""Progressive training schedule and λ sampling (method.md §4)."""
+"""Progressive training schedule and λ sampling (docs/method.md §4)."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ import torch.distributed as dist
 from ignite.engine import Engine, Events
 from torch.utils.data import Dataset
 
+from cir_monai.defaults import default_device
 from cir_monai.engines.checkpoint import load_checkpoint, save_checkpoint
 from cir_monai.engines.handlers import default_handlers
 from cir_monai.engines.inference import load_network
@@ -152,7 +153,7 @@ class CLapIRNTrainer:
         handlers: Sequence | None = None,
         bundle_model: str | os.PathLike | None = None,
     ) -> None:
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = default_device(device)
         self.network = network.to(self.device)
         self.model = _unwrap(network)
         self.train_data = train_data

@@ -1,5 +1,5 @@
 # Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
-"""Pre-activation residual blocks of the registration pyramid (method.md §2)."""
+"""Pre-activation residual blocks of the registration pyramid (docs/method.md §2)."""
 
 from __future__ import annotations
 

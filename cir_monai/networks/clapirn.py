@@ -3,7 +3,7 @@
 
 Mok & Chung, "Conditional Deformable Image Registration with Convolutional
 Neural Network", MICCAI 2021, built on LapIRN (Mok & Chung, MICCAI 2020).
-``method.md`` §2 states the architecture this module reproduces; the authors'
+``docs/method.md`` §2 states the architecture this module reproduces; the authors'
 released weights load into it unchanged through :mod:`cir_monai.convert`.
 
 Contract: ``ddf = net(moving, fixed, lam)`` returns a dense displacement field
@@ -76,7 +76,7 @@ for _q in range(2):
 
 
 class RegistrationLevel(nn.Module):
-    """One CNN registration network (CRN) of the pyramid (method.md §2, steps 2–7).
+    """One CNN registration network (CRN) of the pyramid (docs/method.md §2, steps 2–7).
 
     ``skip = encoder(x)``; ``h = down(skip) [+ features of the coarser level]``;
     ``h = LReLU(block_j(h, cond))`` for each block; ``up = up(h)``;
@@ -235,7 +235,7 @@ class CLapIRN(nn.Module):
         warped = Warp()(moving, ddf)
 
     .. warning:: the network expects affinely pre-aligned images with
-        intensities in [0, 1] and background exactly 0 (method.md §4).
+        intensities in [0, 1] and background exactly 0 (docs/method.md §4).
     """
 
     def __init__(

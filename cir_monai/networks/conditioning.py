@@ -2,7 +2,7 @@
 """Conditioning on the smoothness weight: mapping networks and conditional instance norm.
 
 Mok & Chung, "Conditional Deformable Image Registration with Convolutional
-Neural Network", MICCAI 2021, §2.2 (see ``method.md`` §2).
+Neural Network", MICCAI 2021, §2.2 (see ``docs/method.md`` §2).
 """
 
 from __future__ import annotations

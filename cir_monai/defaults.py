@@ -1,0 +1,80 @@
+# Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
+"""The defaults, in one place: the paper's λ list, the device, and where the bundle and the data live.
+
+The bundle (configs, shipped model, atlas) is package data of the wheel (``cir_monai/bundle``,
+the repository's ``bundle/`` folder), so an installed cir-monai finds it from any folder;
+``$CIR_MONAI_BUNDLE`` points to another copy. Generated data go to ``$CIR_MONAI_DATA`` (the
+repository's ``make`` targets set it to ``data/``) or else the user cache
+(``$CIR_MONAI_CACHE``, default ``~/.cache/cir_monai``). The working frame (2 mm, 80×96×80) is
+:data:`cir_monai.frame.EMBEDDED_FRAME`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import torch
+
+__all__ = ["DEFAULT_LAMS", "default_device", "installed", "bundle_root", "bundle_configs", "default_model", "data_dir",
+           "cache_dir", "embedded_dir"]
+
+#: the λ values of the paper's evaluation (docs/method.md §5): sweeps, evaluation and the bundle's evaluate workflow
+DEFAULT_LAMS = (0.0, 0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0)
+
+
+def default_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` as a ``torch.device``; ``None``: CUDA when available, else the CPU."""
+    if device is None or device == "":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def bundle_root() -> Path:
+    """The MONAI bundle folder: ``$CIR_MONAI_BUNDLE``, else the one installed with the package.
+
+    Raises:
+        FileNotFoundError: the folder has no ``configs/`` (a broken install or a wrong ``$CIR_MONAI_BUNDLE``).
+    """
+    env = os.environ.get("CIR_MONAI_BUNDLE")
+    root = Path(env) if env else installed("bundle")
+    if not (root / "configs").is_dir():
+        raise FileNotFoundError(f"bundle folder without configs/: {root}"
+                                + (" ($CIR_MONAI_BUNDLE)" if env else " (reinstall cir-monai)"))
+    return root
+
+
+def installed(name: str) -> Path:
+    """A folder installed with the package (``bundle``, ``configs``, ``docs``): ``cir_monai/<name>`` in a wheel,
+    ``<checkout>/<name>`` when running from the source tree (an editable install may not map it)."""
+    spec = importlib.util.find_spec(f"cir_monai.{name}")  # a data folder: a namespace package in the wheel
+    if spec is not None and spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0])
+    return Path(__file__).resolve().parents[1] / name
+
+
+def bundle_configs() -> Path:
+    """``bundle_root()/configs``."""
+    return bundle_root() / "configs"
+
+
+def default_model() -> Path:
+    """The shipped weights, ``bundle_root()/models/model.pt``."""
+    return bundle_root() / "models" / "model.pt"
+
+
+def cache_dir() -> Path:
+    """``$CIR_MONAI_CACHE`` or ``~/.cache/cir_monai``."""
+    return Path(os.environ.get("CIR_MONAI_CACHE", Path.home() / ".cache" / "cir_monai"))
+
+
+def data_dir() -> Path:
+    """Where generated data sets go: ``$CIR_MONAI_DATA``, else :func:`cache_dir`."""
+    env = os.environ.get("CIR_MONAI_DATA")
+    return Path(env) if env else cache_dir()
+
+
+def embedded_dir() -> Path:
+    """The embedded data set's folder: ``data_dir()/embedded``."""
+    return data_dir() / "embedded"
