@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from cir_monai.networks.warp import Warp
+from cir_monai.atomic import atomic_path
 
 __all__ = ["affine_register", "affine_matrix_ras", "affine_to_ddf", "compose_after", "write_transform"]
 
@@ -150,7 +151,5 @@ def write_transform(transform, path: str | os.PathLike) -> None:
     """Write the ITK transform (``.tfm`` / ``.txt``; LPS, fixed → moving: what ANTs and Slicer read), atomically."""
     import itk
 
-    path = str(path)
-    tmp = os.path.join(os.path.dirname(path) or ".", "." + os.path.basename(path) + ".tmp.tfm")
-    itk.transformwrite([transform], tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as staged:
+        itk.transformwrite([transform], str(staged))

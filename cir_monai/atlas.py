@@ -42,6 +42,7 @@ from monai.inferers import Inferer
 from monai.transforms import LoadImage, MapTransform, ResampleToMatch
 from monai.transforms import Spacingd as _MonaiSpacingd
 
+from cir_monai.atomic import write_json
 from cir_monai.nifti import save_nifti
 
 __all__ = ["ATLAS_FILES", "build_cerebra_atlas", "build_tissue_atlas", "atlas_label_names", "AtlasStackd",
@@ -58,9 +59,7 @@ def _write_atlas(out: str | os.PathLike, image: np.ndarray, label: np.ndarray, a
     save_nifti(scaled, affine, out / ATLAS_FILES["image"])
     save_nifti(label.astype(np.uint8 if label.max() < 256 else np.int16), affine, out / ATLAS_FILES["label"])
     table = {"source": source, "labels": {"0": "background", **{str(k): v for k, v in sorted(names.items())}}}
-    tmp = out / f".{ATLAS_FILES['names']}.tmp"
-    tmp.write_text(json.dumps(table, indent=1))
-    os.replace(tmp, out / ATLAS_FILES["names"])
+    write_json(out / ATLAS_FILES["names"], table)
     return out
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import torch
 from monai.bundle import ConfigParser
 from monai.data import save_net_with_metadata
+from cir_monai.atomic import atomic_path
 
 __all__ = ["export_torchscript", "load_bundle_network"]
 
@@ -84,14 +84,10 @@ def export_torchscript(bundle_root: str | os.PathLike, filepath: str | os.PathLi
     meta = json.loads((root / meta_file).read_text())
     name = Path(config_file).stem
     extra = {f"{name}.json": json.dumps(ConfigParser.load_config_file(str(root / config_file))).encode()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # atomic: written under its final name in a temporary folder beside it, then renamed over the old file.
-    # The name matters: torch.jit.save names the archive's root folder after the file, and MONAI Deploy looks
-    # for <stem>/extra/inference.json inside it.
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
-        staged = Path(tmp) / out.name
+    # staged under its final name: torch.jit.save names the archive's root folder after the file, and
+    # MONAI Deploy looks for <stem>/extra/inference.json inside it
+    with atomic_path(out) as staged:
         save_net_with_metadata(traced, str(staged), meta_values=meta, more_extra_files=extra)
-        os.replace(staged, out)
     return out
 
 

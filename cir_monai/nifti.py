@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from cir_monai.atomic import atomic_path
 
 __all__ = ["save_nifti"]
 
@@ -28,7 +29,6 @@ def save_nifti(array: np.ndarray, affine: np.ndarray, path: str | os.PathLike, v
     image = nib.Nifti1Image(array, affine)
     if vector:
         image.header.set_intent("vector")
-    tmp = path.with_name("." + path.name + ".tmp" + "".join(path.suffixes))
-    nib.save(image, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as staged:
+        nib.save(image, str(staged))
     return path

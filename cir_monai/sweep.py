@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from cir_monai.defaults import DEFAULT_LAMS
+from cir_monai.atomic import write_json, write_text
 
 __all__ = ["RULES", "LAM_STAR_FILE", "select_lambda", "read_lam_star", "run_sweep"]
 
@@ -143,7 +144,7 @@ def run_sweep(
     write_report(output_dir, summary, lam_star=lam_star, max_folding=max_folding, title="λ sweep", notes=notes)
     record = {"lam_star": lam_star, "rule": rule, "max_folding": max_folding, "tolerance": tolerance,
               "model": str(model), "data": str(data), "lams": evaluator.lams}
-    (output_dir / LAM_STAR_FILE).write_text(json.dumps(record, indent=1) + "\n")
-    (output_dir / "register_lam.yaml").write_text(
+    write_json(output_dir / LAM_STAR_FILE, record)
+    write_text(output_dir / "register_lam.yaml",
         f"# λ* from the sweep in this folder ({rule}, folding ≤ {max_folding:g} %)\nlams: [{lam_star:g}]\n")
     return summary

@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from cir_monai.metrics import jacobian_determinant, jacobian_statistics  # noqa: E402
+from cir_monai.atomic import atomic_path
 
 __all__ = ["plot_tradeoff", "plot_lambda_panel", "plot_overlay", "VIEWS"]
 
@@ -47,11 +48,9 @@ def _slice(volume: np.ndarray, axis: int, index: int | None = None) -> np.ndarra
 
 def _save(fig, path: str | os.PathLike) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("." + path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    with atomic_path(path) as staged:
+        fig.savefig(staged, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

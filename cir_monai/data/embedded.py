@@ -20,7 +20,6 @@ from it by :mod:`cir_monai.data.pairs` (random deformations and intensities).
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,8 +28,10 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from cir_monai.defaults import cache_dir
+from cir_monai.defaults import cache_dir as _user_cache_dir
 import torch.nn.functional as F
+from cir_monai.atomic import write_json
+from cir_monai.nifti import save_nifti
 
 __all__ = [
     "EMBEDDED_FILES",
@@ -55,8 +56,8 @@ DEFAULT_SHAPE = (80, 96, 80)
 
 
 def default_cache_dir() -> Path:
-    """``$CIR_MONAI_CACHE`` or ``~/.cache/cir_monai``."""
-    return Path(os.environ.get("CIR_MONAI_CACHE", Path.home() / ".cache" / "cir_monai"))
+    """Where the template is built: :func:`cir_monai.defaults.cache_dir` (``$CIR_MONAI_CACHE`` or ``~/.cache/cir_monai``)."""
+    return _user_cache_dir()
 
 
 def nilearn_data_dir() -> Path:
@@ -143,8 +144,6 @@ def build_embedded_template(
     image, label, affine = load_template(spacing, shape)
     folder.mkdir(parents=True, exist_ok=True)
     for key, data in (("image", image), ("label", label)):
-        tmp = paths[key].with_name("." + paths[key].name + ".tmp.nii.gz")
-        nib.save(nib.Nifti1Image(data, affine), str(tmp))
-        os.replace(tmp, paths[key])  # atomic: a half-written cache file is never picked up
-    (folder / "labels.json").write_text(json.dumps(TISSUE_LABELS, indent=1))
+        save_nifti(data, affine, paths[key])  # atomic: a half-written cache file is never picked up
+    write_json(folder / "labels.json", TISSUE_LABELS)
     return paths

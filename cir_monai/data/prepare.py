@@ -32,6 +32,7 @@ from tqdm import tqdm
 from cir_monai.data.embedded import DEFAULT_SHAPE, DEFAULT_SPACING, TISSUE_LABELS, build_embedded_template
 from cir_monai.data.pairs import PairConfig, make_pair
 from cir_monai.nifti import save_nifti
+from cir_monai.atomic import write_json
 
 __all__ = ["TRAIN_SEED", "VALIDATION_SEED", "TEST_SEED", "prepare_embedded", "load_template_tensors"]
 
@@ -98,7 +99,5 @@ def prepare_embedded(
             save_nifti(data, affine, folder / f"{key}.nii.gz")
             entry[key] = str((folder / f"{key}.nii.gz").relative_to(out))
         datalist[split].append(entry)
-    tmp = datalist_path.with_name(".datalist.json.tmp")
-    tmp.write_text(json.dumps(datalist, indent=1))
-    os.replace(tmp, datalist_path)
+    write_json(datalist_path, datalist)
     return datalist_path

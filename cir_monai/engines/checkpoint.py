@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
+from cir_monai.atomic import atomic_path
 
 __all__ = ["save_checkpoint", "load_checkpoint"]
 
@@ -18,18 +18,8 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     An interruption (kill, power loss after fsync) never leaves a truncated checkpoint behind.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path, fsync=True) as staged, open(staged, "wb") as f:
+        torch.save(state, f)
     return path
 
 

@@ -12,7 +12,6 @@ Fig. 2-style panel ``lambda_panel.png`` and a before/after ``overlay.png`` of th
 from __future__ import annotations
 
 import csv
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cir_monai.atomic import write_json, write_text
 from cir_monai.defaults import DEFAULT_LAMS, default_device
 from cir_monai.data.transforms import registration_preprocessing
 from cir_monai.engines.inference import checked_lams, resolve_frame
@@ -276,9 +276,7 @@ def write_report(
         summary["figures"] = pictures
     if lam_star is not None:
         summary["lam_star"] = lam_star
-    tmp = output_dir / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1))
-    os.replace(tmp, output_dir / "summary.json")
+    write_json(output_dir / "summary.json", summary)
     title = title or f"Evaluation: {summary['pairs']} pairs"
     epe = any(np.isfinite(m.get("epe_mm", float("nan"))) for m in summary["per_lam"].values())  # known-truth pairs only
     lines = [f"# {title}", ""]
@@ -302,8 +300,4 @@ def write_report(
                 "overlay": "fixed (magenta) over moving (green), before and after"}
     for key, name in pictures.items():
         lines += ["", f"![{captions.get(key, key)}]({name})"]
-    path = output_dir / "summary.md"
-    tmp = output_dir / ".summary.md.tmp"
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text(output_dir / "summary.md", "\n".join(lines) + "\n")
