@@ -217,7 +217,7 @@ class Commands:
         """
         from cir_monai.data.datalist import check_pairs
         from cir_monai.engines import RegistrationRunner
-        from cir_monai.engines.inference import DDF_UNITS, checked_lams
+        from cir_monai.engines.inference import DDF_UNITS
         from cir_monai.runtime import tune_cpu_allocator
         from cir_monai.sweep import read_lam_star
 
@@ -238,8 +238,7 @@ class Commands:
         pairs = check_pairs([{k: v for k, v in pair.items() if v}], "the FIXED/MOVING pair")
         dev = _device(device)
         network, model_path = _model(model, dev)
-        checked_lams(lams, network)
-        with staged_output(out) as staging:
+        with staged_output(out) as staging:  # the runner checks λ against the model's range
             results = RegistrationRunner(network, pairs, lams=lams, output_dir=staging, ddf_units=ddf_units,
                                          device=dev, figures=png, frame=frame, progress=False, inverse=inverse,
                                          affine=affine).run()
@@ -287,7 +286,7 @@ class Commands:
             raise ValueError(f"--tolerance must be ≥ 0 (Dice), got {tolerance}")
         dev = _device(device)
         network, model_path = _model(model, dev)
-        checked_lams(values, network)
+        checked_lams(values, network)  # before the data are built (the evaluator would check after)
         pairs = _pairs(str(data), split)
         with staged_output(out, fresh=True) as staging:
             summary = run_sweep(network, pairs, staging, lams=values, max_folding=float(max_folding), rule=rule,

@@ -43,6 +43,7 @@ from cir_monai.defaults import default_device
 from cir_monai.engines.checkpoint import load_checkpoint
 from cir_monai.frame import EMBEDDED_FRAME, OFFICIAL_FRAME, FrameResampler, model_frame
 from cir_monai.networks import CLapIRN, Warp, composition_residual, invert_ddf
+from cir_monai.networks.clapirn import check_lams
 from cir_monai.nifti import save_nifti
 
 #: units of the written DDF: voxels of the fixed grid (MONAI Warp), LPS mm (ITK / ANTs / Slicer), RAS mm (NIfTI world)
@@ -54,16 +55,13 @@ logger = logging.getLogger("cir_monai.inference")
 
 
 def checked_lams(lams: Sequence[float], network: torch.nn.Module) -> list[float]:
-    """``lams`` as floats, checked against the network's range ``[0, network.lam_max]``.
+    """``lams`` as floats, checked against the network's range ``[0, network.lam_max]``
+    (:func:`~cir_monai.networks.clapirn.check_lams`, the one λ check).
 
     Raises:
         ValueError: empty, or a value outside the range (all of them in the message).
     """
-    lam_max = float(getattr(network, "lam_max", 10.0))
-    values = [float(v) for v in lams]
-    if not values or any(not 0.0 <= v <= lam_max for v in values):
-        raise ValueError(f"lam values must lie in [0, {lam_max:g}] (the model's range), got {values}")
-    return values
+    return check_lams(lams, float(getattr(network, "lam_max", 10.0)))
 
 
 def lam_tag(lam: float) -> str:

@@ -29,7 +29,7 @@ from cir_monai.networks.convolution import conv3, conv3d
 from cir_monai.networks.conditioning import MappingNetwork
 from cir_monai.networks.warp import Warp
 
-__all__ = ["CONDITIONING", "CLapIRN", "RegistrationLevel", "LevelOutput", "PyramidOutput"]
+__all__ = ["CONDITIONING", "check_lams", "CLapIRN", "RegistrationLevel", "LevelOutput", "PyramidOutput"]
 
 #: conditioning variants: CIR-DM (paper), CIR-CM (ablation), λ as input channel (ablation), LapIRN baseline
 CONDITIONING = ("distributed", "centralized", "concat", "none")
@@ -65,6 +65,23 @@ class PyramidOutput:
     ddf: torch.Tensor
     levels: list[LevelOutput]
     code: torch.Tensor | None
+
+
+def check_lams(values, lam_max: float) -> list[float]:
+    """The one λ range check: ``values`` as floats, each finite and in ``[0, lam_max]``.
+
+    Used by :meth:`CLapIRN.lam_to_code` and by the engines before any work
+    (:func:`cir_monai.engines.inference.checked_lams`), so every entry point says the same thing.
+
+    Raises:
+        ValueError: no value, or a value outside the range (all of them in the message).
+    """
+    values = [float(v) for v in values]
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"lam values must be finite numbers in [0, {lam_max:g}], got {values}")
+    if not values or not all(0.0 <= v <= lam_max for v in values):
+        raise ValueError(f"lam values must lie in [0, {lam_max:g}] (the model's range), got {values}")
+    return values
 
 
 #: ``[q, k, j] = 1`` where transposed-convolution tap ``q`` then convolution tap ``k`` is tap ``j = q − k + 2``
@@ -368,11 +385,7 @@ class CLapIRN(nn.Module):
             lam_t = lam_t.expand(batch)
         if lam_t.numel() != batch:
             raise ValueError(f"lam must be a number or have one value per sample (B={batch}), got {lam_t.numel()} values.")
-        values = lam_t.detach().cpu()
-        if not bool(torch.isfinite(values).all()):
-            raise ValueError(f"lam must be finite, got {values.tolist()}.")
-        if bool((values < 0).any()) or bool((values > self.lam_max).any()):
-            raise ValueError(f"lam must lie in [0, {self.lam_max:g}] (λ_max), got {values.tolist()}.")
+        check_lams(lam_t.detach().cpu().tolist(), self.lam_max)
         return (lam_t / self.lam_max).reshape(batch, 1)
 
     # ----------------------------------------------------------------- forward
