@@ -12,10 +12,10 @@ that memory and allocator settings do not leak between them:
   conditional instance norm, no training-only outputs), with the entry points'
   allocator setting (:func:`cir_monai.runtime.tune_cpu_allocator`);
 * ``ours, default malloc``: the same without the allocator setting;
-* ``reference-style``: the same weights run the way the authors' code runs them
-  (``reference_style.py``: contiguous layout, ``instance_norm`` then the affine style,
-  out-of-place activations, ``up`` features built and concatenated at every level, the
-  warped image computed at every level), default allocator.
+* ``reference-style``: the same weights on the package's plain path, the way the authors' code
+  runs them (``cir_monai.networks.fast`` off: ``instance_norm`` then the affine style, ``up``
+  features built and concatenated at every level, PyTorch's own convolution choice; contiguous
+  layout; training mode, which computes the warped image at every level), default allocator.
 
 Prints a markdown table and appends it, with the command, to docs/benchmarks.md.
 """
@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from benchlog import append_table
-from reference_style import reference_style
+from cir_monai.networks.fast import set_fast_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {
@@ -60,8 +60,9 @@ def child(model: str, impl: str, repeats: int, threads: int) -> dict:
     moving, fixed = torch.rand(1, 1, *spec["shape"]), torch.rand(1, 1, *spec["shape"])
     params = count_parameters(net)
     macs = count_macs(net, moving, fixed, 1.0)
-    if impl == "reference-style":
-        net = reference_style(net)
+    if impl == "reference-style":  # the plain path, contiguous, every level's warp (this process only)
+        set_fast_paths(False)
+        net = net.set_channels_last(False).train()
     times = []
     with torch.no_grad():
         for i in range(repeats + 1):  # the first call warms up oneDNN and the allocator

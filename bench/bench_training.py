@@ -13,7 +13,8 @@ iterations of a level, the authors' schedule too) and with every level trained.
 Implementations, each configuration and implementation in its own process (peak RSS is per
 process): ``ours`` (channels-last, fused instance norm and Adam, the head's transposed convolution
 composed, oneDNN for every 3D convolution, the entry points' allocator setting) and
-``reference-style`` (the same weights and loss run the authors' way: ``reference_style.py``,
+``reference-style`` (the same weights and loss run the authors' way: the package's plain path,
+``cir_monai.networks.fast`` off, contiguous layout,
 default allocator). The ratio column compares the two within one run. Appends the table to
 docs/benchmarks.md.
 """
@@ -55,10 +56,11 @@ def child(shape: tuple[int, ...], impl: str, repeats: int, threads: int) -> dict
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     net = CLapIRN(3, start_channels=7).train()
-    if impl == "reference-style":
-        from reference_style import reference_style
+    if impl == "reference-style":  # the plain path, contiguous layout (this process only)
+        from cir_monai.networks.fast import set_fast_paths
 
-        net = reference_style(net)
+        set_fast_paths(False)
+        net = net.set_channels_last(False)
     loss_fn = CLapIRNLoss(3)
     moving, fixed = torch.rand(1, 1, *shape), torch.rand(1, 1, *shape)
     result = {}

@@ -27,6 +27,7 @@ from cir_monai.conventions import normalized_to_voxel_ddf
 from cir_monai.networks.blocks import ConditionalResBlock, PlainResBlock
 from cir_monai.networks.convolution import conv3, conv3d
 from cir_monai.networks.conditioning import MappingNetwork
+from cir_monai.networks.fast import fast_paths_enabled
 from cir_monai.networks.warp import Warp
 
 __all__ = ["CONDITIONING", "check_lams", "CLapIRN", "RegistrationLevel", "LevelOutput", "PyramidOutput"]
@@ -167,7 +168,10 @@ class RegistrationLevel(nn.Module):
             h = h.add_(coarse_features)  # in place on a fresh tensor: no extra allocation
         for block in self.blocks:
             h = F.leaky_relu(block(h, cond), 0.2, inplace=True)
-        hidden = self._head_conv(h, skip)
+        if not fast_paths_enabled():  # the plain path: up-sample, concatenate with the skip features, head
+            up = self.up(h)
+            return self.head(torch.cat([up, skip], dim=1)) * self.range_flow, up
+        hidden = self._head_conv(h, skip)  # fast path: the same maths without building up(h) and the concatenation
         residual = self.head[1:](hidden) * self.range_flow
         return residual, (self.up(h) if return_features else None)
 

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from monai.networks.layers import Conv
 from torch.nn.modules.utils import _triple
 
+from cir_monai.networks.fast import fast_paths_enabled
+
 __all__ = ["conv3", "conv3d", "OneDNNConv3d"]
 
 
@@ -41,8 +43,8 @@ def conv3d(
     rows its kernel reads; an odd output depth gets one extra zero row, dropped afterwards) run
     as a batch of two, which PyTorch sends to oneDNN both ways, and the two output slabs are
     joined again: the same sums, ~3× faster forward + backward at 16×20×16 (docs/benchmarks.md).
-    Everything else (CUDA, other dtypes, autocast, contiguous layout, tracing for TorchScript
-    export, larger inputs) is ``F.conv3d`` unchanged.
+    Everything else (CUDA, other dtypes, autocast, contiguous layout, larger inputs, the fast paths
+    switched off or a trace for TorchScript: :mod:`cir_monai.networks.fast`) is ``F.conv3d`` unchanged.
 
     Shapes:
         ``input`` ``(B, C_in, D, H, W)``, ``weight`` ``(C_out, C_in, k, k, k)`` -> ``(B, C_out, D', H', W')``.
@@ -76,7 +78,7 @@ def _onednn_applies(input: torch.Tensor, weight: torch.Tensor) -> bool:
         and torch.backends.mkldnn.enabled
         and input.is_contiguous(memory_format=torch.channels_last_3d)
         and not torch.is_autocast_enabled("cpu")
-        and not torch.jit.is_tracing()
+        and fast_paths_enabled()
     )
 
 
