@@ -291,7 +291,7 @@ def main() -> int:
 
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(args.threads)  # read by ITK when ants first runs
     from cir_monai.engines import load_network
-    from cir_monai.engines.workflows import prepared_pairs
+    from cir_monai.workflows import prepared_pairs
     from cir_monai.runtime import tune_cpu_allocator
 
     tune_cpu_allocator()

@@ -38,7 +38,7 @@ def main() -> int:
 
     from cir_monai.data import DEFAULT_SHAPE, DEFAULT_SPACING, load_pairs, prepare_embedded
     from cir_monai.engines import CLapIRNTrainer, validate
-    from cir_monai.engines.workflows import embedded_training_dataset, validation_tensors
+    from cir_monai.workflows import embedded_training_dataset, validation_tensors
     from cir_monai.networks import CLapIRN
     from cir_monai.runtime import tune_cpu_allocator
 

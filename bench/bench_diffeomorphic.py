@@ -37,7 +37,7 @@ def main() -> int:
     from monai.bundle import ConfigWorkflow
 
     from cir_monai.engines import RegistrationEvaluator, load_network
-    from cir_monai.engines.workflows import prepared_pairs
+    from cir_monai.workflows import prepared_pairs
 
     configs = ROOT / "bundle" / "configs"
     rows = []

@@ -50,7 +50,7 @@ def main() -> int:
 
     from cir_monai.data.transforms import registration_preprocessing
     from cir_monai.engines import load_network
-    from cir_monai.engines.workflows import prepared_pairs
+    from cir_monai.workflows import prepared_pairs
     from cir_monai.runtime import tune_cpu_allocator
     from cir_monai.sweep import run_sweep
 

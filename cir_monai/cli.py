@@ -129,7 +129,7 @@ def _model(model: str | None, device) -> tuple:
 
 def _pairs(data: str, split: str) -> list[dict]:
     from cir_monai.data import load_pairs
-    from cir_monai.engines.workflows import prepared_pairs
+    from cir_monai.workflows import prepared_pairs
 
     if data == "embedded":
         return prepared_pairs(embedded_dir(), split, DEFAULT_SPACING, DEFAULT_SHAPE)

@@ -122,7 +122,8 @@ def run_sweep(
     Returns:
         the evaluation summary with ``lam_star`` added.
     """
-    from cir_monai.engines.evaluation import RegistrationEvaluator, write_report
+    from cir_monai.engines.evaluation import RegistrationEvaluator
+    from cir_monai.engines.reporting import write_report
 
     if rule not in RULES:  # fail before the work
         raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")

@@ -17,7 +17,7 @@ import torch
 from cir_monai.cli import main, parse_lams
 from cir_monai.engines import load_network
 from cir_monai.engines.checkpoint import save_checkpoint
-from cir_monai.engines.workflows import prepared_pairs
+from cir_monai.workflows import prepared_pairs
 from cir_monai.networks import CLapIRN
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,15 +3,14 @@
 
 For every pair and every λ (and the identity, "before"): Dice per label and mean, HD95 (mm),
 std|J|, % of voxels with det J ≤ 0, SDlogJ (forward-difference Jacobian, voxels) and the
-inference time. Writes ``<id>.csv`` per pair and ``summary.json`` with the mean over pairs per λ, in the
-preprocessed fixed image's grid, and a markdown report ``summary.md`` that embeds the
-pictures (``figures=True``, default): the trade-off curve ``tradeoff.png``, the paper's
-Fig. 2-style panel ``lambda_panel.png`` and a before/after ``overlay.png`` of the first pair.
+inference time, in the preprocessed fixed image's grid; the mean over pairs per λ. It draws the
+paper's Fig. 2-style panel ``lambda_panel.png`` and a before/after ``overlay.png`` of the first
+pair (``figures=True``, default); the files (``<id>.csv`` per pair, ``summary.json``, ``summary.md``
+with ``tradeoff.png``) are written by :mod:`cir_monai.engines.reporting`.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 import time
 from collections.abc import Sequence
@@ -21,17 +20,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cir_monai.atomic import write_json, write_text
 from cir_monai.defaults import DEFAULT_LAMS, default_device
 from cir_monai.data.transforms import registration_preprocessing
 from cir_monai.engines.inference import checked_lams, resolve_frame
+from cir_monai.engines.reporting import COLUMNS, write_pair_csv, write_report
 from cir_monai.frame import FrameResampler
 from cir_monai.metrics import dice_per_label, hd95_per_label, jacobian_statistics, present_labels
 from cir_monai.networks import CLapIRN, Warp
 
-__all__ = ["RegistrationEvaluator", "COLUMNS", "PANEL_LAMS", "write_report"]
+__all__ = ["RegistrationEvaluator", "PANEL_LAMS"]
 
-COLUMNS = ("lam", "dice_mean", "hd95_mean", "jac_std", "folding_pct", "sdlogj", "epe_mm", "seconds")
 #: λ values of the paper's Fig. 2 panel (those in the evaluated list are drawn)
 PANEL_LAMS = (0.1, 1.0, 4.0, 8.0)
 
@@ -173,12 +171,7 @@ class RegistrationEvaluator:
             preprocess_seconds.append(kept["preprocess_seconds"])
             if wanted:
                 example = (pair_id, kept)
-            with open(self.output_dir / f"{pair_id}.csv", "w", newline="") as f:
-                label_cols = [f"dice_{v}" for v in labels]
-                writer = csv.DictWriter(f, fieldnames=list(COLUMNS) + label_cols)
-                writer.writeheader()
-                for row in rows:
-                    writer.writerow({**row, **dict(zip(label_cols, per_label[row["lam"]]))})
+            write_pair_csv(self.output_dir / f"{pair_id}.csv", rows, labels, per_label)
             all_rows[pair_id] = rows
             per_label_all[pair_id] = {"labels": labels, **per_label}
         names = [r["lam"] for r in next(iter(all_rows.values()))]
@@ -229,75 +222,3 @@ def _load_truth(path: str | os.PathLike, fixed) -> torch.Tensor:
         raise ValueError(f"{path}: ddf_truth's grid (affine) differs from the preprocessed fixed image's; evaluate "
                          "known-truth pairs without reorientation, resampling or cropping")
     return torch.from_numpy(np.moveaxis(data[:, :, :, 0, :], -1, 0).copy())[None]
-
-
-def _per_label_means(summary: dict) -> tuple[list[int], dict[str, list[float]]]:
-    """Mean Dice per label over pairs, per λ (labels present in any pair)."""
-    per_pair = summary.get("per_label_dice", {})
-    labels = sorted({v for p in per_pair.values() for v in p["labels"]})
-    out = {}
-    for name in summary["per_lam"]:
-        out[name] = [
-            float(np.nanmean([p[name][p["labels"].index(v)] for p in per_pair.values() if v in p["labels"]] or [np.nan]))
-            for v in labels
-        ]
-    return labels, out
-
-
-def write_report(
-    output_dir: str | os.PathLike,
-    summary: dict,
-    figures: bool = True,
-    lam_star: float | None = None,
-    max_folding: float | None = None,
-    title: str | None = None,
-    notes: Sequence[str] = (),
-) -> Path:
-    """Write ``summary.json`` and the markdown report ``summary.md`` (with ``tradeoff.png``).
-
-    Args:
-        output_dir: the evaluation folder (holds the other pictures named in ``summary["figures"]``).
-        summary: what :meth:`RegistrationEvaluator.run` returns.
-        figures: draw ``tradeoff.png`` and embed the pictures.
-        lam_star, max_folding: the selected λ and its folding bound (the λ sweep), marked and stated.
-        title: the report's title.
-        notes: extra lines under the title (e.g. how λ* was chosen).
-
-    Returns:
-        the path of ``summary.md``.
-    """
-    output_dir = Path(output_dir)
-    pictures = dict(summary.get("figures", {}))
-    if figures:
-        from cir_monai.visualize import plot_tradeoff
-
-        pictures = {"tradeoff": plot_tradeoff(summary["per_lam"], output_dir / "tradeoff.png", lam_star=lam_star,
-                                              max_folding=max_folding).name, **pictures}
-        summary["figures"] = pictures
-    if lam_star is not None:
-        summary["lam_star"] = lam_star
-    write_json(output_dir / "summary.json", summary)
-    title = title or f"Evaluation: {summary['pairs']} pairs"
-    epe = any(np.isfinite(m.get("epe_mm", float("nan"))) for m in summary["per_lam"].values())  # known-truth pairs only
-    lines = [f"# {title}", ""]
-    lines += [*notes, ""] if notes else []
-    lines += ["Means over pairs; `before` is the identity (no registration). Dice over the labels present in both "
-              "segmentations; HD95 in mm; Jacobian determinant by forward differences on the registration grid.", "",
-              "| λ | Dice | HD95 mm | std\\|J\\| | % det J ≤ 0 | SDlogJ |" + (" EPE mm |" if epe else "") + " s / pair |",
-              "|---|---|---|---|---|---|" + ("---|" if epe else "") + "---|"]
-    for name, m in summary["per_lam"].items():
-        star = " **(λ*)**" if lam_star is not None and name != "before" and float(name) == lam_star else ""
-        lines.append(f"| {name}{star} | {m['dice_mean']:.3f} | {m['hd95_mean']:.2f} | {m['jac_std']:.3f} | "
-                     f"{m['folding_pct']:.3f} | {m['sdlogj']:.3f} |" + (f" {m['epe_mm']:.2f} |" if epe else "")
-                     + f" {m['seconds']:.2f} |")
-    labels, per_label = _per_label_means(summary)
-    if labels:
-        lines += ["", "Mean Dice per label:", "", "| λ | " + " | ".join(f"label {v}" for v in labels) + " |",
-                  "|---" * (len(labels) + 1) + "|"]
-        lines += [f"| {name} | " + " | ".join(f"{d:.3f}" for d in dice) + " |" for name, dice in per_label.items()]
-    captions = {"tradeoff": "Dice, std|J| and folding against λ", "lambda_panel":
-                f"warped moving image with the deformation grid, and det J, per λ ({summary.get('figure_pair', '')})",
-                "overlay": "fixed (magenta) over moving (green), before and after"}
-    for key, name in pictures.items():
-        lines += ["", f"![{captions.get(key, key)}]({name})"]
-    return write_text(output_dir / "summary.md", "\n".join(lines) + "\n")

@@ -9,7 +9,7 @@ import torch
 
 from cir_monai.data.transforms import registration_preprocessing
 from cir_monai.engines import load_network
-from cir_monai.engines.workflows import prepared_pairs
+from cir_monai.workflows import prepared_pairs
 from cir_monai.metrics import jacobian_statistics, mean_dice
 from cir_monai.networks import Warp
 

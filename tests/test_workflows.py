@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cir_monai.engines.workflows import image_list_pairs
+from cir_monai.workflows import image_list_pairs
 
 
 def test_images_paired_to_the_atlas():

@@ -1,5 +1,5 @@
 # Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
-"""Small factories the MONAI bundle configs instantiate by dotted path (``_target_``)."""
+"""Bundle glue: the factories the MONAI bundle configs instantiate by dotted path (``_target_``): data sets, pairs."""
 
 from __future__ import annotations
 
