@@ -28,7 +28,7 @@ from cir_monai.frame import FrameResampler
 from cir_monai.metrics import dice_per_label, hd95_per_label, jacobian_statistics, present_labels
 from cir_monai.networks import CLapIRN, Warp
 
-__all__ = ["RegistrationEvaluator", "PANEL_LAMS"]
+__all__ = ["RegistrationEvaluator", "PANEL_LAMS", "score_field"]
 
 #: λ values of the paper's Fig. 2 panel (those in the evaluated list are drawn)
 PANEL_LAMS = (0.1, 1.0, 4.0, 8.0)
@@ -119,34 +119,19 @@ class RegistrationEvaluator:
         identity = torch.zeros(1, f_lab.ndim - 2, *f_lab.shape[2:])
         for lam in [None] + self.lams:
             if lam is None:
-                ddf, seconds, warped = identity, 0.0, m_lab
+                ddf, seconds = identity, 0.0
             else:
                 start = time.perf_counter()
                 ddf = self.resampler.predict(self.network, moving_w, fixed_w, lam, grid=fixed, device=self.device)
                 seconds = time.perf_counter() - start
                 ddf = ddf.cpu()
-                warped = Warp("nearest", "zeros")(m_lab.float(), ddf).round().long()
                 if lam in keep:
                     kept["fields"][lam] = (Warp("bilinear")(moving.as_tensor()[None].float(), ddf)[0, 0], ddf[0])
-            dice, _ = dice_per_label(warped, f_lab, labels)
-            hd = hd95_per_label(warped, f_lab, labels, spacing=spacing)[0] if self.hd95 else torch.full_like(dice, float("nan"))
-            epe = float("nan")
-            if truth is not None:
-                error = torch.einsum("ij,bj...->bi...", to_mm, ddf.float() - truth).norm(dim=1)
-                epe = float(error[0][brain].mean())
-            stats = jacobian_statistics(ddf)
+            scores, dice = score_field(ddf, m_lab, f_lab, labels, spacing=spacing if self.hd95 else None,
+                                       truth=truth, brain=brain, to_mm=to_mm)
             name = "before" if lam is None else f"{lam:g}"
-            per_label[name] = dice[0].tolist()
-            rows.append({
-                "lam": name,
-                "dice_mean": float(torch.nanmean(dice[0])),
-                "hd95_mean": float(torch.nanmean(hd[0])),
-                "jac_std": float(stats["jac_std"][0]),
-                "folding_pct": float(stats["folding_pct"][0]),
-                "sdlogj": float(stats["sdlogj"][0]),
-                "epe_mm": epe,
-                "seconds": seconds,
-            })
+            per_label[name] = dice
+            rows.append({"lam": name, **scores, "seconds": seconds})
         return rows, labels, per_label, kept
 
     def run(self, report: bool = True) -> dict:
@@ -197,6 +182,45 @@ class RegistrationEvaluator:
         if report:
             write_report(self.output_dir, summary, figures=self.figures)
         return summary
+
+
+@torch.no_grad()
+def score_field(ddf: torch.Tensor, moving_label: torch.Tensor, fixed_label: torch.Tensor, labels: Sequence[int],
+                spacing: Sequence[float] | None = None, truth: torch.Tensor | None = None,
+                brain: torch.Tensor | None = None, to_mm: torch.Tensor | None = None) -> tuple[dict, list[float]]:
+    """The metrics of one field, the same for evaluation and for the trainer's validation.
+
+    The moving labels are warped by nearest neighbour and scored against the fixed ones.
+
+    Args:
+        ddf: ``(1, n, *S)`` voxels of the fixed grid.
+        moving_label, fixed_label: ``(1, 1, *S)`` integer label maps on that grid.
+        labels: the label values scored (e.g. :func:`~cir_monai.metrics.present_labels` of the pair).
+        spacing: voxel size in mm for HD95 (``None``: HD95 not computed, NaN).
+        truth, brain, to_mm: the true field ``(1, n, *S)``, the voxels it is scored over and the grid's
+            3×3 voxel→mm matrix, for the end-point error (mm); ``None``: NaN.
+
+    Returns:
+        ``{"dice_mean", "hd95_mean", "jac_std", "folding_pct", "sdlogj", "epe_mm"}`` and the Dice per label.
+    """
+    ddf = ddf.float().cpu()
+    warped = Warp("nearest", "zeros")(moving_label.float(), ddf).round().long()
+    dice, _ = dice_per_label(warped, fixed_label, labels)
+    hd = hd95_per_label(warped, fixed_label, labels, spacing=spacing)[0] if spacing is not None else None
+    epe = float("nan")
+    if truth is not None:
+        error = torch.einsum("ij,bj...->bi...", to_mm, ddf - truth).norm(dim=1)
+        epe = float(error[0][brain].mean())
+    stats = jacobian_statistics(ddf)
+    scores = {
+        "dice_mean": float(torch.nanmean(dice[0])) if dice.shape[1] else float("nan"),
+        "hd95_mean": float(torch.nanmean(hd[0])) if hd is not None and hd.shape[1] else float("nan"),
+        "jac_std": float(stats["jac_std"][0]),
+        "folding_pct": float(stats["folding_pct"][0]),
+        "sdlogj": float(stats["sdlogj"][0]),
+        "epe_mm": epe,
+    }
+    return scores, dice[0].tolist()
 
 
 def _nanmean(values: Sequence[float]) -> float:

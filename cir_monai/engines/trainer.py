@@ -23,13 +23,14 @@ from torch.utils.data import Dataset
 
 from cir_monai.defaults import default_device
 from cir_monai.engines.checkpoint import load_checkpoint, save_checkpoint
+from cir_monai.engines.evaluation import score_field
 from cir_monai.engines.handlers import default_handlers
 from cir_monai.engines.inference import load_network
 from cir_monai.engines.schedule import LevelSchedule, sample_lambda
 from cir_monai.frame import model_frame
 from cir_monai.losses import CLapIRNLoss
-from cir_monai.metrics import jacobian_statistics, mean_dice
-from cir_monai.networks import CLapIRN, Warp
+from cir_monai.metrics import present_labels
+from cir_monai.networks import CLapIRN
 
 __all__ = ["CLapIRNTrainer", "validate"]
 
@@ -48,7 +49,12 @@ def _unwrap(net: torch.nn.Module) -> CLapIRN:
 def validate(
     network: CLapIRN, pairs: Sequence[dict], lams: Sequence[float], device: torch.device, active_levels: int | None = None
 ) -> dict[str, float]:
-    """Mean Dice (labels of the pairs), std|J| and % folding per λ over validation pairs.
+    """Mean Dice, std|J| and % folding per λ over validation pairs, scored as the evaluator scores
+    (:func:`~cir_monai.engines.evaluation.score_field`; labels present in both images of a pair).
+
+    Args:
+        pairs: ``(1, 1, *S)`` tensors ``fixed``, ``moving``, ``fixed_label``, ``moving_label``.
+        active_levels: the pyramid levels trained so far (progressive training).
 
     Returns:
         ``{"dice@λ": ..., "jac_std@λ": ..., "folding_pct@λ": ..., "dice_before": ...}``.
@@ -56,21 +62,22 @@ def validate(
     net = _unwrap(network)
     was_training = net.training
     net.eval()
-    nearest = Warp("nearest", "zeros")
     sums: dict[str, float] = {}
+
+    def add(key: str, value: float) -> None:
+        sums[key] = sums.get(key, 0.0) + value
+
     for pair in pairs:
         fixed, moving = pair["fixed"].to(device), pair["moving"].to(device)
-        sums["dice_before"] = sums.get("dice_before", 0.0) + mean_dice(pair["moving_label"], pair["fixed_label"]).item()
+        f_lab, m_lab = pair["fixed_label"].round().long(), pair["moving_label"].round().long()
+        labels = present_labels(f_lab, m_lab)
+        before, _ = score_field(torch.zeros(1, f_lab.ndim - 2, *f_lab.shape[2:]), m_lab, f_lab, labels)
+        add("dice_before", before["dice_mean"])
         for lam in lams:
-            ddf = net(moving, fixed, float(lam), active_levels=active_levels)
-            warped = nearest(pair["moving_label"].to(device).float(), ddf)
-            stats = jacobian_statistics(ddf)
-            for key, value in (
-                (f"dice@{lam:g}", mean_dice(warped.cpu(), pair["fixed_label"]).item()),
-                (f"jac_std@{lam:g}", stats["jac_std"].item()),
-                (f"folding_pct@{lam:g}", stats["folding_pct"].item()),
-            ):
-                sums[key] = sums.get(key, 0.0) + value
+            scores, _ = score_field(net(moving, fixed, float(lam), active_levels=active_levels), m_lab, f_lab, labels)
+            add(f"dice@{lam:g}", scores["dice_mean"])
+            add(f"jac_std@{lam:g}", scores["jac_std"])
+            add(f"folding_pct@{lam:g}", scores["folding_pct"])
     net.train(was_training)
     return {k: v / max(len(pairs), 1) for k, v in sums.items()}
 
