@@ -156,7 +156,7 @@ def _overlays(config) -> list[str]:
 def _bundle_run(files: list[str], run_id: str, overrides: dict) -> object:
     from monai.bundle import ConfigWorkflow
 
-    from cir_monai.errors import check_override_keys
+    from cir_monai.overrides import check_override_keys
 
     check_override_keys(files, [k for k in overrides])
     overrides.setdefault("bundle_root", str(bundle_root()))

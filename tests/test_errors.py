@@ -1,14 +1,9 @@
-"""One-line user errors: the innermost message of a wrapped chain, and the bundle override check."""
+"""One-line user errors: the innermost message of a wrapped chain."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from cir_monai.errors import user_message
 
-import pytest
-
-from cir_monai.errors import check_bundle_overrides, user_message
-
-CONFIGS = Path(__file__).resolve().parents[1] / "bundle" / "configs"
 
 
 def _wrapped(inner: BaseException) -> RuntimeError:
@@ -35,20 +30,6 @@ def test_innermost_user_error_is_reported():
 def test_bugs_keep_their_traceback():
     assert user_message(_wrapped(ZeroDivisionError("division by zero"))) is None
     assert user_message(RuntimeError("CUDA error")) is None
-
-
-def test_override_typo_is_named_with_a_suggestion():
-    args = ["run", "register", "--config_file", str(CONFIGS / "register.yaml"), "--lmas", "[4]"]
-    with pytest.raises(KeyError, match=r"unknown option --lmas: .*did you mean --lams\?"):
-        check_bundle_overrides(args)
-
-
-def test_known_overrides_pass():
-    files = f"['{CONFIGS / 'train.yaml'}','{CONFIGS / 'evaluate.yaml'}']"
-    check_bundle_overrides(["run", "evaluate", "--config_file", files, "--meta_file", "m.json",
-                            "--eval_lams", "[1]", "--train#trainer#iterations=[1,1,1]", "--ckpt_path", "x.pt",
-                            "--train::trainer::lr", "0.1"])  # MONAI's '::' separator too
-    check_bundle_overrides(["run", "--args_file", "a.yaml", "--anything", "1"])  # args files are not checked
 
 
 def test_a_user_error_raised_from_another_wins():
