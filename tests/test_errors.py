@@ -5,7 +5,6 @@ from __future__ import annotations
 from cir_monai.errors import user_message
 
 
-
 def _wrapped(inner: BaseException) -> RuntimeError:
     """``inner`` wrapped twice, the way MONAI's ConfigItem re-raises."""
     try:
