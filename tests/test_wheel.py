@@ -62,3 +62,23 @@ def test_register_from_another_folder_with_the_defaults(installed, tmp_path):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     warped = nib.load(str(next((tmp_path / "out").rglob("warped_label.nii.gz"))))
     assert warped.shape == nib.load(str(pair / "fixed.nii.gz")).shape
+
+
+def test_sweep_evaluate_and_train_from_another_folder(installed, tmp_path):
+    """The other commands with the installed configs and model (small settings: 2 λ, a 3-iteration run with an
+    overlay named as in configs/, so the overlays must be installed too)."""
+    work, bin_dir, env = installed
+    cli = str(bin_dir / "cir-monai")
+    commands = [
+        [cli, "sweep", "--lams", "1,4", "--out", "sweep"],
+        [cli, "evaluate", "--lams", "1", "--out", "evaluate"],
+        [cli, "train", "--config", "variants/cir_cm", "--out", "train", "--spacing", "8.0",
+         "--spatial_size", "[24,24,24]", "--network_def#start_channels", "2", "--train#trainer#iterations", "[1,1,1]",
+         "--train#trainer#freeze_steps", "0", "--num_validation", "1", "--num_test", "1", "--val_interval", "3",
+         "--dataset_dir", str(tmp_path / "tiny")],
+    ]
+    for command in commands:
+        proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900)
+        assert proc.returncode == 0, (" ".join(command[1:2]), (proc.stdout + proc.stderr)[-3000:])
+    assert (tmp_path / "sweep" / "lam_star.json").is_file() and (tmp_path / "evaluate" / "summary.md").is_file()
+    assert (tmp_path / "train" / "model.pt").is_file()
