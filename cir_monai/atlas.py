@@ -43,6 +43,7 @@ from monai.transforms import LoadImage, MapTransform, ResampleToMatch
 from monai.transforms import Spacingd as _MonaiSpacingd
 
 from cir_monai.atomic import write_json
+from cir_monai.conventions import voxel_to_world, world_to_voxel
 from cir_monai.nifti import save_nifti
 
 __all__ = ["ATLAS_FILES", "build_cerebra_atlas", "build_tissue_atlas", "atlas_label_names", "AtlasStackd",
@@ -164,11 +165,7 @@ class DDFToWorldd(MapTransform):
         d = dict(data)
         image = d[self.image_key]
         for key in self.key_iterator(d):
-            ddf = torch.as_tensor(d[key]).float()
-            n = ddf.shape[0]
-            to_world = torch.as_tensor(np.asarray(image.affine, dtype=np.float64)[:n, :n], dtype=ddf.dtype,
-                                       device=ddf.device)
-            world = torch.einsum("ij,j...->i...", to_world, ddf)
+            world = voxel_to_world(torch.as_tensor(d[key]).float(), image.affine)
             d[key] = MetaTensor(world, meta=dict(image.meta), applied_operations=list(image.applied_operations))
         return d
 
@@ -203,7 +200,7 @@ class AtlasLabelsd(MapTransform):
             to_atlas = torch.linalg.inv(atlas_affine) @ affine  # input voxel -> atlas voxel (homogeneous)
             grid = torch.stack(torch.meshgrid(*[torch.arange(s, dtype=torch.float64) for s in shape], indexing="ij"))
             points = torch.einsum("ij,j...->i...", to_atlas[:n, :n], grid) + to_atlas[:n, n].view(n, *([1] * n))
-            shift = torch.einsum("ij,j...->i...", torch.linalg.inv(atlas_affine[:n, :n]), world.double())
+            shift = world_to_voxel(world.double(), self.label.affine)
             voxels = (points + shift).float()
             sizes = torch.tensor(self.label.shape[1:], dtype=torch.float32).view(n, *([1] * n))
             normalised = (2.0 * voxels / (sizes - 1).clamp_min(1.0) - 1.0).flip(0)  # grid_sample: last axis first

@@ -24,9 +24,11 @@ converts between them (its own inverse): x and y change sign.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-__all__ = ["normalized_to_voxel_ddf", "voxel_ddf_to_normalized", "voxel_scale", "ras_to_lps_vectors"]
+__all__ = ["normalized_to_voxel_ddf", "voxel_ddf_to_normalized", "voxel_scale", "ras_to_lps_vectors", "voxel_to_world",
+           "world_to_voxel"]
 
 
 def ras_to_lps_vectors(vectors, axis: int = 0):
@@ -42,6 +44,36 @@ def ras_to_lps_vectors(vectors, axis: int = 0):
     import numpy as np
 
     return vectors * np.asarray(sign, dtype=vectors.dtype).reshape(shape)
+
+
+def voxel_to_world(ddf: torch.Tensor, affine) -> torch.Tensor:
+    """A DDF in voxels of a grid → world displacement in mm, in the frame of the grid's ``affine``.
+
+    Args:
+        ddf: ``(n, *S)`` or ``(B, n, *S)``; channel ``i`` along array axis ``i``.
+        affine: the grid's homogeneous voxel→world matrix, ``(n + 1) × (n + 1)`` (MONAI/nibabel: RAS mm).
+
+    Returns:
+        the same shape: ``affine[:n, :n] @ ddf`` per voxel (a displacement has no translation).
+    """
+    matrix = np.asarray(affine, dtype=np.float64)
+    return _apply(matrix[:-1, :-1], ddf)
+
+
+def world_to_voxel(vectors: torch.Tensor, affine) -> torch.Tensor:
+    """The inverse of :func:`voxel_to_world`: world displacements in mm → voxels of the grid of ``affine``."""
+    matrix = np.asarray(affine, dtype=np.float64)
+    return _apply(np.linalg.inv(matrix[:-1, :-1]), vectors)
+
+
+def _apply(matrix: np.ndarray, field: torch.Tensor) -> torch.Tensor:
+    """``matrix @ field`` along the channel axis, ``(n, *S)`` or ``(B, n, *S)`` with ``n = len(matrix)``."""
+    n = len(matrix)
+    axis = field.ndim - n - 1
+    if axis not in (0, 1) or field.shape[axis] != n:
+        raise ValueError(f"field must be (n, *S) or (B, n, *S) with n = {n} channels, got {tuple(field.shape)}")
+    m = torch.as_tensor(matrix, dtype=field.dtype, device=field.device)
+    return torch.movedim(torch.tensordot(m, torch.movedim(field, axis, 0), dims=1), 0, axis)
 
 
 def voxel_scale(spatial_shape: tuple[int, ...] | torch.Size, like: torch.Tensor) -> torch.Tensor:

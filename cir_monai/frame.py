@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from monai.data import MetaTensor
 from monai.transforms import Spacing
 
+from cir_monai.conventions import voxel_to_world, world_to_voxel
+
 __all__ = ["EMBEDDED_FRAME", "OFFICIAL_FRAME", "model_frame", "frame_spacing", "FrameResampler"]
 
 #: the embedded data set's working grid (cir_monai.data.embedded): 2 mm, 80×96×80
@@ -188,14 +190,10 @@ class FrameResampler:
         """
         if work is grid:
             return ddf
-        n = ddf.shape[1]
-        to_world = torch.as_tensor(np.asarray(work.affine, dtype=np.float64)[:n, :n], dtype=ddf.dtype, device=ddf.device)
-        world = torch.einsum("ij,bj...->bi...", to_world, ddf)
+        world = voxel_to_world(ddf, work.affine)
         back = []
         for sample in world:
             moved = MetaTensor(sample, meta=dict(work.meta), applied_operations=list(work.applied_operations))
             restored = self._spacer.inverse(moved)
             back.append(restored.as_tensor() if isinstance(restored, MetaTensor) else restored)
-        world = torch.stack(back)
-        to_voxel = np.linalg.inv(np.asarray(grid.affine, dtype=np.float64)[:n, :n])
-        return torch.einsum("ij,bj...->bi...", torch.as_tensor(to_voxel, dtype=world.dtype, device=world.device), world)
+        return world_to_voxel(torch.stack(back), grid.affine)

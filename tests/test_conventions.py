@@ -64,3 +64,20 @@ def test_ras_lps_vectors_round_trip():
     last = np.random.rand(4, 5, 6, 1, 3).astype(np.float32)
     assert np.array_equal(ras_to_lps_vectors(ras_to_lps_vectors(last, axis=-1), axis=-1), last)
     assert np.array_equal(ras_to_lps_vectors(last, axis=-1)[..., 0], -last[..., 0])
+
+
+def test_voxel_world_round_trip_with_an_oblique_anisotropic_grid():
+    """voxel → mm → voxel is the identity, batched or not; a pure x-voxel shift is that column of the affine."""
+    import numpy as np
+
+    from cir_monai.conventions import voxel_to_world, world_to_voxel
+
+    affine = np.array([[0.0, -2.0, 0.3, 10.0], [1.5, 0.0, 0.0, -4.0], [0.0, 0.2, 1.0, 7.0], [0, 0, 0, 1]])
+    ddf = torch.randn(2, 3, 4, 5, 6, dtype=torch.float64)
+    assert torch.allclose(world_to_voxel(voxel_to_world(ddf, affine), affine), ddf, atol=1e-12)
+    assert torch.allclose(voxel_to_world(ddf[0], affine), voxel_to_world(ddf, affine)[0])
+    shift = torch.zeros(3, 2, 2, 2, dtype=torch.float64)
+    shift[0] = 1.0
+    assert torch.allclose(voxel_to_world(shift, affine)[:, 0, 0, 0], torch.tensor([0.0, 1.5, 0.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match="n = 3 channels"):
+        voxel_to_world(torch.zeros(2, 4, 4, 4), affine)

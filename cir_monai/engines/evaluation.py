@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from cir_monai.defaults import DEFAULT_LAMS, default_device
+from cir_monai.conventions import voxel_to_world
 from cir_monai.data.transforms import registration_preprocessing
 from cir_monai.engines.inference import checked_lams, resolve_frame
 from cir_monai.engines.reporting import COLUMNS, write_pair_csv, write_report
@@ -111,7 +112,6 @@ class RegistrationEvaluator:
         labels = list(self.labels) if self.labels is not None else present_labels(f_lab, m_lab)
         truth = _load_truth(pair["ddf_truth"], fixed) if pair.get("ddf_truth") else None
         brain = fixed.as_tensor()[0] > 0  # end-point error over the fixed brain (labels leave white matter out)
-        to_mm = torch.as_tensor(np.asarray(fixed.affine, dtype=np.float64)[:3, :3], dtype=torch.float32)
         fixed_w, moving_w = self.resampler.to_frame(fixed), self.resampler.to_frame(moving)
         rows, per_label = [], {}
         kept = {"fixed": fixed.as_tensor()[0], "moving": moving.as_tensor()[0], "fields": {},
@@ -128,7 +128,7 @@ class RegistrationEvaluator:
                 if lam in keep:
                     kept["fields"][lam] = (Warp("bilinear")(moving.as_tensor()[None].float(), ddf)[0, 0], ddf[0])
             scores, dice = score_field(ddf, m_lab, f_lab, labels, spacing=spacing if self.hd95 else None,
-                                       truth=truth, brain=brain, to_mm=to_mm)
+                                       truth=truth, brain=brain, affine=fixed.affine)
             name = "before" if lam is None else f"{lam:g}"
             per_label[name] = dice
             rows.append({"lam": name, **scores, "seconds": seconds})
@@ -187,7 +187,7 @@ class RegistrationEvaluator:
 @torch.no_grad()
 def score_field(ddf: torch.Tensor, moving_label: torch.Tensor, fixed_label: torch.Tensor, labels: Sequence[int],
                 spacing: Sequence[float] | None = None, truth: torch.Tensor | None = None,
-                brain: torch.Tensor | None = None, to_mm: torch.Tensor | None = None) -> tuple[dict, list[float]]:
+                brain: torch.Tensor | None = None, affine=None) -> tuple[dict, list[float]]:
     """The metrics of one field, the same for evaluation and for the trainer's validation.
 
     The moving labels are warped by nearest neighbour and scored against the fixed ones.
@@ -197,8 +197,8 @@ def score_field(ddf: torch.Tensor, moving_label: torch.Tensor, fixed_label: torc
         moving_label, fixed_label: ``(1, 1, *S)`` integer label maps on that grid.
         labels: the label values scored (e.g. :func:`~cir_monai.metrics.present_labels` of the pair).
         spacing: voxel size in mm for HD95 (``None``: HD95 not computed, NaN).
-        truth, brain, to_mm: the true field ``(1, n, *S)``, the voxels it is scored over and the grid's
-            3×3 voxel→mm matrix, for the end-point error (mm); ``None``: NaN.
+        truth, brain, affine: the true field ``(1, n, *S)``, the voxels it is scored over and the grid's
+            voxel→world affine, for the end-point error (mm); ``None``: NaN.
 
     Returns:
         ``{"dice_mean", "hd95_mean", "jac_std", "folding_pct", "sdlogj", "epe_mm"}`` and the Dice per label.
@@ -209,7 +209,7 @@ def score_field(ddf: torch.Tensor, moving_label: torch.Tensor, fixed_label: torc
     hd = hd95_per_label(warped, fixed_label, labels, spacing=spacing)[0] if spacing is not None else None
     epe = float("nan")
     if truth is not None:
-        error = torch.einsum("ij,bj...->bi...", to_mm, ddf - truth).norm(dim=1)
+        error = voxel_to_world(ddf - truth, affine).norm(dim=1)
         epe = float(error[0][brain].mean())
     stats = jacobian_statistics(ddf)
     scores = {

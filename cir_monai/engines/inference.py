@@ -36,7 +36,7 @@ from monai.data import MetaTensor
 from monai.transforms import Invertd
 from tqdm import tqdm
 
-from cir_monai.conventions import ras_to_lps_vectors
+from cir_monai.conventions import ras_to_lps_vectors, voxel_to_world, world_to_voxel
 from cir_monai.convert import infer_config, load_official_checkpoint
 from cir_monai.data.transforms import registration_preprocessing
 from cir_monai.defaults import default_device
@@ -232,7 +232,6 @@ class RegistrationRunner:
         fixed_w, moving_w = self.resampler.to_frame(fixed), self.resampler.to_frame(moving)
         raw = data["moving_raw"].as_tensor()[None].to(self.device).float()
         label = data["moving_label"].as_tensor()[None].to(self.device).float() if "moving_label" in data else None
-        grid_affine = np.asarray(fixed.affine, dtype=np.float64)[:3, :3]
         file_affine = np.asarray(fixed.meta.get("original_affine", fixed.affine), dtype=np.float64)
         written: dict[float, dict[str, str]] = {}
         for lam in self.lams:
@@ -248,19 +247,18 @@ class RegistrationRunner:
             outputs = {"warped": Warp("bilinear")(raw, ddf)[0]}
             if label is not None:
                 outputs["warped_label"] = Warp("nearest", "zeros")(label, ddf)[0]
-            to_world = torch.as_tensor(grid_affine, dtype=ddf.dtype, device=ddf.device)
-            outputs["ddf"] = torch.einsum("ij,bj...->bi...", to_world, ddf)[0]
+            outputs["ddf"] = voxel_to_world(ddf, fixed.affine)[0]
             residual = None
             if self.inverse:
                 inverse = invert_ddf(ddf)
-                outputs["ddf_inverse"] = torch.einsum("ij,bj...->bi...", to_world, inverse)[0]
+                outputs["ddf_inverse"] = voxel_to_world(inverse, fixed.affine)[0]
                 residual = composition_residual(ddf, inverse)[0][fixed.as_tensor()[0].to(ddf.device) > 0]
             paths = {}
             for key, value in outputs.items():
                 array = self._back_to_file_grid("ddf" if key == "ddf_inverse" else key, value.cpu(), fixed)
                 if key.startswith("ddf"):
                     if self.ddf_units == "voxel":
-                        array = np.einsum("ij,j...->i...", np.linalg.inv(file_affine[:3, :3]), array)
+                        array = world_to_voxel(torch.from_numpy(array), file_affine).numpy()
                     elif self.ddf_units == "itk":
                         array = ras_to_lps_vectors(array, axis=0)
                     array = np.moveaxis(array, 0, -1)[..., None, :].astype(np.float32)  # (X, Y, Z, 1, 3)
