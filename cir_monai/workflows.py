@@ -97,17 +97,16 @@ def training_dataset(data: Sequence | None = None, pairing: str = "atlas", atlas
 
 
 def validation_dataset(data: Sequence | None = None, pairing: str = "atlas", atlas_dir: str | os.PathLike | None = None,
-                       pairs: Sequence[dict] | None = None, spacing: float = 2.0,
-                       spatial_size: Sequence[int] | None = None) -> list[dict]:
+                       dataset_dir: str | os.PathLike = "data/embedded", spacing: float = 2.0,
+                       spatial_size: Sequence[int] | None = None, num_validation: int = 4, num_test: int = 8) -> list[dict]:
     """The bundle's ``validate#dataset``: tensors of ``data`` (MONAI Label's ``validate#dataset#data``) when
-    given, else of the file ``pairs`` (the embedded validation pairs). Pairs without labels are skipped
-    (validation reports Dice)."""
+    given (pairs without labels are skipped: validation reports Dice), else of the embedded validation
+    pairs, which are then written under ``dataset_dir`` if needed (and only then)."""
     if data:
         labelled = [p for p in image_list_pairs(data, pairing, atlas_dir) if "fixed_label" in p]
-        pre = registration_preprocessing(spatial_size=spatial_size, pixdim=spacing)
-        return [{k: torch.as_tensor(v)[None] for k, v in pre(dict(p)).items()
-                 if k in ("fixed", "moving", "fixed_label", "moving_label")} for p in labelled]
-    return validation_tensors(pairs or [], spatial_size)
+        return validation_tensors(labelled, spatial_size, pixdim=spacing)
+    pairs = prepared_pairs(dataset_dir, "validation", spacing, spatial_size, num_validation, num_test)
+    return validation_tensors(pairs, spatial_size)
 
 
 def embedded_training_dataset(
@@ -147,9 +146,11 @@ def prepared_pairs(
     return load_pairs(datalist, split=split)
 
 
-def validation_tensors(pairs: Sequence[dict], spatial_size: Sequence[int] | None = None) -> list[dict]:
-    """Preprocess file pairs into ``(1, 1, *S)`` tensors for the trainer's validation."""
-    pre = registration_preprocessing(spatial_size=spatial_size)
+def validation_tensors(pairs: Sequence[dict], spatial_size: Sequence[int] | None = None,
+                       pixdim: float | None = None) -> list[dict]:
+    """Preprocess file pairs into ``(1, 1, *S)`` tensors for the trainer's validation (resampled to ``pixdim`` mm
+    when given)."""
+    pre = registration_preprocessing(spatial_size=spatial_size, pixdim=pixdim)
     out = []
     for pair in pairs:
         data = pre(dict(pair))
