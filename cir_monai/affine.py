@@ -73,10 +73,14 @@ def affine_register(
     import itk
 
     image_type = itk.Image[itk.F, 3]
-    try:
-        fixed_image, moving_image = itk.imread(str(fixed), itk.F), itk.imread(str(moving), itk.F)
-    except Exception as err:  # ITK raises RuntimeError with a long C++ message
-        raise ValueError(f"affine registration cannot read {fixed} / {moving}: {str(err).splitlines()[0]}") from None
+    images = []
+    for role, path in (("fixed", fixed), ("moving", moving)):
+        try:
+            images.append(itk.imread(str(path), itk.F))
+        except Exception as err:  # ITK raises RuntimeError with a long C++ message
+            raise ValueError(f"affine registration cannot read the {role} image {path} "
+                             f"(a file ITK reads: NIfTI, NRRD, MHA, ...): {str(err).splitlines()[0]}") from None
+    fixed_image, moving_image = images
     spacing = float(min(fixed_image.GetSpacing()))
     coarse = max(1, round(coarsest_mm / spacing))
     fine = max(1, round(finest_mm / spacing))

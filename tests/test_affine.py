@@ -103,3 +103,27 @@ def test_register_with_affine_matches_the_aligned_pair(brains, tmp_path):
     assert (tmp_path / "moved" / "affine.tfm").is_file()
     assert moved_without < aligned - 0.1, (moved_without, aligned)  # the deformable step alone cannot undo it
     assert abs(moved_with - aligned) <= 0.01, (moved_with, aligned)
+
+
+def test_a_scan_far_outside_the_fixed_view_is_refused_with_advice_that_fits(brains, tmp_path):
+    """150 mm away, the scans share almost no foreground on the fixed grid: without --affine the error advises it;
+    with --affine (which aligns after sampling on the fixed grid) it says why that cannot help."""
+    from cir_monai.engines import RegistrationRunner, load_network
+
+    paths, grid, _ = brains
+    far = grid.copy()
+    far[0, 3] += 150.0
+    nib.save(nib.Nifti1Image(np.asarray(nib.load(paths["moving"]).dataobj), far), str(tmp_path / "far.nii.gz"))
+    pair = {"fixed": paths["fixed"], "moving": str(tmp_path / "far.nii.gz"), "id": "far"}
+    net = load_network(SHIPPED)
+    with pytest.raises(ValueError, match=r"barely overlaps .*cir-monai register --affine"):
+        RegistrationRunner(net, [pair], lams=(1.0,), output_dir=tmp_path / "a", progress=False).run()
+    with pytest.raises(ValueError, match=r"barely overlaps .*outside the fixed image's field of view"):
+        RegistrationRunner(net, [pair], lams=(1.0,), output_dir=tmp_path / "b", affine=True, progress=False).run()
+
+
+def test_unreadable_images_are_named(tmp_path, brains):
+    paths, _, _ = brains
+    (tmp_path / "bad.nii.gz").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"cannot read the moving image .*bad.nii.gz"):
+        affine_register(paths["fixed"], tmp_path / "bad.nii.gz")

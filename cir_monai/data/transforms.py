@@ -125,11 +125,14 @@ class CheckOverlapd(MapTransform):
     ``min_overlap`` (0.2): it needs an affine pre-alignment first.
     """
 
+    #: what the error advises by default: the affine pre-alignment
+    ADVICE = "align the images affinely first (cir-monai register --affine; bundle: affine: true)"
+
     def __init__(self, fixed_key: str = "fixed", moving_key: str = "moving", threshold: float = 0.05,
-                 min_overlap: float = 0.2) -> None:
+                 min_overlap: float = 0.2, advice: str = ADVICE) -> None:
         super().__init__([fixed_key, moving_key])
         self.fixed_key, self.moving_key = fixed_key, moving_key
-        self.threshold, self.min_overlap = float(threshold), float(min_overlap)
+        self.threshold, self.min_overlap, self.advice = float(threshold), float(min_overlap), advice
 
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)
@@ -141,7 +144,7 @@ class CheckOverlapd(MapTransform):
             raise ValueError(
                 f"{_name(d[self.moving_key], self.moving_key)} barely overlaps {_name(d[self.fixed_key], self.fixed_key)}: "
                 f"{100 * overlap:.0f} % of the smaller foreground is shared (at least {100 * self.min_overlap:.0f} % "
-                "needed): align the images affinely first"
+                f"needed): {self.advice}"
             )
         return d
 
@@ -242,6 +245,7 @@ def registration_preprocessing(
     spatial_dims: int = 3,
     load: bool = True,
     keep_raw: bool = False,
+    overlap_advice: str = CheckOverlapd.ADVICE,
 ) -> Compose:
     """The preprocessing of a pair dict ``{"fixed", "moving"[, "fixed_label", "moving_label"]}``.
 
@@ -255,6 +259,7 @@ def registration_preprocessing(
         load: start with ``LoadImaged`` (``False`` when the dict already holds tensors, channel first).
         keep_raw: also keep ``moving_raw``, the moving image on the fixed grid before intensity scaling
             (inference warps it so outputs keep the original intensities).
+        overlap_advice: what the overlap check's error advises (:class:`CheckOverlapd`).
 
     Returns:
         a MONAI ``Compose`` (:class:`PairPreprocessing`).
@@ -273,7 +278,7 @@ def registration_preprocessing(
         transforms.append(CopyItemsd("moving", names="moving_raw"))
     low, high = percentiles
     transforms.append(ScaleIntensityRangePercentilesd(IMAGE_KEYS, lower=low, upper=high, b_min=0.0, b_max=1.0, clip=True))
-    transforms.append(CheckOverlapd())
+    transforms.append(CheckOverlapd(advice=overlap_advice))
     if spatial_size is not None:
         transforms.append(ResizeWithPadOrCropd(keys, spatial_size=spatial_size, mode="constant", allow_missing_keys=True))
     return PairPreprocessing(transforms)

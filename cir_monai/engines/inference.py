@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from cir_monai.conventions import ras_to_lps_vectors, voxel_to_world, world_to_voxel
 from cir_monai.convert import infer_config, load_official_checkpoint
-from cir_monai.data.transforms import registration_preprocessing
+from cir_monai.data.transforms import CheckOverlapd, registration_preprocessing
 from cir_monai.defaults import default_device
 from cir_monai.engines.checkpoint import load_checkpoint
 from cir_monai.frame import EMBEDDED_FRAME, OFFICIAL_FRAME, FrameResampler, model_frame
@@ -197,6 +197,11 @@ class RegistrationRunner:
         self.preprocessing = registration_preprocessing(
             spatial_size=None, pixdim=None, orientation=orientation or self.frame["orientation"],
             percentiles=tuple(percentiles or self.frame["percentiles"]), keep_raw=True,
+            # the affine step aligns the moving image after it is sampled on the fixed grid: a scan mostly outside
+            # the fixed field of view cannot be brought back by it
+            overlap_advice=("the moving scan lies mostly outside the fixed image's field of view, which --affine "
+                            "cannot bring back: crop or resample both scans to a common field of view first"
+                            if self.affine else CheckOverlapd.ADVICE),
         )
         self.invert = {
             key: Invertd(key, transform=self.preprocessing, orig_keys="fixed", nearest_interp=key == "warped_label")
