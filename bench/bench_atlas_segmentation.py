@@ -83,7 +83,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="atlas_bench_"))
     settings = []
     embedded = json.loads(Path(prepare_embedded(ROOT / "data" / "embedded")).read_text())["test"][: args.embedded]
-    tissue = build_tissue_atlas(work / "tissue_atlas", ROOT / "data" / "embedded" / ".cache")
+    tissue = build_tissue_atlas(work / "tissue_atlas")
     settings.append(("embedded (tissue atlas, 3 classes)", tissue, ROOT / "data" / "embedded", embedded))
     heldout = json.loads(Path(prepare_heldout(ROOT / "data" / "heldout")).read_text())["test"][: args.heldout]
     settings.append(("held-out (CerebrA atlas, 102 regions)", BUNDLE / "atlas", ROOT / "data" / "heldout", heldout))

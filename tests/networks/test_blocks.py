@@ -19,8 +19,11 @@ def test_distributed_block_maps_the_code_and_changes_with_it():
 def test_centralized_block_takes_the_latent_and_2d_works():
     torch.manual_seed(0)
     block = ConditionalResBlock(2, channels=3, latent_dim=16)
+    with torch.no_grad():
+        block.ai1.style.weight.normal_()  # a style that depends on the latent
     x = torch.rand(1, 3, 8, 8)
-    assert block(x, torch.rand(1, 16)).shape == x.shape
+    out0, out1 = block(x, torch.zeros(1, 16)), block(x, torch.ones(1, 16))
+    assert out0.shape == x.shape and not torch.allclose(out0, out1)
 
 
 def test_plain_block_is_a_residual_that_ignores_the_code():
