@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from monai.data import MetaTensor
 from monai.transforms import Spacing
+from monai.transforms.utils import generate_spatial_bounding_box
 
 from cir_monai.conventions import voxel_to_world, world_to_voxel
 
@@ -135,18 +136,14 @@ class FrameResampler:
         return self._spacer(image) if self.needed(image) else image
 
     def foreground_box(self, *images, threshold: float = 0.01) -> tuple[slice, ...]:
-        """Slices of the spatial box holding every image's voxels above ``threshold``, plus the margin."""
-        mask = None
-        for image in images:
-            above = torch.as_tensor(image)[0] > threshold
-            mask = above if mask is None else mask | above
-        if mask is None or not bool(mask.any()):
-            return tuple(slice(None) for _ in range(3 if mask is None else mask.ndim))
-        box = []
-        for axis in range(mask.ndim):
-            present = mask.any(dim=tuple(a for a in range(mask.ndim) if a != axis)).nonzero()[:, 0]
-            box.append(slice(max(0, int(present[0]) - self.margin), min(mask.shape[axis], int(present[-1]) + 1 + self.margin)))
-        return tuple(box)
+        """Slices of the spatial box holding every image's voxels above ``threshold``, plus the margin
+        (MONAI's ``generate_spatial_bounding_box``; the whole grid when nothing is above it)."""
+        stacked = torch.cat([torch.as_tensor(image)[:1] for image in images])
+        start, end = generate_spatial_bounding_box(stacked, select_fn=lambda x: x > threshold, margin=self.margin,
+                                                   allow_smaller=True)
+        if any(e <= s for s, e in zip(start, end)):
+            return tuple(slice(None) for _ in start)
+        return tuple(slice(int(s), int(e)) for s, e in zip(start, end))
 
     def predict(self, network, moving_w, fixed_w, lam, grid=None, device=None):
         """The network's DDF, predicted on the foreground box of the frame grid (see above).
