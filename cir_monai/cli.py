@@ -2,36 +2,32 @@
 """The ``cir-monai`` command (fire): register, sweep λ, evaluate, train, convert.
 
 Installed as the console script ``cir-monai`` and runnable as ``python -m cir_monai``.
-Each subcommand is thin over the library (:mod:`cir_monai.engines`, :mod:`cir_monai.sweep`)
-and the bundle's workflows (``bundle/configs``). ``cir-monai SUBCOMMAND --help`` explains one.
+Each subcommand parses its arguments, calls one library function and prints the result:
+``register`` → :func:`cir_monai.engines.inference.register_files`, ``sweep`` → :func:`cir_monai.sweep.sweep`,
+``evaluate`` / ``train`` → :func:`cir_monai.workflows.evaluate` / :func:`~cir_monai.workflows.train` (the
+bundle's workflows), ``convert`` → :func:`cir_monai.convert.convert_checkpoint`.
+``cir-monai SUBCOMMAND --help`` explains one.
 
 Bad input (a missing or non-image file, 2D vs 3D, λ outside [0, 10], an unwritable output
 folder, an unknown bundle override of ``evaluate``/``train``) ends with one line
 ``cir-monai: error: ...`` naming the problem and exit status 1 (an unknown flag of
-``register``/``sweep``/``convert``: exit status 2, before any work). Outputs are written to a hidden staging folder beside ``--out`` and moved
-into place only when the command succeeds, so a failed run leaves nothing half-written.
+``register``/``sweep``/``convert``: exit status 2, before any work). Outputs are written to a hidden staging
+folder beside ``--out`` and moved into place only when the command succeeds, so a failed run leaves nothing
+half-written (:func:`cir_monai.atomic.staged_folder`).
 ``CIR_MONAI_TRACEBACK=1`` shows full tracebacks.
 """
 
 from __future__ import annotations
 
 import ast
-import contextlib
 import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from cir_monai.data.embedded import DEFAULT_SHAPE, DEFAULT_SPACING
-from cir_monai.defaults import (DEFAULT_LAMS, bundle_configs, bundle_root, default_device, default_model, embedded_dir,
-                                installed)
+from cir_monai.defaults import DEFAULT_LAMS
 
-__all__ = ["main", "Commands", "parse_lams", "staged_output"]
-
-#: the configs/ overlays (variants, data sets, scales), installed with the package like the bundle
-OVERLAYS = installed("configs")
+__all__ = ["main", "Commands", "parse_lams"]
 
 
 def parse_lams(value) -> list[float]:
@@ -45,7 +41,8 @@ def parse_lams(value) -> list[float]:
         try:
             value = ast.literal_eval(text if text.startswith(("[", "(")) else f"[{text}]")
         except (ValueError, SyntaxError) as err:
-            raise ValueError(f"--lam/--lams must be numbers such as 1 or 0.1,1,4, got {value!r}") from err
+            raise ValueError(f"--lam/--lams must be numbers such as 1 or 0.1,1,4 (`register`: or a `cir-monai sweep` "
+                             f"output folder), got {value!r}") from err
     values = list(value) if isinstance(value, (list, tuple)) else [value]
     try:
         lams = [float(v) for v in values]
@@ -56,124 +53,10 @@ def parse_lams(value) -> list[float]:
     return lams
 
 
-@contextlib.contextmanager
-def staged_output(out: str | os.PathLike, fresh: bool = False) -> Iterator[Path]:
-    """A hidden folder beside ``out`` to write into; its files move into ``out`` only when the block succeeds.
-
-    Files are merged one by one: an existing ``out`` keeps its other files and folders (so
-    registering at λ = 1 and then at λ = 4 into one folder keeps both), files of the same
-    name are replaced. With ``fresh=True`` (a report folder: sweep, evaluate) an ``out`` that
-    holds an earlier result of this tool (``summary.json``) is replaced as a whole, so no stale
-    per-pair tables are left beside the new ones. On an exception the staging folder is removed
-    and ``out`` is untouched.
-
-    Raises:
-        OSError: ``out`` (or its parent) cannot be created or written (the folder in the message).
-    """
-    out = Path(out).expanduser().absolute()
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"output folder {out} exists and is not a folder")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    except OSError as err:
-        raise OSError(f"cannot write to output folder {out}: {err.strerror or err}") from err
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; results should be readable like any folder
-    if out.exists() and not os.access(out, os.W_OK):
-        shutil.rmtree(staging, ignore_errors=True)
-        raise PermissionError(f"cannot write to output folder {out}: permission denied")
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if out.exists() and fresh and (out / "summary.json").is_file():
-        shutil.rmtree(out)
-    if not out.exists():
-        os.replace(staging, out)
-        return
-    for item in sorted(staging.rglob("*")):
-        if item.is_dir():
-            continue
-        target = out / item.relative_to(staging)
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(item, target)
-    shutil.rmtree(staging, ignore_errors=True)
-
-
-def _device(device: str | None):
-    import torch
-
-    if device is None:
-        return default_device()
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
-    try:
-        return torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"--device must be cpu or cuda, got {device!r}") from err
-
-
-def _model(model: str | None, device) -> tuple:
-    from cir_monai.engines import load_network
-
-    path = Path(model).expanduser() if model else default_model()
-    if model is None and not path.is_file():
-        raise FileNotFoundError(f"no default model at {path}: train one (`cir-monai train`) and pass --model PATH")
-    return load_network(path, device), path
-
-
-def _pairs(data: str, split: str) -> list[dict]:
-    from cir_monai.data import load_pairs
-    from cir_monai.workflows import prepared_pairs
-
-    if data == "embedded":
-        return prepared_pairs(embedded_dir(), split, DEFAULT_SPACING, DEFAULT_SHAPE)
-    return load_pairs(Path(data).expanduser(), split=split)
-
-
-def _overlays(config) -> list[str]:
-    """Config overlays: paths, or names under ``configs/`` such as ``variants/cir_cm``."""
-    if not config:
-        return []
-    items = [config] if isinstance(config, str) else list(config)
-    out = []
-    for item in items:
-        path = Path(item).expanduser()
-        if not path.is_file():
-            named = OVERLAYS / (item if str(item).endswith(".yaml") else f"{item}.yaml")
-            if not named.is_file():
-                raise FileNotFoundError(f"config overlay not found: {item} (a file, or a name such as variants/cir_cm)")
-            path = named
-        out.append(str(path))
-    return out
-
-
-def _bundle_run(files: list[str], run_id: str, overrides: dict) -> object:
-    from monai.bundle import ConfigWorkflow
-
-    from cir_monai.overrides import check_override_keys
-
-    check_override_keys(files, [k for k in overrides])
-    overrides.setdefault("bundle_root", str(bundle_root()))
-    workflow = ConfigWorkflow(files if len(files) > 1 else files[0], workflow_type="train", run_id=run_id,
-                              meta_file=str(bundle_configs() / "metadata.json"),
-                              logging_file=str(bundle_configs() / "logging.conf"), **overrides)
-    workflow.initialize()
-    result = workflow.run()
-    workflow.finalize()
-    return result
-
-
-def _reserved(overrides: dict, names: dict[str, str]) -> None:
-    """Reject bundle overrides that a named option of the command sets (they would be overwritten)."""
-    for key, option in names.items():
-        if key in overrides:
-            raise ValueError(f"use {option} instead of --{key} (the command sets {key} from {option})")
+def _print_table(report: Path, bold: bool = False) -> None:
+    """The table rows (and, with ``bold``, the λ* line) of a written ``summary.md``."""
+    lines = report.read_text().splitlines()
+    print("\n".join(line for line in lines if line.startswith("|") or (bold and line.startswith("**λ"))))
 
 
 class Commands:
@@ -215,38 +98,19 @@ class Commands:
             inverse: also write ddf_inverse.nii.gz, the inverse field (fixed-point inversion of the
                 DDF), which maps the fixed image onto the moving one; prints its composition residual.
         """
-        from cir_monai.data.datalist import check_pairs
-        from cir_monai.engines import RegistrationRunner
-        from cir_monai.engines.inference import DDF_UNITS
+        from cir_monai.engines.inference import register_files
         from cir_monai.runtime import tune_cpu_allocator
         from cir_monai.sweep import read_lam_star
 
         tune_cpu_allocator()
-        if isinstance(lam, str) and Path(lam).expanduser().exists():
-            lams = [read_lam_star(Path(lam).expanduser())]
-        else:
-            try:
-                lams = parse_lams(lam)
-            except ValueError as err:
-                raise ValueError(f"--lam must be numbers such as 1 or 0.1,1,4, or a `cir-monai sweep` output folder; "
-                                 f"{lam!r} is neither (no such folder)") from err
-        if ddf_units not in DDF_UNITS:
-            raise ValueError(f"--ddf-units must be one of {', '.join(DDF_UNITS)}, got {ddf_units!r}")
-        if frame not in ("model", "input"):
-            raise ValueError(f"--frame must be model or input, got {frame!r}")
-        pair = {"fixed": fixed, "moving": moving, "moving_label": moving_label, "fixed_label": fixed_label}
-        pairs = check_pairs([{k: v for k, v in pair.items() if v}], "the FIXED/MOVING pair")
-        dev = _device(device)
-        network, model_path = _model(model, dev)
-        with staged_output(out) as staging:  # the runner checks λ against the model's range
-            results = RegistrationRunner(network, pairs, lams=lams, output_dir=staging, ddf_units=ddf_units,
-                                         device=dev, figures=png, frame=frame, progress=False, inverse=inverse,
-                                         affine=affine).run()
-        for pair_id, per_lam in results.items():
-            for value, paths in per_lam.items():
-                extra = (f"; inverse residual {paths['inverse_residual_mean']:.3f} voxel mean, "
-                         f"{paths['inverse_residual_max']:.2f} max" if inverse else "")
-                print(f"λ = {value:g}: {Path(out) / pair_id / f'lam_{value:g}'} ({paths['seconds']:.1f} s{extra})")
+        lams = [read_lam_star(lam)] if isinstance(lam, str) and Path(lam).expanduser().exists() else parse_lams(lam)
+        results = register_files(fixed, moving, lams, out, moving_label=moving_label, fixed_label=fixed_label,
+                                 model=model, device=device, ddf_units=ddf_units, figures=png, frame=frame,
+                                 inverse=inverse, affine=affine)
+        for value, record in results.items():
+            extra = (f"; inverse residual {record['inverse_residual_mean']:.3f} voxel mean, "
+                     f"{record['inverse_residual_max']:.2f} max" if inverse else "")
+            print(f"λ = {value:g}: {record['folder']} ({record['seconds']:.1f} s{extra})")
 
     def sweep(self, data: str = "embedded", lams=DEFAULT_LAMS, out: str = "runs/sweep",
               max_folding: float = 0.1, rule: str = "max_dice", tolerance: float = 0.01, split: str = "validation",
@@ -272,28 +136,12 @@ class Commands:
             device: cpu or cuda.
             pixdim: resample to this spacing in mm first (default: the fixed image's grid).
         """
-        from cir_monai.engines.inference import checked_lams
         from cir_monai.runtime import tune_cpu_allocator
-        from cir_monai.sweep import RULES, run_sweep
+        from cir_monai.sweep import sweep
 
         tune_cpu_allocator()
-        values = parse_lams(lams)
-        if rule not in RULES:
-            raise ValueError(f"--rule must be one of {', '.join(RULES)}, got {rule!r}")
-        if float(max_folding) < 0:
-            raise ValueError(f"--max-folding must be ≥ 0 (% of voxels), got {max_folding}")
-        if float(tolerance) < 0:
-            raise ValueError(f"--tolerance must be ≥ 0 (Dice), got {tolerance}")
-        dev = _device(device)
-        network, model_path = _model(model, dev)
-        checked_lams(values, network)  # before the data are built (the evaluator would check after)
-        pairs = _pairs(str(data), split)
-        with staged_output(out, fresh=True) as staging:
-            summary = run_sweep(network, pairs, staging, lams=values, max_folding=float(max_folding), rule=rule,
-                                tolerance=float(tolerance), model=str(model_path), data=str(data), device=dev,
-                                pixdim=pixdim, shown_dir=out)
-            text = (staging / "summary.md").read_text()
-        print("\n".join(line for line in text.splitlines() if line.startswith("|") or line.startswith("**λ")))
+        summary = sweep(data, out, parse_lams(lams), max_folding, rule, tolerance, split, model, device, pixdim)
+        _print_table(Path(out) / "summary.md", bold=True)
         print(f"λ* = {summary['lam_star']:g}; report: {Path(out) / 'summary.md'}")
 
     def evaluate(self, model: str | None = None, lams=DEFAULT_LAMS, out: str = "runs/evaluate",
@@ -313,21 +161,11 @@ class Commands:
             config: overlay file(s) or names under configs/, e.g. scale/paper_1mm (several: comma-separated).
             overrides: further bundle config overrides (--key value).
         """
-        values = parse_lams(lams)
-        path = Path(model).expanduser() if model else default_model()
-        if not path.is_file():
-            raise FileNotFoundError(f"model file not found: {path}" + ("" if model else " (pass --model PATH)"))
-        _reserved(overrides, {"ckpt_path": "--model", "eval_lams": "--lams", "eval_dir": "--out"})
-        files = [str(bundle_configs() / "train.yaml"), str(bundle_configs() / "evaluate.yaml"), *_overlays(config)]
-        overrides.setdefault("dataset_dir", str(embedded_dir()))
-        if data != "embedded":
-            overrides["test_pairs"] = f"$cir_monai.data.load_pairs({str(Path(data).expanduser())!r}, split={split!r})"
-        with staged_output(out, fresh=True) as staging:
-            _bundle_run(files, "evaluate", dict(overrides, ckpt_path=str(path), eval_lams=values,
-                                                eval_dir=str(staging)))
-            text = (staging / "summary.md").read_text()
-        print("\n".join(line for line in text.splitlines() if line.startswith("|")))
-        print(f"report: {Path(out) / 'summary.md'}")
+        from cir_monai.workflows import evaluate
+
+        report = evaluate(model, parse_lams(lams), out, data, split, config, **overrides)
+        _print_table(report)
+        print(f"report: {report}")
 
     def train(self, config=(), out: str = "runs/train", init_from: str | None = None, **overrides):
         """Train cLapIRN with the bundle's training workflow (resumes from OUT/checkpoint.pt).
@@ -347,17 +185,9 @@ class Commands:
                 --network_def#lite true for the authors' lite model). Ignored when OUT holds a checkpoint.
             overrides: bundle config overrides (--key value), e.g. --train#trainer#iterations "[300,200,40]".
         """
-        _reserved(overrides, {"output_dir": "--out"})
-        if init_from is not None:
-            path = Path(init_from).expanduser()
-            if not path.is_file():
-                raise FileNotFoundError(f"--init-from: model file not found: {path}")
-            overrides["init_from"] = str(path)
-        files = [str(bundle_configs() / "train.yaml"), *_overlays(config)]
-        overrides.setdefault("dataset_dir", str(embedded_dir()))
-        overrides.setdefault("train#trainer#bundle_model", None)  # never overwrite the shipped models/model.pt
-        _bundle_run(files, "training", dict(overrides, output_dir=str(out)))
-        print(f"model: {Path(out) / 'model.pt'}")
+        from cir_monai.workflows import train
+
+        print(f"model: {train(config, out, init_from, **overrides)}")
 
     def convert(self, checkpoint: str, out: str = "model.pt"):
         """Convert an authors' cLapIRN checkpoint (.pth) into this project's model file.
@@ -368,18 +198,10 @@ class Commands:
             checkpoint: the authors' released .pth file.
             out: the model file to write (atomically).
         """
-        from cir_monai.convert import load_official_checkpoint
-        from cir_monai.engines.checkpoint import save_checkpoint
+        from cir_monai.convert import convert_checkpoint
 
-        net = load_official_checkpoint(Path(checkpoint).expanduser())
-        target = Path(out).expanduser()
-        if target.is_dir():
-            raise IsADirectoryError(f"--out {target} is a folder; give a file name such as model.pt")
-        try:
-            save_checkpoint({"model": net.state_dict(), "network": net.config, "source": str(checkpoint)}, target)
-        except OSError as err:
-            raise OSError(f"cannot write {target}: {err.strerror or err}") from err
-        print(f"{target}: {net.config}")
+        net = convert_checkpoint(checkpoint, out)
+        print(f"{out}: {net.config}")
 
 
 def _unknown_flag(argv: Sequence[str]) -> str | None:

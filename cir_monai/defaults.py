@@ -13,22 +13,33 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 __all__ = ["DEFAULT_LAMS", "default_device", "installed", "bundle_root", "bundle_configs", "default_model", "data_dir",
-           "cache_dir", "embedded_dir"]
+           "cache_dir", "embedded_dir", "overlay_files"]
 
 #: the λ values of the paper's evaluation (docs/method.md §5): sweeps, evaluation and the bundle's evaluate workflow
 DEFAULT_LAMS = (0.0, 0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0)
 
 
 def default_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` as a ``torch.device``; ``None``: CUDA when available, else the CPU."""
+    """``device`` as a ``torch.device``; ``None``: CUDA when available, else the CPU.
+
+    Raises:
+        ValueError: not a device name, or CUDA asked for on a machine without it.
+    """
     if device is None or device == "":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be cpu or cuda, got {device!r}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device}: CUDA is not available on this machine (use cpu)")
+    return device
 
 
 def bundle_root() -> Path:
@@ -52,6 +63,24 @@ def installed(name: str) -> Path:
     if spec is not None and spec.submodule_search_locations:
         return Path(list(spec.submodule_search_locations)[0])
     return Path(__file__).resolve().parents[1] / name
+
+
+def overlay_files(config: str | os.PathLike | Sequence | None) -> list[str]:
+    """Config overlays as files: paths, or names under the installed ``configs/`` such as ``variants/cir_cm``.
+
+    Raises:
+        FileNotFoundError: neither a file nor a known name (the name in the message).
+    """
+    items = [] if not config else [config] if isinstance(config, (str, os.PathLike)) else list(config)
+    files = []
+    for item in items:
+        path = Path(item).expanduser()
+        if not path.is_file():
+            path = installed("configs") / (item if str(item).endswith(".yaml") else f"{item}.yaml")
+            if not path.is_file():
+                raise FileNotFoundError(f"config overlay not found: {item} (a file, or a name such as variants/cir_cm)")
+        files.append(str(path))
+    return files
 
 
 def bundle_configs() -> Path:

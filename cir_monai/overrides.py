@@ -5,7 +5,8 @@ MONAI adds unknown override keys to a config silently, so ``python -m monai.bund
 ... --lmas "[4]"`` would run with the default λ. :func:`check_command_line` (called from the
 bundle configs' first ``initialize`` step, :func:`cir_monai.errors.install_bundle_error_hook`)
 checks the overrides of this process's ``python -m monai.bundle`` command line;
-:func:`check_override_keys` checks a list of ids (the ``cir-monai`` command uses it).
+:func:`check_override_keys` checks a list of ids and :func:`check_reserved` refuses the ids a command sets
+itself (the ``cir-monai`` command, through :func:`cir_monai.workflows.run_bundle`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["check_command_line", "check_bundle_overrides", "check_override_keys"]
+__all__ = ["check_command_line", "check_bundle_overrides", "check_override_keys", "check_reserved"]
 
 
 def check_command_line() -> None:
@@ -95,3 +96,18 @@ def check_override_keys(files: Sequence[str | os.PathLike], keys: Iterable[str])
         hint = f"; did you mean --{close[0]}?" if close else ""
         names = ", ".join(map(str, files))
         raise KeyError(f"unknown option --{key}: no config file ({names}) defines '{key}'{hint}")
+
+
+def check_reserved(overrides: Iterable[str], names: dict[str, str]) -> None:
+    """Refuse overrides of the ids a command sets from its own options (they would be overwritten silently).
+
+    Args:
+        overrides: the override ids given.
+        names: ``{id: option}``, e.g. ``{"ckpt_path": "model"}``.
+
+    Raises:
+        ValueError: naming the option to use instead.
+    """
+    for key in overrides:
+        if key in names:
+            raise ValueError(f"use --{names[key]} instead of --{key} (the command sets {key} from --{names[key]})")

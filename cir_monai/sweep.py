@@ -5,7 +5,7 @@ This is what conditional registration is for (Mok & Chung, MICCAI 2021, §1): th
 weight λ is an input, so finding the right λ for a data set costs one inference per pair and
 λ instead of one training run per λ.
 
-:func:`run_sweep` evaluates (:class:`~cir_monai.engines.RegistrationEvaluator`: each pair is
+:func:`sweep` (``cir-monai sweep``) loads the model and the pairs and calls :func:`run_sweep`, which evaluates (:class:`~cir_monai.engines.RegistrationEvaluator`: each pair is
 preprocessed once, then registered at every λ), picks λ* with :func:`select_lambda`, and writes
 
 - ``summary.md`` / ``summary.json`` / ``<pair>.csv`` / ``tradeoff.png`` (λ* marked) / ``lambda_panel.png``;
@@ -28,11 +28,25 @@ import torch
 from cir_monai.defaults import DEFAULT_LAMS
 from cir_monai.atomic import write_json, write_text
 
-__all__ = ["RULES", "LAM_STAR_FILE", "select_lambda", "read_lam_star", "run_sweep"]
+__all__ = ["RULES", "LAM_STAR_FILE", "check_rule", "select_lambda", "read_lam_star", "run_sweep", "sweep"]
 
 #: λ* selection rules
 RULES = ("max_dice", "smoothest")
 LAM_STAR_FILE = "lam_star.json"
+
+
+def check_rule(rule: str, max_folding: float, tolerance: float) -> None:
+    """The λ* rule's settings (:func:`select_lambda`), checked before any work.
+
+    Raises:
+        ValueError: an unknown rule, or a negative folding bound or Dice tolerance.
+    """
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+    if float(max_folding) < 0:
+        raise ValueError(f"max_folding must be ≥ 0 (% of voxels), got {max_folding}")
+    if float(tolerance) < 0:
+        raise ValueError(f"tolerance must be ≥ 0 (Dice), got {tolerance}")
 
 
 def select_lambda(
@@ -55,10 +69,7 @@ def select_lambda(
     Raises:
         ValueError: unknown rule, or no λ keeps folding within the bound (the message gives the lowest).
     """
-    if rule not in RULES:
-        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
-    if tolerance < 0:
-        raise ValueError(f"tolerance must be ≥ 0, got {tolerance}")
+    check_rule(rule, max_folding, tolerance)
     values = [(float(k), v) for k, v in per_lam.items() if k != "before" and not math.isnan(v["dice_mean"])]
     if not values:
         raise ValueError("the sweep has no λ values with a Dice score (no labels overlap?)")
@@ -125,8 +136,7 @@ def run_sweep(
     from cir_monai.engines.evaluation import RegistrationEvaluator
     from cir_monai.engines.reporting import write_report
 
-    if rule not in RULES:  # fail before the work
-        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+    check_rule(rule, max_folding, tolerance)  # fail before the work
     output_dir = Path(output_dir)
     evaluator = RegistrationEvaluator(network, pairs, lams=lams, output_dir=output_dir, pixdim=pixdim, device=device,
                                       progress=progress)
@@ -149,3 +159,30 @@ def run_sweep(
     write_text(output_dir / "register_lam.yaml",
         f"# λ* from the sweep in this folder ({rule}, folding ≤ {max_folding:g} %)\nlams: [{lam_star:g}]\n")
     return summary
+
+
+def sweep(data: str | os.PathLike = "embedded", out: str | os.PathLike = "runs/sweep", lams: Sequence[float] = DEFAULT_LAMS,
+          max_folding: float = 0.1, rule: str = "max_dice", tolerance: float = 0.01, split: str = "validation",
+          model: str | os.PathLike | None = None, device: str | torch.device | None = None,
+          pixdim: float | None = None) -> dict:
+    """The λ sweep of ``cir-monai sweep``: check the settings, load the model (``None``: the shipped one) and
+    the labelled pairs of ``data`` (:func:`cir_monai.workflows.data_pairs`), and write :func:`run_sweep`'s
+    report into ``out`` atomically (:func:`~cir_monai.atomic.staged_folder`, replacing an earlier report).
+
+    Returns:
+        the summary with ``lam_star`` (see :func:`run_sweep`).
+    """
+    from cir_monai.atomic import staged_folder
+    from cir_monai.defaults import default_device, default_model
+    from cir_monai.engines.inference import checked_lams, load_network
+    from cir_monai.workflows import data_pairs
+
+    check_rule(rule, max_folding, tolerance)
+    device = default_device(device)
+    network = load_network(model, device)
+    checked_lams(lams, network)  # before the data are built
+    pairs = data_pairs(data, split)
+    with staged_folder(out, fresh=True) as staging:
+        return run_sweep(network, pairs, staging, lams=lams, max_folding=float(max_folding), rule=rule,
+                         tolerance=float(tolerance), model=str(model or default_model()), data=str(data), device=device,
+                         pixdim=pixdim, shown_dir=out)

@@ -1,26 +1,28 @@
 # Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
-"""Bundle glue: the factories the MONAI bundle configs instantiate by dotted path (``_target_``): data sets, pairs."""
+"""Bundle glue: the factories the MONAI bundle configs instantiate by dotted path (``_target_``): data sets, pairs;
+and the bundle workflows run from Python (:func:`run_bundle`, :func:`evaluate`, :func:`train`: ``cir-monai``)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-
-from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
 
-from cir_monai.data.datalist import load_pairs
-from cir_monai.data.embedded import build_embedded_template
+from cir_monai.atomic import staged_folder
+from cir_monai.data.datalist import check_pairs, load_pairs, pairs_from_images
+from cir_monai.data.embedded import DEFAULT_SHAPE, DEFAULT_SPACING, build_embedded_template
 from cir_monai.data.prepare import TRAIN_SEED, load_template_tensors, prepare_embedded
 from cir_monai.data.generative import SynthConfig, SyntheticPairDataset
 from cir_monai.data.pairs import PairConfig
 from cir_monai.data.training import RandomPairDataset
 from cir_monai.data.transforms import registration_preprocessing
+from cir_monai.overrides import check_reserved
+from cir_monai.defaults import DEFAULT_LAMS, bundle_configs, bundle_root, default_model, embedded_dir, overlay_files
 
-__all__ = ["image_list_pairs", "training_dataset", "validation_dataset", "embedded_training_dataset", "synthetic_training_dataset", "prepared_pairs", "validation_tensors", "pairs_or_single", "rank_zero_first"]
+__all__ = ["image_list_pairs", "data_pairs", "run_bundle", "evaluate", "train", "training_dataset", "validation_dataset", "embedded_training_dataset", "synthetic_training_dataset", "prepared_pairs", "validation_tensors", "pairs_or_single", "rank_zero_first"]
 
 
 def rank_zero_first(fn: Callable, *args, **kwargs):
@@ -44,39 +46,88 @@ def image_list_pairs(data: Sequence, pairing: str = "atlas", atlas_dir: str | os
     Args:
         data: ``[{"image": path[, "label": path]}, ...]`` (or plain paths).
         pairing: ``"atlas"``: each image is a fixed image with the atlas (``atlas_dir``) as the moving
-            one (what the inference workflow does); ``"pairs"``: every ordered pair of two images.
+            one (what the inference workflow does); ``"all"``: every ordered pair of two images
+            (:func:`~cir_monai.data.pairs_from_images`).
         atlas_dir: folder with the atlas (:data:`cir_monai.atlas.ATLAS_FILES`), for ``"atlas"``.
 
     Returns:
-        ``[{"fixed", "moving"[, "fixed_label", "moving_label"]}]``; labels when both sides have one.
-
-    Raises:
-        ValueError: an unknown pairing, an item without ``"image"``, or fewer than 2 images for ``"pairs"``.
+        ``[{"fixed", "moving"[, "fixed_label", "moving_label"]}]``; labels only when both sides have one
+        (items of one data set then batch alike).
     """
     from cir_monai.atlas import ATLAS_FILES
 
-    items = [{"image": x} if isinstance(x, (str, os.PathLike)) else dict(x) for x in data]
-    for i, item in enumerate(items):
-        if "image" not in item:
-            raise ValueError(f"training item {i} has no 'image' (keys {sorted(item)})")
+    atlas = None
     if pairing == "atlas":
         if atlas_dir is None:
             raise ValueError("pairing='atlas' needs atlas_dir")
-        atlas = {"image": str(Path(atlas_dir) / ATLAS_FILES["image"]), "label": str(Path(atlas_dir) / ATLAS_FILES["label"])}
-        couples = [(item, atlas) for item in items]
-    elif pairing == "pairs":
-        if len(items) < 2:
-            raise ValueError(f"pairing='pairs' needs at least 2 images, got {len(items)}")
-        couples = [(a, b) for a in items for b in items if a is not b]
-    else:
-        raise ValueError(f"pairing must be 'atlas' or 'pairs', got {pairing!r}")
-    pairs = []
-    for fixed, moving in couples:
-        pair = {"fixed": fixed["image"], "moving": moving["image"]}
-        if fixed.get("label") and moving.get("label"):
-            pair["fixed_label"], pair["moving_label"] = fixed["label"], moving["label"]
-        pairs.append(pair)
-    return pairs
+        atlas = {key: str(Path(atlas_dir) / ATLAS_FILES[key]) for key in ("image", "label")}
+    pairs = pairs_from_images(data, pairing, atlas, atlas_moves=True)
+    return [p if "fixed_label" in p and "moving_label" in p else {"fixed": p["fixed"], "moving": p["moving"]}
+            for p in pairs]
+
+
+def data_pairs(data: str | os.PathLike = "embedded", split: str = "test") -> list[dict]:
+    """The pairs of ``split`` in ``data``: ``"embedded"`` (the built-in MNI152 pairs, written under
+    :func:`~cir_monai.defaults.embedded_dir` if needed) or anything :func:`~cir_monai.data.load_pairs` reads."""
+    if str(data) == "embedded":
+        return prepared_pairs(embedded_dir(), split, DEFAULT_SPACING, DEFAULT_SHAPE)
+    return load_pairs(Path(data).expanduser(), split=split)
+
+
+def run_bundle(files: Sequence[str | os.PathLike], run_id: str, overrides: dict):
+    """Run the bundle workflow ``run_id`` of the config ``files`` with ``overrides``, as
+    ``python -m monai.bundle run`` does; unknown override ids are refused first
+    (:func:`~cir_monai.overrides.check_override_keys`). ``bundle_root`` defaults to
+    :func:`~cir_monai.defaults.bundle_root`. Returns the workflow's result."""
+    from monai.bundle import ConfigWorkflow
+
+    from cir_monai.overrides import check_override_keys
+
+    check_override_keys(files, list(overrides))
+    overrides = dict(overrides, bundle_root=overrides.get("bundle_root", str(bundle_root())))
+    files = [str(f) for f in files]
+    workflow = ConfigWorkflow(files if len(files) > 1 else files[0], workflow_type="train", run_id=run_id,
+                              meta_file=str(bundle_configs() / "metadata.json"),
+                              logging_file=str(bundle_configs() / "logging.conf"), **overrides)
+    workflow.initialize()
+    result = workflow.run()
+    workflow.finalize()
+    return result
+
+
+def evaluate(model: str | os.PathLike | None = None, lams: Sequence[float] = DEFAULT_LAMS,
+             out: str | os.PathLike = "runs/evaluate", data: str = "embedded", split: str = "test", config=(),
+             **overrides) -> Path:
+    """The bundle's evaluate workflow (``train.yaml`` + ``evaluate.yaml`` + overlays, :func:`overlay_files`) for
+    ``model`` (``None``: the shipped one) at ``lams``; the report is written into ``out`` atomically
+    (replacing an earlier one). ``cir-monai evaluate``. Returns ``out/summary.md``."""
+    check_reserved(overrides, {"ckpt_path": "model", "eval_lams": "lams", "eval_dir": "out"})
+    path = Path(model).expanduser() if model else default_model()
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    files = [bundle_configs() / "train.yaml", bundle_configs() / "evaluate.yaml", *overlay_files(config)]
+    overrides.setdefault("dataset_dir", str(embedded_dir()))
+    if str(data) != "embedded":
+        overrides["test_pairs"] = f"$cir_monai.data.load_pairs({str(Path(data).expanduser())!r}, split={split!r})"
+    with staged_folder(out, fresh=True) as staging:
+        run_bundle(files, "evaluate", dict(overrides, ckpt_path=str(path), eval_lams=list(lams), eval_dir=str(staging)))
+    return Path(out).expanduser() / "summary.md"
+
+
+def train(config=(), out: str | os.PathLike = "runs/train", init_from: str | os.PathLike | None = None,
+          **overrides) -> Path:
+    """The bundle's training workflow (``train.yaml`` + overlays) into the run folder ``out``, resuming from its
+    ``checkpoint.pt``; ``init_from`` fine-tunes from a model file. The shipped ``models/model.pt`` is left alone
+    unless ``train#trainer#bundle_model`` is given. ``cir-monai train``. Returns ``out/model.pt``."""
+    check_reserved(overrides, {"output_dir": "out"})
+    if init_from is not None:
+        if not Path(init_from).expanduser().is_file():
+            raise FileNotFoundError(f"init_from: model file not found: {init_from}")
+        overrides["init_from"] = str(Path(init_from).expanduser())
+    overrides.setdefault("dataset_dir", str(embedded_dir()))
+    overrides.setdefault("train#trainer#bundle_model", None)
+    run_bundle([bundle_configs() / "train.yaml", *overlay_files(config)], "training", dict(overrides, output_dir=str(out)))
+    return Path(out) / "model.pt"
 
 
 def training_dataset(data: Sequence | None = None, pairing: str = "atlas", atlas_dir: str | os.PathLike | None = None,
@@ -113,10 +164,7 @@ def embedded_training_dataset(
     dataset_dir: str | os.PathLike, spacing: float, spatial_size: Sequence[int], pool_size: int = 16
 ) -> RandomPairDataset:
     """On-the-fly training pairs of the embedded MNI152 template at the working grid."""
-    paths = rank_zero_first(
-        build_embedded_template, Path(dataset_dir) / ".cache", float(spacing), tuple(int(s) for s in spatial_size)
-    )
-    image, label, _ = load_template_tensors(paths)
+    image, label = _template(dataset_dir, spacing, spatial_size)
     return RandomPairDataset(image, label, pool_size=int(pool_size))
 
 
@@ -125,14 +173,18 @@ def synthetic_training_dataset(
 ) -> SyntheticPairDataset:
     """Generated training pairs (:mod:`cir_monai.data.generative`) from the embedded template's labels and
     random label maps, at the working grid; ``config`` overrides :class:`SynthConfig` fields."""
-    paths = rank_zero_first(
-        build_embedded_template, Path(dataset_dir) / ".cache", float(spacing), tuple(int(s) for s in spatial_size)
-    )
-    image, label, _ = load_template_tensors(paths)
+    image, label = _template(dataset_dir, spacing, spatial_size)
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
     if isinstance(fields.get("affine"), dict):
         fields["affine"] = PairConfig(**fields["affine"])
     return SyntheticPairDataset(image, label, SynthConfig(**fields), seed=int(seed))
+
+
+def _template(dataset_dir: str | os.PathLike, spacing: float, spatial_size: Sequence[int]) -> tuple:
+    """The embedded template's image and labels at the working grid (built under ``dataset_dir/.cache`` once)."""
+    size = tuple(int(s) for s in spatial_size)
+    return load_template_tensors(rank_zero_first(build_embedded_template, Path(dataset_dir) / ".cache", float(spacing),
+                                                 size))[:2]
 
 
 def prepared_pairs(
@@ -170,14 +222,8 @@ def pairs_or_single(
     if fixed or moving:
         if not (fixed and moving):
             raise ValueError("give both --fixed and --moving for a single pair")
-        pair = {"fixed": fixed, "moving": moving}
-        if moving_label:
-            pair["moving_label"] = moving_label
-        if fixed_label:
-            pair["fixed_label"] = fixed_label
-        from cir_monai.data.datalist import check_pairs
-
-        return check_pairs([pair], "the --fixed/--moving pair")
+        pair = {"fixed": fixed, "moving": moving, "moving_label": moving_label, "fixed_label": fixed_label}
+        return check_pairs([{k: v for k, v in pair.items() if v}], "the --fixed/--moving pair")
     if source is None:
         raise ValueError("no data: set dataset_dir / datalist, or --fixed and --moving")
     return load_pairs(source, split=split)

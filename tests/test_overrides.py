@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cir_monai.overrides import check_bundle_overrides
+from cir_monai.overrides import check_bundle_overrides, check_reserved
 
 CONFIGS = Path(__file__).resolve().parents[1] / "bundle" / "configs"
 
@@ -23,3 +23,9 @@ def test_known_overrides_pass():
                             "--eval_lams", "[1]", "--train#trainer#iterations=[1,1,1]", "--ckpt_path", "x.pt",
                             "--train::trainer::lr", "0.1"])  # MONAI's '::' separator too
     check_bundle_overrides(["run", "--args_file", "a.yaml", "--anything", "1"])  # args files are not checked
+
+
+def test_ids_a_command_sets_are_refused_with_the_option_to_use():
+    check_reserved(["dataset_dir"], {"ckpt_path": "model"})
+    with pytest.raises(ValueError, match=r"use --model instead of --ckpt_path \(the command sets ckpt_path"):
+        check_reserved(["dataset_dir", "ckpt_path"], {"ckpt_path": "model"})

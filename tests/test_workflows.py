@@ -1,10 +1,12 @@
-"""The bundle's dataset factories: image lists as MONAI Label gives them, paired to the atlas or among themselves."""
+"""The bundle glue: image lists as MONAI Label gives them, paired to the atlas or among themselves; the data
+named on the command line; the bundle workflows run from Python (refused overrides, atomic reports)."""
 
 from __future__ import annotations
 
 import pytest
 
-from cir_monai.workflows import image_list_pairs
+from cir_monai.data import DatalistError
+from cir_monai.workflows import data_pairs, evaluate, image_list_pairs, train
 
 
 def test_images_paired_to_the_atlas():
@@ -15,16 +17,35 @@ def test_images_paired_to_the_atlas():
 
 
 def test_images_paired_among_themselves():
-    pairs = image_list_pairs(["a", "b", "c"], "pairs")
+    pairs = image_list_pairs(["a", {"image": "b", "label": "b_l"}, "c"], "all")
     assert len(pairs) == 6 and {(p["fixed"], p["moving"]) for p in pairs} == {
         (x, y) for x in "abc" for y in "abc" if x != y}
+    assert all(len(p) == 2 for p in pairs)  # one side labelled: no labels, so the items batch alike
 
 
 @pytest.mark.parametrize("data, pairing, message", [
-    ([{"label": "x"}], "atlas", "training item 0 has no 'image'"),
-    (["a"], "pairs", "at least 2 images"),
-    (["a"], "random", "pairing must be 'atlas' or 'pairs'"),
+    ([{"label": "x"}], "atlas", "image entry 0 needs an 'image' path"),
+    (["a"], "all", "at least 2 images"),
+    (["a"], "random", "pairing must be 'all' or 'atlas'"),
 ])
 def test_bad_image_lists_are_named(data, pairing, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(DatalistError, match=message):
         image_list_pairs(data, pairing, "atl")
+
+
+def test_data_pairs_reads_a_datalist_and_names_a_missing_one(tmp_path):
+    with pytest.raises(DatalistError, match=f"data source not found: {tmp_path / 'nope'}"):
+        data_pairs(tmp_path / "nope", "test")
+
+
+@pytest.mark.parametrize("run, kwargs, message", [
+    (evaluate, {"ckpt_path": "x.pt"}, "use --model instead of --ckpt_path"),
+    (evaluate, {"eval_dir": "x"}, "use --out instead of --eval_dir"),
+    (train, {"output_dir": "x"}, "use --out instead of --output_dir"),
+    (train, {"init_from": None, "train#trainer#lrr": 1}, "unknown option --train#trainer#lrr"),
+])
+def test_workflows_refuse_overrides_before_any_work(run, kwargs, message, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises((ValueError, KeyError), match=message):
+        run(out=out, **kwargs)
+    assert not out.exists() and not list(tmp_path.iterdir())

@@ -107,27 +107,42 @@ def check_pairs(pairs: Sequence[dict], source: str) -> list[dict]:
     return checked
 
 
-def pairs_from_images(images: Sequence[dict], pairing: str = "all", atlas: dict | None = None) -> list[dict]:
-    """Pairs from a list of ``{"image", "label"?}``: ``"all"`` ordered pairs, or every image to an ``"atlas"``."""
-    def as_pair(fixed: dict, moving: dict) -> dict:
-        pair = {"fixed": fixed["image"], "moving": moving["image"]}
-        if fixed.get("label") is not None:
-            pair["fixed_label"] = fixed["label"]
-        if moving.get("label") is not None:
-            pair["moving_label"] = moving["label"]
-        return pair
+def pairs_from_images(images: Sequence[dict | str], pairing: str = "all", atlas: dict | None = None,
+                      atlas_moves: bool = False) -> list[dict]:
+    """Pairs from a list of ``{"image", "label"?}`` (or plain paths).
 
+    Args:
+        images: the images.
+        pairing: ``"all"``: every ordered pair of two images; ``"atlas"``: every image with ``atlas``
+            (default: the first image).
+        atlas: ``{"image", "label"?}``, for ``"atlas"``.
+        atlas_moves: the atlas is the moving image (atlas segmentation: the bundle) instead of the fixed one
+            (a datalist's ``"pairing": "atlas"``: every image registered to the atlas).
+
+    Raises:
+        DatalistError: an entry without ``"image"``, fewer than 2 images for ``"all"``, an unknown pairing.
+    """
+    images = [{"image": str(x)} if isinstance(x, (str, os.PathLike)) else x for x in images]
     for index, item in enumerate(images):
         if not isinstance(item, dict) or "image" not in item:
             raise DatalistError(f"image entry {index} needs an 'image' path, got {item!r}")
+
+    def as_pair(fixed: dict, moving: dict) -> dict:
+        pair = {"fixed": fixed["image"], "moving": moving["image"]}
+        pair.update({f"{role}_label": side["label"] for role, side in (("fixed", fixed), ("moving", moving))
+                     if side.get("label") is not None})
+        return pair
+
     if pairing == "all":
+        if len(images) < 2:
+            raise DatalistError(f"pairing 'all' needs at least 2 images, got {len(images)}")
         return [as_pair(f, m) for f, m in itertools.permutations(images, 2)]
     if pairing == "atlas":
         if atlas is None:
             if not images:
                 return []
             atlas, images = images[0], images[1:]
-        return [as_pair(atlas, m) for m in images]
+        return [as_pair(image, atlas) if atlas_moves else as_pair(atlas, image) for image in images]
     raise DatalistError(f"pairing must be 'all' or 'atlas', got {pairing!r}")
 
 

@@ -190,7 +190,7 @@ def score_field(ddf: torch.Tensor, moving_label: torch.Tensor, fixed_label: torc
                 brain: torch.Tensor | None = None, affine=None) -> tuple[dict, list[float]]:
     """The metrics of one field, the same for evaluation and for the trainer's validation.
 
-    The moving labels are warped by nearest neighbour and scored against the fixed ones.
+    The moving labels are warped by nearest neighbour and scored against the fixed ones, on the field's device.
 
     Args:
         ddf: ``(1, n, *S)`` voxels of the fixed grid.
@@ -203,14 +203,15 @@ def score_field(ddf: torch.Tensor, moving_label: torch.Tensor, fixed_label: torc
     Returns:
         ``{"dice_mean", "hd95_mean", "jac_std", "folding_pct", "sdlogj", "epe_mm"}`` and the Dice per label.
     """
-    ddf = ddf.float().cpu()
-    warped = Warp("nearest", "zeros")(moving_label.float(), ddf).round().long()
+    ddf = ddf.float()
+    fixed_label = fixed_label.to(ddf.device)
+    warped = Warp("nearest", "zeros")(moving_label.to(ddf.device).float(), ddf).round().long()
     dice, _ = dice_per_label(warped, fixed_label, labels)
     hd = hd95_per_label(warped, fixed_label, labels, spacing=spacing)[0] if spacing is not None else None
     epe = float("nan")
     if truth is not None:
-        error = voxel_to_world(ddf - truth, affine).norm(dim=1)
-        epe = float(error[0][brain].mean())
+        error = voxel_to_world(ddf - truth.to(ddf.device), affine).norm(dim=1)
+        epe = float(error[0][brain.to(ddf.device)].mean())
     stats = jacobian_statistics(ddf)
     scores = {
         "dice_mean": float(torch.nanmean(dice[0])) if dice.shape[1] else float("nan"),

@@ -39,7 +39,8 @@ from tqdm import tqdm
 from cir_monai.conventions import ras_to_lps_vectors, voxel_to_world, world_to_voxel
 from cir_monai.convert import infer_config, load_official_checkpoint
 from cir_monai.data.transforms import CheckOverlapd, registration_preprocessing
-from cir_monai.defaults import default_device
+from cir_monai.atomic import staged_folder
+from cir_monai.defaults import default_device, default_model
 from cir_monai.engines.checkpoint import load_checkpoint
 from cir_monai.frame import EMBEDDED_FRAME, OFFICIAL_FRAME, FrameResampler, model_frame
 from cir_monai.networks import CLapIRN, Warp, composition_residual, invert_ddf
@@ -49,7 +50,7 @@ from cir_monai.nifti import save_nifti
 #: units of the written DDF: voxels of the fixed grid (MONAI Warp), LPS mm (ITK / ANTs / Slicer), RAS mm (NIfTI world)
 DDF_UNITS = ("voxel", "itk", "mm")
 
-__all__ = ["DDF_UNITS", "load_network", "resolve_frame", "RegistrationRunner", "lam_tag", "checked_lams"]
+__all__ = ["DDF_UNITS", "load_network", "resolve_frame", "RegistrationRunner", "register_files", "lam_tag", "checked_lams"]
 
 logger = logging.getLogger("cir_monai.inference")
 
@@ -69,8 +70,9 @@ def lam_tag(lam: float) -> str:
     return f"lam_{lam:g}"
 
 
-def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") -> CLapIRN:
-    """A ready :class:`CLapIRN` (evaluation mode) from any of the three kinds of model file:
+def load_network(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> CLapIRN:
+    """A ready :class:`CLapIRN` (evaluation mode) from any of the three kinds of model file
+    (``None``: the bundle's shipped model, :func:`~cir_monai.defaults.default_model`):
 
     * this project's training checkpoint or ``model.pt`` written by the trainer
       (``{"model", "network"[, "frame"]}``);
@@ -87,9 +89,11 @@ def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         FileNotFoundError: the file does not exist (its path in the message).
         ValueError: the file is none of these kinds of checkpoint.
     """
-    path = Path(path)
+    shipped = path is None
+    path = default_model() if shipped else Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
+        raise FileNotFoundError(f"no shipped model at {path}: reinstall cir-monai or pass a model file" if shipped
+                                else f"model file not found: {path}")
     state = load_checkpoint(path, map_location="cpu")
     frame = None
     if isinstance(state, dict) and "model" in state and "network" in state:
@@ -293,3 +297,32 @@ class RegistrationRunner:
             pair_id = self._pair_id(index, pair)
             results[pair_id] = self.register(pair, pair_id)
         return results
+
+
+def register_files(fixed: str, moving: str, lams: Sequence[float] = (1.0,), out: str | os.PathLike = "runs/register",
+                   moving_label: str | None = None, fixed_label: str | None = None, model: str | None = None,
+                   device: str | torch.device | None = None, **options) -> dict[float, dict]:
+    """Register the file ``moving`` onto ``fixed`` at each λ into ``out/<pair>/lam_<λ>/`` (``cir-monai register``).
+
+    The pair is checked first (:func:`~cir_monai.data.check_pairs`), the model loaded
+    (:func:`load_network`; ``None``: the shipped one), and the outputs are written into a staging folder
+    that becomes ``out`` only on success (:func:`~cir_monai.atomic.staged_folder`). ``options`` are
+    :class:`RegistrationRunner`'s (``ddf_units``, ``frame``, ``figures``, ``inverse``, ``affine``, ...).
+
+    Returns:
+        ``{λ: record}`` as :meth:`RegistrationRunner.register` gives, with paths under ``out``.
+    """
+    from cir_monai.data.datalist import check_pairs
+
+    pair = {"fixed": fixed, "moving": moving, "moving_label": moving_label, "fixed_label": fixed_label}
+    pairs = check_pairs([{k: v for k, v in pair.items() if v}], "the FIXED/MOVING pair")
+    device = default_device(device)
+    network = load_network(model, device)
+    with staged_folder(out) as staging:
+        results = RegistrationRunner(network, pairs, lams=lams, output_dir=staging, device=device, progress=False,
+                                     **options).run()
+    final = Path(out).expanduser()
+    ((pair_id, per_lam),) = results.items()
+    moved = {lam: {k: str(final / Path(v).relative_to(staging)) if isinstance(v, str) else v for k, v in record.items()}
+             for lam, record in per_lam.items()}
+    return {lam: dict(record, folder=str(final / pair_id / lam_tag(lam))) for lam, record in moved.items()}

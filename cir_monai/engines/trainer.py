@@ -43,17 +43,19 @@ def _unwrap(net: torch.nn.Module) -> CLapIRN:
 
 @torch.no_grad()
 def validate(
-    network: CLapIRN, pairs: Sequence[dict], lams: Sequence[float], device: torch.device, active_levels: int | None = None
+    network: CLapIRN, pairs: Sequence[dict], lams: Sequence[float], device: torch.device, active_levels: int | None = None,
+    before: bool = True,
 ) -> dict[str, float]:
     """Mean Dice, std|J| and % folding per λ over validation pairs, scored as the evaluator scores
-    (:func:`~cir_monai.engines.evaluation.score_field`; labels present in both images of a pair).
+    (:func:`~cir_monai.engines.evaluation.score_field`, on ``device``; labels present in both images of a pair).
 
     Args:
         pairs: ``(1, 1, *S)`` tensors ``fixed``, ``moving``, ``fixed_label``, ``moving_label``.
         active_levels: the pyramid levels trained so far (progressive training).
+        before: also score the unregistered pairs (``dice_before``; the trainer does it once).
 
     Returns:
-        ``{"dice@λ": ..., "jac_std@λ": ..., "folding_pct@λ": ..., "dice_before": ...}``.
+        ``{"dice@λ": ..., "jac_std@λ": ..., "folding_pct@λ": ...[, "dice_before": ...]}``.
     """
     net = _unwrap(network)
     was_training = net.training
@@ -65,10 +67,11 @@ def validate(
 
     for pair in pairs:
         fixed, moving = pair["fixed"].to(device), pair["moving"].to(device)
-        f_lab, m_lab = pair["fixed_label"].round().long(), pair["moving_label"].round().long()
+        f_lab, m_lab = pair["fixed_label"].round().long().to(device), pair["moving_label"].round().long().to(device)
         labels = present_labels(f_lab, m_lab)
-        before, _ = score_field(torch.zeros(1, f_lab.ndim - 2, *f_lab.shape[2:]), m_lab, f_lab, labels)
-        add("dice_before", before["dice_mean"])
+        if before:
+            add("dice_before", score_field(torch.zeros(1, f_lab.ndim - 2, *f_lab.shape[2:], device=device), m_lab, f_lab,
+                                           labels)[0]["dice_mean"])
         for lam in lams:
             scores, _ = score_field(net(moving, fixed, float(lam), active_levels=active_levels), m_lab, f_lab, labels)
             add(f"dice@{lam:g}", scores["dice_mean"])
@@ -193,6 +196,7 @@ class CLapIRNTrainer:
         self._fused = self.device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=lr, fused=self._fused)
         self.val_pairs = list(val_pairs or [])
+        self._dice_before: float | None = None
         self.val_every, self.val_lams = int(val_every), [float(v) for v in val_lams]
         self.checkpoint_every, self.log_every = int(checkpoint_every), int(log_every)
         self.amp, self.resume, self.seed = bool(amp), bool(resume), int(seed)
@@ -325,7 +329,9 @@ class CLapIRNTrainer:
         if k % self.log_every == 0 or k == total:
             self.history.append({**out, "frozen": int(out["frozen"])})
         if self.val_pairs and (k % self.val_every == 0 or k == total) and is_main_process():
-            scores = validate(self.network, self.val_pairs, self.val_lams, self.device, active_levels=out["level"])
+            scores = validate(self.network, self.val_pairs, self.val_lams, self.device, active_levels=out["level"],
+                              before=self._dice_before is None)
+            self._dice_before = scores.setdefault("dice_before", self._dice_before)  # the pairs do not change
             logger.info("validation at %d: %s", k, ", ".join(f"{n} {v:.4f}" for n, v in scores.items()))
             engine.state.metrics = {f"val_{n}": v for n, v in scores.items()}  # MONAI's place for metrics
             engine.state.metrics_iteration = k

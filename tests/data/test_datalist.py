@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from cir_monai.data import DatalistError, load_pairs
+from cir_monai.data import DatalistError, load_pairs, pairs_from_images
 
 
 def write(path, shape=(8, 9, 10), value=1.0, affine=None):
@@ -46,6 +46,17 @@ def test_atlas_given_separately(tmp_path):
     pairs = load_pairs(datalist)
     assert [p["moving"] for p in pairs] == [i["image"] for i in images]
     assert all(p["fixed_label"] == atlas["label"] for p in pairs)
+
+
+def test_the_atlas_can_be_the_moving_image():
+    """Atlas segmentation (the bundle) warps the atlas onto each image; one-sided labels are kept as given."""
+    images = ["s0.nii.gz", {"image": "s1.nii.gz", "label": "l1.nii.gz"}]
+    atlas = {"image": "atlas.nii.gz", "label": "atlas_seg.nii.gz"}
+    pairs = pairs_from_images(images, "atlas", atlas, atlas_moves=True)
+    assert pairs == [{"fixed": "s0.nii.gz", "moving": "atlas.nii.gz", "moving_label": "atlas_seg.nii.gz"},
+                     {"fixed": "s1.nii.gz", "moving": "atlas.nii.gz", "fixed_label": "l1.nii.gz",
+                      "moving_label": "atlas_seg.nii.gz"}]
+    assert pairs_from_images(images, "atlas", atlas)[1]["fixed"] == "atlas.nii.gz"
 
 
 def test_learn2reg_oasis_layout(tmp_path):

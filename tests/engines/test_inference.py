@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -7,6 +9,7 @@ import torch
 
 from cir_monai.data import synthetic_pair
 from cir_monai.engines import RegistrationRunner, load_network, save_checkpoint
+from cir_monai.engines.inference import register_files
 from cir_monai.networks import CLapIRN, Warp
 
 SHAPE = (36, 40, 32)
@@ -75,6 +78,22 @@ def test_errors(tmp_path, model_file):
         RegistrationRunner(net, [], lams=(11.0,))
     with pytest.raises(ValueError, match="ddf_units"):
         RegistrationRunner(net, [], ddf_units="inch")
+
+
+def test_register_files_reports_the_final_folder_and_leaves_nothing_on_failure(tmp_path, model_file):
+    """The library function behind `cir-monai register`: records point into ``out``, not the staging folder."""
+    paths = write_pair(tmp_path, np.diag([1.5, 1.5, 2.0, 1.0]))
+    out = tmp_path / "out"
+    records = register_files(paths["fixed"], paths["moving"], [1.0, 4.0], out, moving_label=paths["moving_label"],
+                             model=model_file, frame="input", figures=True)
+    assert sorted(records) == [1.0, 4.0]
+    for lam, record in records.items():
+        assert Path(record["folder"]) == out / "pair_000_moving" / f"lam_{lam:g}"
+        for key in ("warped", "ddf", "warped_label", "overlay"):
+            assert Path(record[key]).is_file() and Path(record[key]).parent == Path(record["folder"])
+    with pytest.raises(ValueError, match="frame must be 'model', 'input'"):
+        register_files(paths["fixed"], paths["moving"], [1.0], tmp_path / "bad", model=model_file, frame="inch")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fixed.nii.gz", "moving.nii.gz", "moving_label.nii.gz", "out"]
 
 
 def test_resampled_registration_grid_writes_back_to_the_file_grid(tmp_path, model_file):
