@@ -43,7 +43,7 @@ from monai.transforms import (
 from monai.transforms.inverse import InvertibleTransform
 
 __all__ = [
-    "IMAGE_KEYS", "LABEL_KEYS", "ReadableLoadImaged", "CheckVolumed", "CheckOverlapd", "MatchGridd", "KeywiseSpacingd", "PairPreprocessing",
+    "IMAGE_KEYS", "LABEL_KEYS", "ReadableLoadImaged", "CheckVolumed", "CheckOverlapd", "MoveInWorldd", "MatchGridd", "KeywiseSpacingd", "PairPreprocessing",
     "registration_preprocessing",
 ]
 
@@ -149,6 +149,30 @@ class CheckOverlapd(MapTransform):
         return d
 
 
+class MoveInWorldd(MapTransform):
+    """Move the moving image and labels in world space by a known affine, by rewriting their headers.
+
+    ``d[matrix_key]`` (when present) is a 4×4 RAS matrix ``A`` mapping fixed-world points to moving-world
+    points (:func:`cir_monai.affine.affine_matrix_ras` of an ITK transform). Each key's affine ``G``
+    becomes ``A⁻¹ G``, so the voxel that sat at ``A p`` now sits at ``p``: the later resampling onto the
+    fixed grid (:class:`MatchGridd`) aligns the scan in the same, single interpolation, also when it lay
+    outside the fixed field of view. No voxel is touched here.
+    """
+
+    def __init__(self, keys: Sequence[str] = ("moving", "moving_label"), matrix_key: str = "moving_world") -> None:
+        super().__init__(keys, allow_missing_keys=True)
+        self.matrix_key = matrix_key
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        if d.get(self.matrix_key) is None:
+            return d
+        inverse = torch.linalg.inv(torch.as_tensor(np.asarray(d[self.matrix_key]), dtype=torch.float64))
+        for key in self.key_iterator(d):
+            d[key].affine = inverse @ torch.as_tensor(d[key].affine, dtype=torch.float64)
+        return d
+
+
 def _world_box(img: MetaTensor) -> np.ndarray:
     shape = np.array(img.shape[1:]) - 1
     corners = np.array(np.meshgrid(*[[0, s] for s in shape], indexing="ij")).reshape(len(shape), -1)
@@ -244,10 +268,11 @@ def registration_preprocessing(
     percentiles: tuple[float, float] = (0.0, 100.0),
     spatial_dims: int = 3,
     load: bool = True,
-    keep_raw: bool = False,
+    keep_moving_grid: bool = False,
     overlap_advice: str = CheckOverlapd.ADVICE,
 ) -> Compose:
-    """The preprocessing of a pair dict ``{"fixed", "moving"[, "fixed_label", "moving_label"]}``.
+    """The preprocessing of a pair dict ``{"fixed", "moving"[, "fixed_label", "moving_label"][, "moving_world"]}``
+    (``moving_world``: an affine pre-alignment applied in world space, :class:`MoveInWorldd`).
 
     Args:
         spatial_size: crop/pad (centred) to this grid; ``None`` keeps the (fixed image's) grid.
@@ -257,8 +282,10 @@ def registration_preprocessing(
             clips outliers). Values below the lower one become exactly 0.
         spatial_dims: 3 (2 for 2D images read from files).
         load: start with ``LoadImaged`` (``False`` when the dict already holds tensors, channel first).
-        keep_raw: also keep ``moving_raw``, the moving image on the fixed grid before intensity scaling
-            (inference warps it so outputs keep the original intensities).
+        keep_moving_grid: also keep ``moving_raw`` (the moving image before intensity scaling) and leave it and
+            ``moving_label`` on the moving image's own grid (moved in world space by ``moving_world``): inference
+            samples them once through the whole transform (:func:`~cir_monai.networks.warp_from_grid`), so outputs
+            keep the original intensities and are interpolated once.
         overlap_advice: what the overlap check's error advises (:class:`CheckOverlapd`).
 
     Returns:
@@ -269,13 +296,14 @@ def registration_preprocessing(
     if load:
         transforms.append(ReadableLoadImaged(keys, ensure_channel_first=True, allow_missing_keys=True, image_only=True))
     transforms.append(CheckVolumed(keys, spatial_dims))
+    transforms.append(MoveInWorldd())
     if orientation:
         transforms.append(Orientationd(keys, axcodes=orientation, allow_missing_keys=True, labels=None))
     if pixdim is not None:
         transforms.append(KeywiseSpacingd(keys, pixdim=pixdim, modes=("bilinear", "bilinear", "nearest", "nearest")))
-    transforms.append(MatchGridd())
-    if keep_raw:
+    if keep_moving_grid:
         transforms.append(CopyItemsd("moving", names="moving_raw"))
+    transforms.append(MatchGridd(moving_keys=("moving",) if keep_moving_grid else ("moving", "moving_label")))
     low, high = percentiles
     transforms.append(ScaleIntensityRangePercentilesd(IMAGE_KEYS, lower=low, upper=high, b_min=0.0, b_max=1.0, clip=True))
     transforms.append(CheckOverlapd(advice=overlap_advice))

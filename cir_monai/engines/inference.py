@@ -17,9 +17,12 @@ How: the pair is preprocessed without cropping (:func:`~cir_monai.data.registrat
 the network pads internally): reoriented, the moving image resampled onto the fixed grid. Both
 are resampled into the model's frame (:class:`~cir_monai.frame.FrameResampler`; e.g. 2 mm for the
 shipped model), the field predicted there is brought back to the reoriented fixed grid in its
-voxels, the moving image and label are warped there at full resolution, and every output is
-brought back to the fixed file's grid with MONAI's ``Invertd`` (nearest for labels; the DDF as
-world vectors, then in the file grid's voxels or mm).
+voxels, the moving image and label are sampled through it once, from their own grid at full
+resolution (:func:`~cir_monai.networks.warp_from_grid`), and every output is brought back to the
+fixed file's grid with MONAI's ``Invertd`` (nearest for labels; the DDF as world vectors, then in
+the file grid's voxels or mm). With ``affine=True`` the moving scan is first moved in world space by
+ITK's affine (:class:`~cir_monai.data.transforms.MoveInWorldd`: its header, no resampling), so a scan
+outside the fixed field of view is brought back, and the written DDF is the total field.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from cir_monai.atomic import staged_folder
 from cir_monai.defaults import default_device, default_model
 from cir_monai.engines.checkpoint import load_checkpoint
 from cir_monai.frame import EMBEDDED_FRAME, OFFICIAL_FRAME, FrameResampler, model_frame
-from cir_monai.networks import CLapIRN, Warp, composition_residual, invert_ddf
+from cir_monai.networks import CLapIRN, Warp, composition_residual, invert_ddf, warp_from_grid
 from cir_monai.networks.clapirn import check_lams
 from cir_monai.nifti import save_nifti
 
@@ -200,12 +203,9 @@ class RegistrationRunner:
         self.resampler = FrameResampler(self.frame["spacing"])
         self.preprocessing = registration_preprocessing(
             spatial_size=None, pixdim=None, orientation=orientation or self.frame["orientation"],
-            percentiles=tuple(percentiles or self.frame["percentiles"]), keep_raw=True,
-            # the affine step aligns the moving image after it is sampled on the fixed grid: a scan mostly outside
-            # the fixed field of view cannot be brought back by it
-            overlap_advice=("the moving scan lies mostly outside the fixed image's field of view, which --affine "
-                            "cannot bring back: crop or resample both scans to a common field of view first"
-                            if self.affine else CheckOverlapd.ADVICE),
+            percentiles=tuple(percentiles or self.frame["percentiles"]), keep_moving_grid=True,
+            overlap_advice=("even after the affine alignment: do the scans show the same anatomy?" if self.affine
+                            else CheckOverlapd.ADVICE),
         )
         self.invert = {
             key: Invertd(key, transform=self.preprocessing, orig_keys="fixed", nearest_interp=key == "warped_label")
@@ -225,37 +225,42 @@ class RegistrationRunner:
 
     @torch.no_grad()
     def register(self, pair: dict, pair_id: str) -> dict[float, dict[str, str]]:
-        data = self.preprocessing(dict(pair))
-        fixed = data["fixed"]
-        moving = data["moving"]
-        affine_ddf = None
-        if self.affine:
-            from cir_monai.affine import affine_matrix_ras, affine_register, affine_to_ddf, write_transform
+        moving_world = None
+        if self.affine:  # aligned in world space, so the scan is sampled once, already aligned (MoveInWorldd)
+            from cir_monai.affine import affine_matrix_ras, affine_register, write_transform
 
             transform = affine_register(pair["fixed"], pair["moving"])
             (self.output_dir / pair_id).mkdir(parents=True, exist_ok=True)
             write_transform(transform, self.output_dir / pair_id / "affine.tfm")
-            affine_ddf = affine_to_ddf(affine_matrix_ras(transform), np.asarray(fixed.affine), fixed.shape[1:])
-            aligned = Warp("bilinear", "zeros")(moving.as_tensor()[None].float(), affine_ddf)[0]
-            moving = MetaTensor(aligned, meta=dict(moving.meta), applied_operations=list(moving.applied_operations))
+            moving_world = affine_matrix_ras(transform)
+        data = self.preprocessing(dict(pair, moving_world=moving_world))
+        fixed, moving = data["fixed"], data["moving"]
+        affine_ddf = None
+        if moving_world is not None:
+            from cir_monai.affine import affine_to_ddf
+
+            affine_ddf = affine_to_ddf(moving_world, np.asarray(fixed.affine), fixed.shape[1:]).to(self.device)
         fixed_w, moving_w = self.resampler.to_frame(fixed), self.resampler.to_frame(moving)
-        raw = data["moving_raw"].as_tensor()[None].to(self.device).float()
-        label = data["moving_label"].as_tensor()[None].to(self.device).float() if "moving_label" in data else None
+        own_grid = {key: (data[key].as_tensor()[None].to(self.device).float(), data[key].affine)  # the moving grid
+                    for key in ("moving_raw", "moving_label") if key in data}
         file_affine = np.asarray(fixed.meta.get("original_affine", fixed.affine), dtype=np.float64)
         written: dict[float, dict[str, str]] = {}
         for lam in self.lams:
             start = time.perf_counter()
-            ddf = self.resampler.predict(self.network, moving_w, fixed_w, lam, grid=fixed, device=self.device)
-            if affine_ddf is not None:
+            deformable = self.resampler.predict(self.network, moving_w, fixed_w, lam, grid=fixed, device=self.device)
+            ddf = deformable
+            if affine_ddf is not None:  # the written field: the total one, from the moving scan's own position
                 from cir_monai.affine import compose_after
 
-                ddf = compose_after(ddf, affine_ddf)  # one total field: affine, then deformable
+                ddf = compose_after(deformable, affine_ddf)
             seconds = time.perf_counter() - start
             folder = self.output_dir / pair_id / lam_tag(lam)
             folder.mkdir(parents=True, exist_ok=True)
-            outputs = {"warped": Warp("bilinear")(raw, ddf)[0]}
-            if label is not None:
-                outputs["warped_label"] = Warp("nearest", "zeros")(label, ddf)[0]
+            outputs = {}  # sampled once from the moving grid (world-moved by the affine step) through the field
+            for key, name, mode, padding in (("moving_raw", "warped", "bilinear", "border"),
+                                             ("moving_label", "warped_label", "nearest", "zeros")):
+                if key in own_grid:
+                    outputs[name] = warp_from_grid(*own_grid[key], deformable, fixed.affine, mode, padding)[0]
             outputs["ddf"] = voxel_to_world(ddf, fixed.affine)[0]
             residual = None
             if self.inverse:
@@ -279,8 +284,8 @@ class RegistrationRunner:
             if self.figures:
                 from cir_monai.visualize import plot_overlay
 
-                before = data["moving"].as_tensor()[None].to(self.device).float()
-                after = Warp("bilinear")(before, ddf)[0, 0]
+                before = data["moving"].as_tensor()[None].to(self.device).float()  # after the affine step, if any
+                after = Warp("bilinear")(before, deformable)[0, 0]
                 paths["overlay"] = str(plot_overlay(fixed.as_tensor()[0], before[0, 0], after, folder / "overlay.png",
                                                     title=f"{pair_id}, λ = {lam:g}"))
             paths["seconds"] = seconds

@@ -6,7 +6,7 @@ from cir_monai.networks.clapirn import CONDITIONING, CLapIRN, LevelOutput, Pyram
 from cir_monai.networks.conditioning import ConditionalInstanceNorm, MappingNetwork
 from cir_monai.networks.convolution import OneDNNConv3d, conv3d
 from cir_monai.networks.stacked import StackedCLapIRN
-from cir_monai.networks.warp import Warp, composition_residual, invert_ddf
+from cir_monai.networks.warp import Warp, composition_residual, invert_ddf, sample_at, warp_from_grid
 
 __all__ = [
     "CONDITIONING",
@@ -24,4 +24,6 @@ __all__ = [
     "composition_residual",
     "conv3d",
     "invert_ddf",
+    "sample_at",
+    "warp_from_grid",
 ]

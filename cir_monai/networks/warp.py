@@ -1,14 +1,16 @@
 # Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
-"""MONAI's :class:`~monai.networks.blocks.Warp`, with its grid built from the input at call time, and DDF inversion."""
+"""MONAI's :class:`~monai.networks.blocks.Warp`, with its grid built from the input at call time; warping an image
+from another grid in one interpolation; DDF inversion."""
 
 from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import torch
 from monai.networks.blocks import Warp as _MonaiWarp
 
-__all__ = ["Warp", "invert_ddf", "composition_residual"]
+__all__ = ["Warp", "sample_at", "warp_from_grid", "invert_ddf", "composition_residual"]
 
 
 class Warp(_MonaiWarp):
@@ -69,16 +71,57 @@ class Warp(_MonaiWarp):
         Voxel ``p`` of an axis of size ``s`` maps to ``2 p / max(s − 1, 1) − 1``, as in MONAI;
         tested equal to :meth:`forward` (tests/networks/test_warp.py).
         """
-        sizes = ddf.shape[2:]
-        axes = [torch.arange(s, device=ddf.device, dtype=ddf.dtype) for s in sizes]
-        grid = torch.stack(torch.meshgrid(*axes, indexing="ij")).unsqueeze(0) + ddf  # (B, n, *S) voxel positions
-        extent = torch.stack([torch.as_tensor(s) for s in sizes]).to(ddf) - 1
-        n = len(sizes)
-        grid = grid * (2.0 / extent.clamp_min(1.0)).view(1, n, *([1] * n)) - 1.0
-        grid = grid.flip(1).permute(0, *range(2, n + 2), 1)  # (B, *S, n), x first as grid_sample reads it
-        return torch.nn.functional.grid_sample(
-            image, grid, mode=self._interp_mode_native, padding_mode=self._padding_mode_native, align_corners=True
-        )
+        grid = _index_grid(ddf) + ddf  # (B, n, *S) voxel positions
+        return sample_at(image, grid, self._interp_mode_native, self._padding_mode_native)
+
+
+def _index_grid(ddf: torch.Tensor) -> torch.Tensor:
+    """The voxel indices of ``ddf``'s grid, ``(1, n, *S)`` (sizes as traced values)."""
+    axes = [torch.arange(s, device=ddf.device, dtype=ddf.dtype) for s in ddf.shape[2:]]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij")).unsqueeze(0)
+
+
+def sample_at(image: torch.Tensor, positions: torch.Tensor, mode: str = "bilinear",
+              padding_mode: str = "zeros") -> torch.Tensor:
+    """``image`` ``(B, C, *S_in)`` sampled at voxel positions ``(B, n, *S_out)`` of its own grid → ``(B, C, *S_out)``.
+
+    ``grid_sample`` with ``align_corners=True`` as MONAI's ``Warp``: voxel ``p`` of an axis of size ``s``
+    maps to ``2 p / max(s − 1, 1) − 1``; every size is a traced value.
+    """
+    n = positions.shape[1]
+    extent = torch.stack([torch.as_tensor(s) for s in image.shape[2:]]).to(positions) - 1
+    grid = positions * (2.0 / extent.clamp_min(1.0)).view(1, n, *([1] * n)) - 1.0
+    grid = grid.flip(1).permute(0, *range(2, n + 2), 1)  # (B, *S, n), x first as grid_sample reads it
+    return torch.nn.functional.grid_sample(image, grid, mode=mode, padding_mode=padding_mode, align_corners=True)
+
+
+def warp_from_grid(image: torch.Tensor, image_affine, ddf: torch.Tensor, grid_affine, mode: str = "bilinear",
+                   padding_mode: str = "border") -> torch.Tensor:
+    """Warp an image that lives on another grid, in one interpolation.
+
+    Output voxel ``x`` of the DDF's grid (voxel→world ``grid_affine``) samples ``image`` (voxel→world
+    ``image_affine``) at the world point ``G (x + u(x))``. With equal affines and
+    sizes this is :class:`Warp` (tested); otherwise it replaces "resample onto the grid, then warp",
+    which interpolates twice, and it reaches parts of ``image`` outside the grid's field of view.
+    MONAI's ``Warp`` needs the image on the field's grid, hence this function.
+
+    Args:
+        image: ``(B, C, *S_in)``.
+        image_affine, grid_affine: homogeneous ``(n + 1) × (n + 1)`` voxel→world matrices (RAS mm).
+        ddf: ``(B, n, *S)`` voxels of the grid.
+        mode: ``"bilinear"`` or ``"nearest"`` (labels).
+        padding_mode: outside ``image``: ``"border"`` (MONAI ``Warp``'s default) or ``"zeros"`` (labels).
+
+    Returns:
+        ``(B, C, *S)`` float32.
+    """
+    n = ddf.shape[1]
+    to_image = np.linalg.inv(np.asarray(image_affine, dtype=np.float64)) @ np.asarray(grid_affine, dtype=np.float64)
+    matrix = torch.as_tensor(to_image, dtype=torch.float64, device=ddf.device)
+    points = (_index_grid(ddf.double()) + ddf.double())
+    positions = torch.einsum("ij,bj...->bi...", matrix[:n, :n], points) + matrix[:n, n].view(1, n, *([1] * n))
+    with torch.autocast(device_type=ddf.device.type, enabled=False):
+        return sample_at(image.float(), positions.float(), mode, padding_mode)
 
 
 @torch.no_grad()
