@@ -35,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from monai.data import MetaTensor
 from monai.inferers import Inferer
 from monai.transforms import LoadImage, MapTransform, ResampleToMatch
@@ -43,6 +42,7 @@ from monai.transforms import Spacingd as _MonaiSpacingd
 
 from cir_monai.atomic import write_json
 from cir_monai.conventions import voxel_to_world, world_to_voxel
+from cir_monai.networks.warp import warp_from_grid
 from cir_monai.nifti import save_nifti
 
 __all__ = ["ATLAS_FILES", "build_cerebra_atlas", "build_tissue_atlas", "atlas_label_names", "AtlasStackd",
@@ -174,7 +174,7 @@ class AtlasLabelsd(MapTransform):
 
     Input voxel ``x`` (world point ``p = A x``, ``A`` the field's affine) takes the atlas label at
     world point ``p + u(x)``, read from the atlas at its own resolution by nearest neighbour (0
-    outside the atlas). The result keeps the field's metadata (the input's grid and affine).
+    outside the atlas; :func:`~cir_monai.networks.warp_from_grid`). The result keeps the field's metadata (the input's grid and affine).
 
     Args:
         keys: the field's key (``"pred"``).
@@ -192,21 +192,9 @@ class AtlasLabelsd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             field = d[key]
-            world = torch.as_tensor(field).float()
-            n, shape = world.shape[0], world.shape[1:]
-            affine = torch.as_tensor(np.asarray(field.affine, dtype=np.float64), dtype=torch.float64)
-            atlas_affine = torch.as_tensor(np.asarray(self.label.affine, dtype=np.float64), dtype=torch.float64)
-            to_atlas = torch.linalg.inv(atlas_affine) @ affine  # input voxel -> atlas voxel (homogeneous)
-            grid = torch.stack(torch.meshgrid(*[torch.arange(s, dtype=torch.float64) for s in shape], indexing="ij"))
-            points = torch.einsum("ij,j...->i...", to_atlas[:n, :n], grid) + to_atlas[:n, n].view(n, *([1] * n))
-            shift = world_to_voxel(world.double(), self.label.affine)
-            voxels = (points + shift).float()
-            sizes = torch.tensor(self.label.shape[1:], dtype=torch.float32).view(n, *([1] * n))
-            normalised = (2.0 * voxels / (sizes - 1).clamp_min(1.0) - 1.0).flip(0)  # grid_sample: last axis first
-            sampled = F.grid_sample(self.label.as_tensor()[None], normalised.permute(*range(1, n + 1), 0)[None],
-                                    mode="nearest", padding_mode="zeros", align_corners=True)[0]
-            out = MetaTensor(sampled.round(), meta=dict(field.meta))
-            d[key] = out
+            ddf = world_to_voxel(torch.as_tensor(field).double(), field.affine)[None]  # voxels of the input grid
+            sampled = warp_from_grid(self.label.as_tensor()[None], self.label.affine, ddf, field.affine, "nearest", "zeros")
+            d[key] = MetaTensor(sampled[0].round(), meta=dict(field.meta))
         return d
 
 

@@ -6,8 +6,8 @@ fresh ``mmap`` and returns it on free, so every forward pass pays the page
 faults again: on the 2-core development machines that was 25–30 % of the
 lite model's inference time (docs/benchmarks.md). :func:`tune_cpu_allocator`
 makes glibc keep freed memory for reuse instead. It changes the whole
-process, so the library never calls it on import; the command-line tools,
-the demo and the benchmarks do.
+process, so the library never calls it on import; the command-line tools
+and the benchmarks do.
 """
 
 from __future__ import annotations

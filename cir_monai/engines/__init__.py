@@ -1,5 +1,5 @@
 # Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
-"""Engines: the λ-sampling progressive trainer, checkpoints and the schedule."""
+"""Engines: the λ-sampling progressive trainer, registration of files, evaluation, checkpoints and the schedule."""
 
 from cir_monai.engines.checkpoint import load_checkpoint, save_checkpoint
 from cir_monai.engines.evaluation import RegistrationEvaluator
