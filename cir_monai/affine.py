@@ -9,24 +9,22 @@ Mattes mutual information, regular-step gradient descent with physical-shift sca
 no intensity-based affine registration; ITK is already a dependency.
 
 Conventions, converted here only: ITK transforms map **fixed** physical points to **moving** ones
-in **LPS** millimetres; MONAI / NIfTI grids are RAS. :func:`affine_to_ddf` turns the transform into
-a displacement field in voxels of a (RAS) grid, ``a(x) = G⁻¹(T(G(x))) − x``, so that
-``Warp()(moving_on_that_grid, a)`` is the affinely aligned moving image, and the total field of
-"affine, then deformable ``u``" is ``u + a ∘ (id + u)`` (:func:`compose_after`).
+in **LPS** millimetres; MONAI / NIfTI grids are RAS (:func:`affine_matrix_ras` converts). The
+registration runner moves the moving scan by the affine in world space before sampling it
+(:class:`~cir_monai.data.transforms.MoveInWorldd`); the field it writes is the total one of "affine,
+then deformable ``u``" in voxels of the fixed grid, ``G⁻¹ A G (x + u(x)) − x`` (:func:`affine_then`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from cir_monai.networks.warp import Warp
 from cir_monai.atomic import atomic_path
 
-__all__ = ["affine_register", "affine_matrix_ras", "affine_to_ddf", "compose_after", "write_transform"]
+__all__ = ["affine_register", "affine_matrix_ras", "affine_then", "write_transform"]
 
 _LPS = np.diag([-1.0, -1.0, 1.0])
 
@@ -126,29 +124,28 @@ def affine_matrix_ras(transform) -> np.ndarray:
     return out
 
 
-def affine_to_ddf(affine_ras: np.ndarray, grid_affine: np.ndarray, shape: Sequence[int]) -> torch.Tensor:
-    """The affine ``q = A p`` (RAS) as a voxel DDF on a grid: ``a(x) = G⁻¹ A G x − x``. ``(1, 3, *shape)`` float32.
+def affine_then(ddf: torch.Tensor, affine_ras: np.ndarray, grid_affine: np.ndarray) -> torch.Tensor:
+    """The total voxel DDF of "the affine ``q = A p`` (RAS), then the deformable ``ddf``" on a grid, exactly.
+
+    ``t(x) = G⁻¹ A G (x + u(x)) − x``: voxel ``x`` of the grid ``G`` (4×4 voxel→RAS) goes to ``x + u(x)``,
+    whose world point the affine maps into the moving scan. Computed in closed form (the affine is linear),
+    so it stays exact where ``x + u(x)`` leaves the grid. ``ddf = 0`` gives the affine alone.
 
     Args:
+        ddf: ``(B, 3, *S)`` voxels of the grid (the network's field on the affinely moved scan).
         affine_ras: 4×4 from :func:`affine_matrix_ras`.
-        grid_affine: the grid's 4×4 voxel-to-RAS affine ``G``.
-        shape: the grid's size.
+        grid_affine: the grid's 4×4 voxel→RAS affine ``G``.
+
+    Returns:
+        ``(B, 3, *S)`` float32, on ``ddf``'s device.
     """
     grid = np.asarray(grid_affine, dtype=np.float64)
     voxel_map = np.linalg.inv(grid) @ np.asarray(affine_ras, dtype=np.float64) @ grid  # voxel -> voxel
-    index = torch.stack(torch.meshgrid(*[torch.arange(s, dtype=torch.float64) for s in shape], indexing="ij"))
-    linear = torch.as_tensor(voxel_map[:3, :3] - np.eye(3))
-    ddf = torch.einsum("ij,j...->i...", linear, index) + torch.as_tensor(voxel_map[:3, 3]).view(3, 1, 1, 1)
-    return ddf[None].float()
-
-
-def compose_after(ddf: torch.Tensor, affine_ddf: torch.Tensor) -> torch.Tensor:
-    """The total DDF of "``affine_ddf`` then ``ddf``": ``u + a ∘ (id + u)`` (voxels, one grid).
-
-    If ``aligned = Warp()(moving, a)`` and ``warped = Warp()(aligned, u)``, then
-    ``warped ≈ Warp()(moving, compose_after(u, a))`` with one interpolation instead of two.
-    """
-    return ddf + Warp("bilinear", "border")(affine_ddf.to(ddf.device), ddf)
+    matrix = torch.as_tensor(voxel_map, dtype=torch.float64, device=ddf.device)
+    index = torch.stack(torch.meshgrid(*[torch.arange(s, dtype=torch.float64, device=ddf.device) for s in ddf.shape[2:]],
+                                       indexing="ij"))[None]
+    moved = torch.einsum("ij,bj...->bi...", matrix[:3, :3], index + ddf.double()) + matrix[:3, 3].view(1, 3, 1, 1, 1)
+    return (moved - index).float()
 
 
 def write_transform(transform, path: str | os.PathLike) -> None:

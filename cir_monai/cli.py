@@ -73,10 +73,10 @@ class Commands:
         """Register MOVING onto FIXED at one or more λ; NIfTI outputs in the fixed image's space.
 
         Writes OUT/<pair>/lam_<λ>/{warped.nii.gz, ddf.nii.gz[, warped_label.nii.gz][, overlay.png]}.
-        Images of any size and spacing (NIfTI or any format ITK reads); the moving image is
-        resampled onto the fixed grid when they differ. The network predicts in the frame the
-        model was trained in (the shipped model: 2 mm) and the field is brought back to the
-        fixed grid, where the moving image and labels are warped at full resolution.
+        Images of any size and spacing (NIfTI or any format ITK reads). The network predicts in
+        the frame the model was trained in (the shipped model: 2 mm), the field is brought back to
+        the fixed grid, and the moving image and labels are sampled through it once, at their full
+        resolution.
         Several λ share one preprocessing pass.
 
         Args:
@@ -90,20 +90,22 @@ class Commands:
             device: cpu or cuda (default: cuda when available).
             ddf_units: voxel (default; MONAI Warp convention), itk (LPS mm: what ITK, ANTs'
                 antsApplyTransforms and 3D Slicer apply) or mm (world RAS displacement).
-            png: also write overlay.png (fixed over moving, before and after) per λ.
+            png: also write overlay.png (fixed over moving, before and after the deformable step) per λ.
             frame: model (default: predict at the model's training spacing) or input (predict on
                 the fixed image's own grid).
             affine: align MOVING affinely first (ITK, mutual information, 3 levels): ddf.nii.gz is then
                 the total field (affine and deformable composed) and affine.tfm the affine (ITK/ANTs/Slicer).
             inverse: also write ddf_inverse.nii.gz, the inverse field (fixed-point inversion of the
-                DDF), which maps the fixed image onto the moving one; prints its composition residual.
+                DDF, on the fixed grid), which maps the fixed image onto the moving one; prints its
+                composition residual (approximate where the moving scan lies outside the fixed grid).
         """
         from cir_monai.engines.inference import register_files
         from cir_monai.runtime import tune_cpu_allocator
         from cir_monai.sweep import read_lam_star
 
         tune_cpu_allocator()
-        lams = [read_lam_star(lam)] if isinstance(lam, str) and Path(lam).expanduser().exists() else parse_lams(lam)
+        folder = Path(lam).expanduser() if isinstance(lam, str) else None
+        lams = [read_lam_star(folder)] if folder is not None and folder.exists() else parse_lams(lam)
         results = register_files(fixed, moving, lams, out, moving_label=moving_label, fixed_label=fixed_label,
                                  model=model, device=device, ddf_units=ddf_units, figures=png, frame=frame,
                                  inverse=inverse, affine=affine)
@@ -141,8 +143,9 @@ class Commands:
 
         tune_cpu_allocator()
         summary = sweep(data, out, parse_lams(lams), max_folding, rule, tolerance, split, model, device, pixdim)
-        _print_table(Path(out) / "summary.md", bold=True)
-        print(f"λ* = {summary['lam_star']:g}; report: {Path(out) / 'summary.md'}")
+        report = Path(out).expanduser() / "summary.md"
+        _print_table(report, bold=True)
+        print(f"λ* = {summary['lam_star']:g}; report: {report}")
 
     def evaluate(self, model: str | None = None, lams=DEFAULT_LAMS, out: str = "runs/evaluate",
                  data: str = "embedded", split: str = "test", config=(), **overrides):

@@ -205,7 +205,7 @@ def convert_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike = "
     net = load_official_checkpoint(Path(checkpoint).expanduser())
     target = Path(out).expanduser()
     if target.is_dir():
-        raise IsADirectoryError(f"--out {target} is a folder; give a file name such as model.pt")
+        raise IsADirectoryError(f"{target} is a folder; give a model file name such as model.pt")
     try:
         save_checkpoint({"model": net.state_dict(), "network": net.config, "source": str(checkpoint)}, target)
     except OSError as err:

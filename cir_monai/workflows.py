@@ -56,6 +56,7 @@ def image_list_pairs(data: Sequence, pairing: str = "atlas", atlas_dir: str | os
     """
     from cir_monai.atlas import ATLAS_FILES
 
+    pairing = "all" if pairing == "pairs" else pairing  # the name bundle 0.4.0 documented
     atlas = None
     if pairing == "atlas":
         if atlas_dir is None:
@@ -126,8 +127,9 @@ def train(config=(), out: str | os.PathLike = "runs/train", init_from: str | os.
         overrides["init_from"] = str(Path(init_from).expanduser())
     overrides.setdefault("dataset_dir", str(embedded_dir()))
     overrides.setdefault("train#trainer#bundle_model", None)
-    run_bundle([bundle_configs() / "train.yaml", *overlay_files(config)], "training", dict(overrides, output_dir=str(out)))
-    return Path(out) / "model.pt"
+    run_bundle([bundle_configs() / "train.yaml", *overlay_files(config)], "training",
+               dict(overrides, output_dir=str(Path(out).expanduser())))
+    return Path(out).expanduser() / "model.pt"
 
 
 def training_dataset(data: Sequence | None = None, pairing: str = "atlas", atlas_dir: str | os.PathLike | None = None,

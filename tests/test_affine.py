@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy.ndimage import affine_transform
 
-from cir_monai.affine import affine_matrix_ras, affine_register, affine_to_ddf, compose_after
+from cir_monai.affine import affine_matrix_ras, affine_register, affine_then
 from cir_monai.networks import Warp
 
 SHIPPED = Path(__file__).resolve().parents[1] / "bundle" / "models" / "model.pt"
@@ -68,19 +68,27 @@ def test_itk_recovers_a_known_affine(brains):
     assert np.abs(found[:3, 3] - moved_by[:3, 3]).max() < 2.0, (found[:3, 3], moved_by[:3, 3])
 
 
-def test_affine_ddf_conventions():
+def test_affine_then_deformable_conventions():
     grid = np.diag([-2.0, 2.0, 3.0, 1.0])  # flipped x, anisotropic
     shift = np.eye(4)
     shift[:3, 3] = [4.0, 6.0, -3.0]  # RAS mm
-    ddf = affine_to_ddf(shift, grid, (5, 6, 7))
-    assert torch.allclose(ddf[0, :, 2, 3, 4], torch.tensor([-2.0, 3.0, -1.0]))  # mm / spacing, sign of the flip
-    image = torch.rand(1, 1, 5, 6, 7)
+    a = affine_then(torch.zeros(1, 3, 5, 6, 7), shift, grid)
+    assert torch.allclose(a[0, :, 2, 3, 4], torch.tensor([-2.0, 3.0, -1.0]))  # mm / spacing, sign of the flip
     u = torch.zeros(1, 3, 5, 6, 7)
     u[:, 1] = 1.0
-    total = compose_after(u, ddf)
+    total = affine_then(u, shift, grid)
     assert torch.allclose(total[0, :, 1, 1, 1], torch.tensor([-2.0, 4.0, -1.0]))  # translations add
-    assert torch.allclose(Warp()(image, total)[..., 1:3, 1:2, 2:3], Warp()(Warp()(image, ddf), u)[..., 1:3, 1:2, 2:3],
-                          atol=1e-5)
+    image = torch.rand(1, 1, 5, 6, 7)
+    assert torch.allclose(Warp()(image, total)[..., 1:3, 1:2, 2:3], Warp()(Warp()(image, a), u)[..., 1:3, 1:2, 2:3],
+                          atol=1e-5)  # one warp by the total field = the affine, then the deformable
+    rotation = np.eye(4)
+    rotation[:3, :3] = _rotation(2, 30.0)
+    far = torch.zeros(1, 3, 5, 6, 7)
+    far[:, 0] = 40.0  # far outside the grid: still exact (no clamping), q = A G (x + u)
+    voxel_map = np.linalg.inv(grid) @ rotation @ grid
+    x = np.array([1.0, 2.0, 3.0])
+    expected = voxel_map[:3, :3] @ (x + [40.0, 0.0, 0.0]) + voxel_map[:3, 3] - x
+    assert np.allclose(affine_then(far, rotation, grid)[0, :, 1, 2, 3].numpy(), expected, atol=1e-4)
 
 
 def test_register_with_affine_matches_the_aligned_pair(brains, tmp_path):

@@ -252,3 +252,16 @@ def test_register_writes_the_inverse(tiny, tmp_path, capsys):
     residual = composition_residual(inverse, ddf)[0, 2:-2, 2:-2, 2:-2]
     naive = composition_residual(-ddf, ddf)[0, 2:-2, 2:-2, 2:-2]
     assert residual.mean() < 0.2 * naive.mean(), (residual.mean(), naive.mean())
+
+
+def test_home_relative_folders_are_expanded(tiny, tmp_path, monkeypatch, capsys):
+    """`--out ~/...` and `--lam ~/<sweep folder>` (as bash leaves them after `=`) mean the home folder."""
+    work, pair, model = tiny
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert main(["sweep", "--data", str(work / "data"), "--lams", "1,4", "--out=~/sw", "--model", str(model),
+                 "--max-folding", "100"]) == 0
+    assert (tmp_path / "sw" / "lam_star.json").is_file() and not (Path.cwd() / "~").exists()
+    assert f"report: {tmp_path / 'sw' / 'summary.md'}" in capsys.readouterr().out
+    assert main(["register", pair["fixed"], pair["moving"], "--lam=~/sw", "--out=~/reg", "--model", str(model)]) == 0
+    star = json.loads((tmp_path / "sw" / "lam_star.json").read_text())["lam_star"]
+    assert [p.name for p in (tmp_path / "reg").glob("*/lam_*")] == [f"lam_{star:g}"]

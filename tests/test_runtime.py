@@ -15,6 +15,8 @@ def test_freed_memory_stays_in_the_heap_after_tuning():
 import ctypes, ctypes.util, sys
 from cir_monai.runtime import tune_cpu_allocator
 libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+if not hasattr(libc, "mallinfo2"):
+    print("no-mallinfo2"); sys.exit(0)
 class Info(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
                                                 "fsmblks", "uordblks", "fordblks", "keepcost")]
@@ -31,4 +33,6 @@ print(before, applied, kept_after_free(), tune_cpu_allocator())
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+    if proc.stdout.strip() == "no-mallinfo2":
+        pytest.skip("glibc < 2.33 (no mallinfo2) or not glibc: the effect cannot be observed here")
     assert proc.stdout.split() == ["False", "True", "True", "True"]  # mmap'd and returned, then kept; idempotent

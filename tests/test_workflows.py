@@ -21,6 +21,7 @@ def test_images_paired_among_themselves():
     assert len(pairs) == 6 and {(p["fixed"], p["moving"]) for p in pairs} == {
         (x, y) for x in "abc" for y in "abc" if x != y}
     assert all(len(p) == 2 for p in pairs)  # one side labelled: no labels, so the items batch alike
+    assert image_list_pairs(["a", "b"], "pairs") == image_list_pairs(["a", "b"], "all")  # bundle 0.4.0's name
 
 
 @pytest.mark.parametrize("data, pairing, message", [
@@ -36,6 +37,9 @@ def test_bad_image_lists_are_named(data, pairing, message):
 def test_data_pairs_reads_a_datalist_and_names_a_missing_one(tmp_path):
     with pytest.raises(DatalistError, match=f"data source not found: {tmp_path / 'nope'}"):
         data_pairs(tmp_path / "nope", "test")
+    (tmp_path / "one.json").write_text('{"images": [{"image": "a.nii.gz"}], "pairing": "all"}')
+    with pytest.raises(DatalistError, match=r"one.json: pairing 'all' needs at least 2 images, got 1"):
+        data_pairs(tmp_path / "one.json", "test")
 
 
 @pytest.mark.parametrize("run, kwargs, message", [

@@ -165,7 +165,10 @@ def _from_json(path: Path, split: str) -> list[dict]:
     if "images" in content:
         images = [_resolve(i, base) for i in content["images"]]
         atlas = _resolve(content["atlas"], base) if content.get("atlas") else None
-        return pairs_from_images(images, content.get("pairing", "all"), atlas)
+        try:
+            return pairs_from_images(images, content.get("pairing", "all"), atlas)
+        except DatalistError as err:
+            raise DatalistError(f"{path}: {err}") from None
     if split not in content:
         raise DatalistError(f"{path}: no {split!r} list (keys: {sorted(content)}); pass split=... or add one")
     return [_resolve(p, base) for p in content[split]]

@@ -184,13 +184,16 @@ def _world_box(img: MetaTensor) -> np.ndarray:
 class MatchGridd(MapTransform):
     """Resample ``moving`` (bilinear) and ``moving_label`` (nearest) onto the grid of ``fixed`` when they differ.
 
+    With ``resample=False`` the keys are only checked (inference keeps them on their own grid).
+
     Raises:
         ValueError: the two images do not overlap in physical (world) space.
     """
 
-    def __init__(self, fixed_key: str = "fixed", moving_keys: Sequence[str] = ("moving", "moving_label")) -> None:
+    def __init__(self, fixed_key: str = "fixed", moving_keys: Sequence[str] = ("moving", "moving_label"),
+                 resample: bool = True) -> None:
         super().__init__(moving_keys, allow_missing_keys=True)
-        self.fixed_key = fixed_key
+        self.fixed_key, self.resample = fixed_key, resample
 
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)
@@ -208,8 +211,9 @@ class MatchGridd(MapTransform):
                     f"{_name(moving, key)} and {_name(fixed, self.fixed_key)} do not overlap in physical space "
                     f"(world boxes {mbox.round(1).tolist()} and {fbox.round(1).tolist()} mm): are they affinely aligned?"
                 )
-            mode = "nearest" if key.endswith("label") else "bilinear"
-            d[key] = ResampleToMatch(mode=mode, padding_mode="zeros")(moving, fixed)
+            if self.resample:
+                mode = "nearest" if key.endswith("label") else "bilinear"
+                d[key] = ResampleToMatch(mode=mode, padding_mode="zeros")(moving, fixed)
         return d
 
 
@@ -303,7 +307,10 @@ def registration_preprocessing(
         transforms.append(KeywiseSpacingd(keys, pixdim=pixdim, modes=("bilinear", "bilinear", "nearest", "nearest")))
     if keep_moving_grid:
         transforms.append(CopyItemsd("moving", names="moving_raw"))
-    transforms.append(MatchGridd(moving_keys=("moving",) if keep_moving_grid else ("moving", "moving_label")))
+    if keep_moving_grid:
+        transforms += [MatchGridd(moving_keys=("moving",)), MatchGridd(moving_keys=("moving_label",), resample=False)]
+    else:
+        transforms.append(MatchGridd())
     low, high = percentiles
     transforms.append(ScaleIntensityRangePercentilesd(IMAGE_KEYS, lower=low, upper=high, b_min=0.0, b_max=1.0, clip=True))
     transforms.append(CheckOverlapd(advice=overlap_advice))

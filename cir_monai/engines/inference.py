@@ -7,8 +7,8 @@ onto the fixed image), ``ddf.nii.gz`` and, when a moving label is given, ``warpe
 
 The DDF is written as a NIfTI vector field of shape ``(X, Y, Z, 1, 3)`` (intent "vector"):
 ``ddf_units="voxel"`` (default) gives displacements in voxels of the written grid, component
-``i`` along array axis ``i`` (so ``monai.networks.blocks.Warp`` with the moving image resampled
-onto the fixed grid reproduces ``warped``); ``ddf_units="itk"`` gives world displacements in
+``i`` along array axis ``i`` (so ``monai.networks.blocks.Warp("bilinear", "zeros")`` of the moving image on
+the fixed grid reproduces ``warped``); ``ddf_units="itk"`` gives world displacements in
 LPS millimetres, the convention ITK, ANTs (``antsApplyTransforms``) and 3D Slicer apply directly
 (the NIfTI intent is "vector", whose components ITK reads as LPS); ``ddf_units="mm"`` gives world displacements in mm
 in the NIfTI (RAS+) frame.
@@ -143,8 +143,9 @@ class RegistrationRunner:
     The network runs in the model's frame (issue 11): both images are reoriented, the moving
     one is resampled onto the fixed grid, both are resampled to the frame's spacing
     (:class:`~cir_monai.frame.FrameResampler`), the field predicted there is brought back to
-    the fixed image's grid and units, and the moving image and labels are warped at their full
-    resolution on that grid. ``frame="input"`` predicts on the fixed image's own grid instead.
+    the fixed image's grid and units, and the moving image and labels are sampled through it once,
+    from their own grid at their full resolution (zero outside the moving scan).
+    ``frame="input"`` predicts on the fixed image's own grid instead.
 
     Args:
         network: a :class:`CLapIRN` (see :func:`load_network`).
@@ -235,11 +236,6 @@ class RegistrationRunner:
             moving_world = affine_matrix_ras(transform)
         data = self.preprocessing(dict(pair, moving_world=moving_world))
         fixed, moving = data["fixed"], data["moving"]
-        affine_ddf = None
-        if moving_world is not None:
-            from cir_monai.affine import affine_to_ddf
-
-            affine_ddf = affine_to_ddf(moving_world, np.asarray(fixed.affine), fixed.shape[1:]).to(self.device)
         fixed_w, moving_w = self.resampler.to_frame(fixed), self.resampler.to_frame(moving)
         own_grid = {key: (data[key].as_tensor()[None].to(self.device).float(), data[key].affine)  # the moving grid
                     for key in ("moving_raw", "moving_label") if key in data}
@@ -249,18 +245,17 @@ class RegistrationRunner:
             start = time.perf_counter()
             deformable = self.resampler.predict(self.network, moving_w, fixed_w, lam, grid=fixed, device=self.device)
             ddf = deformable
-            if affine_ddf is not None:  # the written field: the total one, from the moving scan's own position
-                from cir_monai.affine import compose_after
+            if moving_world is not None:  # the written field: the total one, from the moving scan's own position
+                from cir_monai.affine import affine_then
 
-                ddf = compose_after(deformable, affine_ddf)
+                ddf = affine_then(deformable, moving_world, np.asarray(fixed.affine))
             seconds = time.perf_counter() - start
             folder = self.output_dir / pair_id / lam_tag(lam)
             folder.mkdir(parents=True, exist_ok=True)
             outputs = {}  # sampled once from the moving grid (world-moved by the affine step) through the field
-            for key, name, mode, padding in (("moving_raw", "warped", "bilinear", "border"),
-                                             ("moving_label", "warped_label", "nearest", "zeros")):
-                if key in own_grid:
-                    outputs[name] = warp_from_grid(*own_grid[key], deformable, fixed.affine, mode, padding)[0]
+            for key, name, mode in (("moving_raw", "warped", "bilinear"), ("moving_label", "warped_label", "nearest")):
+                if key in own_grid:  # zeros outside the moving scan: no data there
+                    outputs[name] = warp_from_grid(*own_grid[key], deformable, fixed.affine, mode, "zeros")[0]
             outputs["ddf"] = voxel_to_world(ddf, fixed.affine)[0]
             residual = None
             if self.inverse:
@@ -319,6 +314,10 @@ def register_files(fixed: str, moving: str, lams: Sequence[float] = (1.0,), out:
     """
     from cir_monai.data.datalist import check_pairs
 
+    if options.get("ddf_units", "voxel") not in DDF_UNITS:  # the options first, before any work
+        raise ValueError(f"ddf_units must be one of {', '.join(DDF_UNITS)}, got {options['ddf_units']!r}")
+    if options.get("frame", "model") not in ("model", "input"):
+        raise ValueError(f"frame must be model or input, got {options['frame']!r}")
     pair = {"fixed": fixed, "moving": moving, "moving_label": moving_label, "fixed_label": fixed_label}
     pairs = check_pairs([{k: v for k, v in pair.items() if v}], "the FIXED/MOVING pair")
     device = default_device(device)
@@ -328,6 +327,10 @@ def register_files(fixed: str, moving: str, lams: Sequence[float] = (1.0,), out:
                                      **options).run()
     final = Path(out).expanduser()
     ((pair_id, per_lam),) = results.items()
-    moved = {lam: {k: str(final / Path(v).relative_to(staging)) if isinstance(v, str) else v for k, v in record.items()}
-             for lam, record in per_lam.items()}
-    return {lam: dict(record, folder=str(final / pair_id / lam_tag(lam))) for lam, record in moved.items()}
+
+    def in_out(value):  # a path into the staging folder → the same path in ``out``
+        inside = isinstance(value, str) and Path(value).is_relative_to(staging)
+        return str(final / Path(value).relative_to(staging)) if inside else value
+
+    return {lam: {k: in_out(v) for k, v in record.items()} | {"folder": str(final / pair_id / lam_tag(lam))}
+            for lam, record in per_lam.items()}

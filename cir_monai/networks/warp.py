@@ -122,7 +122,7 @@ def warp_from_grid(image: torch.Tensor, image_affine, ddf: torch.Tensor, grid_af
         ddf = ddf.float()
         positions = torch.einsum("ij,bj...->bi...", matrix[:n, :n], _index_grid(ddf) + ddf)
         positions += matrix[:n, n].view(1, n, *([1] * n))
-        return sample_at(image.float(), positions, mode, padding_mode)
+        return sample_at(image.to(ddf.device).float(), positions, mode, padding_mode)
 
 
 @torch.no_grad()

@@ -70,3 +70,27 @@ def test_resampling_images_and_labels_together(tmp_path):
     out = registration_preprocessing(pixdim=2.0)(paths)
     assert all(tuple(out[k].shape) == (1, 6, 6, 6) for k in paths)
     assert set(torch.unique(out["fixed_label"]).tolist()) == {0.0, 1.0}
+
+
+def test_moving_in_world_space_rewrites_the_header_and_keeps_labels_on_their_grid(tmp_path):
+    """``moving_world`` (fixed → moving world, RAS) moves the scan before resampling: a blob 30 mm away comes back."""
+    grid = np.diag([2.0, 2.0, 2.0, 1.0])
+    away = grid.copy()
+    away[0, 3] = 30.0  # the moving scan's content sits 30 mm further along x
+    fixed = save(tmp_path / "f.nii.gz", blob((20, 20, 20), (10, 10, 10)), grid)
+    moving = save(tmp_path / "m.nii.gz", blob((20, 20, 20), (10, 10, 10)), away)
+    label = save(tmp_path / "l.nii.gz", (blob((20, 20, 20), (10, 10, 10)) > 0).astype(np.int16), away)
+    shift = np.eye(4)
+    shift[0, 3] = 30.0  # fixed point p corresponds to moving point p + 30 mm
+    pre = registration_preprocessing(keep_moving_grid=True)
+    out = pre({"fixed": fixed, "moving": moving, "moving_label": label, "moving_world": shift})
+    assert float((out["fixed"] - out["moving"]).abs().max()) < 1e-4  # aligned, in the one resampling
+    assert np.allclose(np.asarray(out["moving_label"].affine), grid)  # header moved by A⁻¹, voxels untouched
+    assert out["moving_label"].shape == (1, 20, 20, 20) and "moving_raw" in out
+    with pytest.raises(ValueError, match="overlaps"):  # without the move, the blobs barely meet
+        pre({"fixed": fixed, "moving": moving, "moving_label": label})
+    far = away.copy()
+    far[:3, 3] = 500.0  # a label whose header puts it elsewhere is refused, though it is not resampled
+    bad = save(tmp_path / "bad.nii.gz", (blob((20, 20, 20), (10, 10, 10)) > 0).astype(np.int16), far)
+    with pytest.raises(ValueError, match=r"bad.nii.gz and .* do not overlap in physical space"):
+        pre({"fixed": fixed, "moving": fixed, "moving_label": bad})

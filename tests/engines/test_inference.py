@@ -50,7 +50,7 @@ def test_outputs_in_the_fixed_space_and_consistent_with_warp(tmp_path, model_fil
     ddf = torch.from_numpy(np.moveaxis(ddf_img.get_fdata()[..., 0, :], -1, 0)).float()[None]
     assert ddf.abs().max() > 0.05  # a real field, not the identity
     moving = torch.from_numpy(nib.load(paths["moving"]).get_fdata()).float()[None, None]
-    expected = Warp("bilinear")(moving, ddf)[0, 0].numpy()
+    expected = Warp("bilinear", "zeros")(moving, ddf)[0, 0].numpy()
     assert np.abs(warped_img.get_fdata() - expected).max() < 1e-2 * moving.max().item()
     labels = np.unique(np.asarray(nib.load(out["warped_label"]).dataobj))
     assert set(labels.tolist()) <= {0, 1, 2, 3}
@@ -91,7 +91,7 @@ def test_register_files_reports_the_final_folder_and_leaves_nothing_on_failure(t
         assert Path(record["folder"]) == out / "pair_000_moving" / f"lam_{lam:g}"
         for key in ("warped", "ddf", "warped_label", "overlay"):
             assert Path(record[key]).is_file() and Path(record[key]).parent == Path(record["folder"])
-    with pytest.raises(ValueError, match="frame must be 'model', 'input'"):
+    with pytest.raises(ValueError, match="frame must be model or input, got 'inch'"):  # before any work
         register_files(paths["fixed"], paths["moving"], [1.0], tmp_path / "bad", model=model_file, frame="inch")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fixed.nii.gz", "moving.nii.gz", "moving_label.nii.gz", "out"]
 
@@ -180,7 +180,7 @@ def test_written_field_reproduces_warped_with_monai_warp(tmp_path, brain_pair_1m
     out = RegistrationRunner(load_network(SHIPPED), [dict(paths, id="case")], lams=(4.0,), output_dir=tmp_path,
                              progress=False).run()["case"][4.0]
     moving = torch.from_numpy(np.asarray(nib.load(paths["moving"]).dataobj, dtype=np.float32))[None, None]
-    expected = Warp("bilinear")(moving, _ddf(out["ddf"]))[0, 0].numpy()
+    expected = Warp("bilinear", "zeros")(moving, _ddf(out["ddf"]))[0, 0].numpy()
     warped = np.asarray(nib.load(out["warped"]).dataobj)
     assert np.abs(warped - expected).max() < 1e-4 * np.abs(expected).max()
     label = torch.from_numpy(np.asarray(nib.load(paths["moving_label"]).dataobj)).float()[None, None]
