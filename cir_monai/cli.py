@@ -105,6 +105,8 @@ class Commands:
 
         tune_cpu_allocator()
         folder = Path(lam).expanduser() if isinstance(lam, str) else None
+        if folder is not None and not folder.exists() and (os.sep in lam or lam.startswith(("~", "."))):
+            raise FileNotFoundError(f"--lam {lam}: no such sweep folder (or give λ values such as 1 or 0.1,1,4)")
         lams = [read_lam_star(folder)] if folder is not None and folder.exists() else parse_lams(lam)
         results = register_files(fixed, moving, lams, out, moving_label=moving_label, fixed_label=fixed_label,
                                  model=model, device=device, ddf_units=ddf_units, figures=png, frame=frame,
@@ -125,8 +127,8 @@ class Commands:
         register_lam.yaml (an overlay for the bundle's register workflow).
 
         Args:
-            data: a JSON datalist, a Learn2Reg/neurite-OASIS folder, a folder with datalist.json,
-                or "embedded" (default: the built-in MNI152 validation pairs). Pairs need labels.
+            data: "embedded" (default: the built-in MNI152 validation pairs), a JSON datalist, a
+                Learn2Reg or neurite-OASIS folder, or a folder with datalist.json. Pairs need labels.
             lams: the λ values to try (default 0,0.1,0.5,1,2,4,8,10).
             out: output folder.
             max_folding: only λ whose mean % of voxels with det J ≤ 0 is at most this qualify.
@@ -231,13 +233,22 @@ def _unknown_flag(argv: Sequence[str]) -> str | None:
     return None
 
 
+def _help_flags(argv: list[str]) -> list[str]:
+    """``--help`` / ``-h`` as fire understands them: alone, the list of commands; after a command, its help
+    (``evaluate``/``train`` would otherwise pass ``--help`` on as a bundle override)."""
+    cut = argv.index("--") if "--" in argv else len(argv)
+    if not any(a in ("--help", "-h") for a in argv[:cut]):
+        return argv
+    return [] if not argv or argv[0].startswith("-") else [argv[0], "--", "--help"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``cir-monai`` / ``python -m cir_monai``; returns the exit status."""
     import fire
 
     from cir_monai.errors import user_message
 
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = _help_flags(list(sys.argv[1:] if argv is None else argv))
     problem = _unknown_flag(args)
     if problem:
         print(f"cir-monai: error: {problem}", file=sys.stderr)

@@ -165,7 +165,8 @@ def load_official_checkpoint(path: str | os.PathLike, map_location: str | torch.
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # not a torch file, or pickled objects that are not tensors
-        raise ValueError(f"{path} is not a PyTorch state-dict file ({type(err).__name__}: {err})".strip()) from err
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""  # torch's message runs to many lines
+        raise ValueError(f"{path} is not a PyTorch state-dict file ({type(err).__name__}: {first})") from err
     if isinstance(state, Mapping):
         for wrapper in ("state_dict", "model"):
             if wrapper in state and isinstance(state[wrapper], Mapping):
@@ -194,20 +195,23 @@ def load_official_checkpoint(path: str | os.PathLike, map_location: str | torch.
 
 def convert_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike = "model.pt") -> CLapIRN:
     """Write one of the authors' ``.pth`` files as this project's model file ``out`` (atomically), which loads
-    with :func:`~cir_monai.engines.load_network` and the bundle's ``ckpt_path``. Returns the network.
+    with :func:`~cir_monai.engines.load_network` and the bundle's ``ckpt_path``, with the frame the authors
+    trained in (:data:`~cir_monai.frame.OFFICIAL_FRAME`, 1 mm OASIS), as the ``.pth`` itself. Returns the network.
 
     Raises:
         IsADirectoryError: ``out`` is a folder.
         OSError: ``out`` cannot be written (its path in the message).
     """
     from cir_monai.engines.checkpoint import save_checkpoint
+    from cir_monai.frame import OFFICIAL_FRAME, model_frame
 
     net = load_official_checkpoint(Path(checkpoint).expanduser())
     target = Path(out).expanduser()
     if target.is_dir():
         raise IsADirectoryError(f"{target} is a folder; give a model file name such as model.pt")
     try:
-        save_checkpoint({"model": net.state_dict(), "network": net.config, "source": str(checkpoint)}, target)
+        save_checkpoint({"model": net.state_dict(), "network": net.config, "source": str(checkpoint),
+                         "frame": model_frame(OFFICIAL_FRAME, net)}, target)  # the authors' 1 mm OASIS frame
     except OSError as err:
         raise OSError(f"cannot write {target}: {err.strerror or err}") from err
     return net

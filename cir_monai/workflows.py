@@ -14,13 +14,13 @@ import torch.distributed as dist
 from cir_monai.atomic import staged_folder
 from cir_monai.data.datalist import check_pairs, load_pairs, pairs_from_images
 from cir_monai.data.embedded import DEFAULT_SHAPE, DEFAULT_SPACING, build_embedded_template
-from cir_monai.data.prepare import TRAIN_SEED, load_template_tensors, prepare_embedded
 from cir_monai.data.generative import SynthConfig, SyntheticPairDataset
 from cir_monai.data.pairs import PairConfig
+from cir_monai.data.prepare import TRAIN_SEED, load_template_tensors, prepare_embedded
 from cir_monai.data.training import RandomPairDataset
 from cir_monai.data.transforms import registration_preprocessing
-from cir_monai.overrides import check_reserved
 from cir_monai.defaults import DEFAULT_LAMS, bundle_configs, bundle_root, default_model, embedded_dir, overlay_files
+from cir_monai.overrides import check_override_keys, check_reserved
 
 __all__ = ["image_list_pairs", "data_pairs", "run_bundle", "evaluate", "train", "training_dataset", "validation_dataset", "embedded_training_dataset", "synthetic_training_dataset", "prepared_pairs", "validation_tensors", "pairs_or_single", "rank_zero_first"]
 
@@ -82,8 +82,6 @@ def run_bundle(files: Sequence[str | os.PathLike], run_id: str, overrides: dict)
     :func:`~cir_monai.defaults.bundle_root`. Returns the workflow's result."""
     from monai.bundle import ConfigWorkflow
 
-    from cir_monai.overrides import check_override_keys
-
     check_override_keys(files, list(overrides))
     overrides = dict(overrides, bundle_root=overrides.get("bundle_root", str(bundle_root())))
     files = [str(f) for f in files]
@@ -110,6 +108,7 @@ def evaluate(model: str | os.PathLike | None = None, lams: Sequence[float] = DEF
     overrides.setdefault("dataset_dir", str(embedded_dir()))
     if str(data) != "embedded":
         overrides["test_pairs"] = f"$cir_monai.data.load_pairs({str(Path(data).expanduser())!r}, split={split!r})"
+    check_override_keys(files, list(overrides))  # before the output folder is made
     with staged_folder(out, fresh=True) as staging:
         run_bundle(files, "evaluate", dict(overrides, ckpt_path=str(path), eval_lams=list(lams), eval_dir=str(staging)))
     return Path(out).expanduser() / "summary.md"

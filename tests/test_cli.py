@@ -54,7 +54,7 @@ def test_parse_lams():
         parse_lams("one")
 
 
-def test_register_several_lams_with_pictures(tiny, tmp_path):
+def test_register_several_lams_with_pictures(tiny, tmp_path, capsys):
     work, pair, model = tiny
     out = tmp_path / "reg"
     rc = main(["register", pair["fixed"], pair["moving"], "--lam", "0.1,4", "--out", str(out), "--moving-label",
@@ -72,6 +72,14 @@ def test_register_several_lams_with_pictures(tiny, tmp_path):
     assert main(["register", pair["fixed"], pair["moving"], "--lam", "1", "--out", str(out), "--model", str(model)]) == 0
     assert sorted(p.name for p in out.glob("*/lam_*")) == ["lam_0.1", "lam_1", "lam_4"]
     assert not list(tmp_path.glob(".reg.partial-*"))
+    # another pair whose folder name is the same (pair_000_moving) is refused instead of mixed in
+    other = tmp_path / "other" / "moving.nii.gz"
+    other.parent.mkdir()
+    other.write_bytes(Path(pair["fixed"]).read_bytes())
+    assert main(["register", pair["fixed"], str(other), "--out", str(out), "--model", str(model)]) == 1
+    assert "holds the results of another pair" in capsys.readouterr().err
+    assert sorted(p.name for p in out.glob("*/lam_*")) == ["lam_0.1", "lam_1", "lam_4"]
+    assert json.loads(next(out.glob("*/pair.json")).read_text())["moving"] == str(Path(pair["moving"]).absolute())
 
 
 def test_sweep_applies_the_documented_rule(tiny, tmp_path, capsys):
@@ -140,6 +148,9 @@ def test_train_and_convert(tiny, tmp_path, reference_dir):
     original = load_official_checkpoint(reference_dir / "official_clapirn_lite_oasis.pth").state_dict()
     loaded = load_network(converted).state_dict()
     assert original.keys() == loaded.keys() and all(torch.equal(original[k], loaded[k]) for k in original)
+    # and it keeps the frame the authors trained in (1 mm OASIS), as the .pth itself does
+    assert load_network(converted).frame == load_network(reference_dir / "official_clapirn_lite_oasis.pth").frame
+    assert load_network(converted).frame["spacing"] == [1.0, 1.0, 1.0]
 
 
 @pytest.fixture()
@@ -175,6 +186,7 @@ def bad_files(tmp_path, tiny):
     ("text", "cannot be read as an image"),
     ("flat", "must be a 3D volume, got shape (24, 24) (2D)"),
     ("lam", "lam values must lie in [0, 10] (the model's range), got [0.1, 12.0]"),
+    ("sweepdir", "--lam runs/nope: no such sweep folder"),
     ("unwritable", "cannot write to output folder"),
     ("option", "unknown option --lamz"),
     ("truncated", "truncated.nii.gz: fixed cannot be read (truncated or corrupt file?)"),
@@ -192,6 +204,8 @@ def test_bad_input_is_one_line(case, message, tiny, tmp_path, bad_files, capsys)
         fixed = bad_files[case]
     elif case == "lam":
         lam = "0.1,12"
+    elif case == "sweepdir":
+        lam = "runs/nope"
     elif case == "unwritable":
         out = bad_files["blocker"] / "out"
     elif case == "truncated":

@@ -47,6 +47,7 @@ def test_data_pairs_reads_a_datalist_and_names_a_missing_one(tmp_path):
     (evaluate, {"eval_dir": "x"}, "use --out instead of --eval_dir"),
     (train, {"output_dir": "x"}, "use --out instead of --output_dir"),
     (train, {"init_from": None, "train#trainer#lrr": 1}, "unknown option --train#trainer#lrr"),
+    (evaluate, {"eval_lamz": [1]}, "unknown option --eval_lamz"),
 ])
 def test_workflows_refuse_overrides_before_any_work(run, kwargs, message, tmp_path):
     out = tmp_path / "out"

@@ -170,7 +170,7 @@ def _from_json(path: Path, split: str) -> list[dict]:
         except DatalistError as err:
             raise DatalistError(f"{path}: {err}") from None
     if split not in content:
-        raise DatalistError(f"{path}: no {split!r} list (keys: {sorted(content)}); pass split=... or add one")
+        raise DatalistError(f"{path}: no {split!r} list (keys: {sorted(content)}); choose another list (--split, split=...) or add one")
     return [_resolve(p, base) for p in content[split]]
 
 

@@ -36,4 +36,5 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as err:
-        raise ValueError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err})") from err
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""  # torch's message runs to many lines
+        raise ValueError(f"{path} is not a readable checkpoint ({type(err).__name__}: {first})") from err

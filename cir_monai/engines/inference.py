@@ -27,6 +27,7 @@ outside the fixed field of view is brought back, and the written DDF is the tota
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -42,7 +43,7 @@ from tqdm import tqdm
 from cir_monai.conventions import ras_to_lps_vectors, voxel_to_world, world_to_voxel
 from cir_monai.convert import infer_config, load_official_checkpoint
 from cir_monai.data.transforms import CheckOverlapd, registration_preprocessing
-from cir_monai.atomic import staged_folder
+from cir_monai.atomic import staged_folder, write_json
 from cir_monai.defaults import default_device, default_model
 from cir_monai.engines.checkpoint import load_checkpoint
 from cir_monai.frame import EMBEDDED_FRAME, OFFICIAL_FRAME, FrameResampler, model_frame
@@ -56,6 +57,15 @@ DDF_UNITS = ("voxel", "itk", "mm")
 __all__ = ["DDF_UNITS", "load_network", "resolve_frame", "RegistrationRunner", "register_files", "lam_tag", "checked_lams"]
 
 logger = logging.getLogger("cir_monai.inference")
+
+
+#: the record of which files a pair folder's results are of (``pair.json``)
+PAIR_RECORD = "pair.json"
+
+
+def pair_record(pair: dict) -> dict:
+    """The two images of a pair as absolute paths, for :data:`PAIR_RECORD`."""
+    return {k: str(Path(pair[k]).expanduser().absolute()) for k in ("fixed", "moving")}
 
 
 def checked_lams(lams: Sequence[float], network: torch.nn.Module) -> list[float]:
@@ -110,7 +120,8 @@ def load_network(path: str | os.PathLike | None = None, device: str | torch.devi
         net = load_official_checkpoint(path)
         frame = OFFICIAL_FRAME
     if frame is None:
-        logger.info("%s records no frame: assuming the embedded 2 mm frame it was trained in", path)
+        log = logger.debug if shipped else logger.info  # the shipped model's frame is stated in the bundle's configs
+        log("%s records no frame: assuming the embedded 2 mm frame it was trained in", path)
         frame = EMBEDDED_FRAME
     net.frame = model_frame(frame, net)
     return net.to(device).eval()
@@ -213,7 +224,9 @@ class RegistrationRunner:
             for key in ("warped", "warped_label", "ddf")
         }
 
-    def _pair_id(self, index: int, pair: dict) -> str:
+    @staticmethod
+    def pair_id(index: int, pair: dict) -> str:
+        """The output folder name of pair ``index``: its ``"id"``, else ``pair_<index>_<moving file stem>``."""
         if pair.get("id"):
             return str(pair["id"])
         name = Path(pair["moving"]).name.split(".")[0]
@@ -226,12 +239,13 @@ class RegistrationRunner:
 
     @torch.no_grad()
     def register(self, pair: dict, pair_id: str) -> dict[float, dict[str, str]]:
+        (self.output_dir / pair_id).mkdir(parents=True, exist_ok=True)
+        write_json(self.output_dir / pair_id / PAIR_RECORD, pair_record(pair))  # which files these results are of
         moving_world = None
         if self.affine:  # aligned in world space, so the scan is sampled once, already aligned (MoveInWorldd)
             from cir_monai.affine import affine_matrix_ras, affine_register, write_transform
 
             transform = affine_register(pair["fixed"], pair["moving"])
-            (self.output_dir / pair_id).mkdir(parents=True, exist_ok=True)
             write_transform(transform, self.output_dir / pair_id / "affine.tfm")
             moving_world = affine_matrix_ras(transform)
         data = self.preprocessing(dict(pair, moving_world=moving_world))
@@ -294,7 +308,7 @@ class RegistrationRunner:
         """Register every pair; returns ``{pair_id: {λ: {output: path}}}``."""
         results = {}
         for index, pair in enumerate(tqdm(self.pairs, desc="registering", unit="pair", disable=not self.progress)):
-            pair_id = self._pair_id(index, pair)
+            pair_id = self.pair_id(index, pair)
             results[pair_id] = self.register(pair, pair_id)
         return results
 
@@ -320,12 +334,16 @@ def register_files(fixed: str, moving: str, lams: Sequence[float] = (1.0,), out:
         raise ValueError(f"frame must be model or input, got {options['frame']!r}")
     pair = {"fixed": fixed, "moving": moving, "moving_label": moving_label, "fixed_label": fixed_label}
     pairs = check_pairs([{k: v for k, v in pair.items() if v}], "the FIXED/MOVING pair")
+    final = Path(out).expanduser()
+    record = final / RegistrationRunner.pair_id(0, pairs[0]) / PAIR_RECORD
+    if record.is_file() and json.loads(record.read_text()) != pair_record(pairs[0]):
+        raise ValueError(f"{record.parent} holds the results of another pair ({record}): its λ folders would mix; "
+                         "give this pair another output folder")
     device = default_device(device)
     network = load_network(model, device)
     with staged_folder(out) as staging:
         results = RegistrationRunner(network, pairs, lams=lams, output_dir=staging, device=device, progress=False,
                                      **options).run()
-    final = Path(out).expanduser()
     ((pair_id, per_lam),) = results.items()
 
     def in_out(value):  # a path into the staging folder → the same path in ``out``

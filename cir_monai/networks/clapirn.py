@@ -16,6 +16,7 @@ the input's spatial size.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -69,7 +70,7 @@ class PyramidOutput:
 
 
 def check_lams(values, lam_max: float) -> list[float]:
-    """The one λ range check: ``values`` as floats, each finite and in ``[0, lam_max]``.
+    """The one λ range check: ``values`` (a number or a list) as floats, each finite and in ``[0, lam_max]``.
 
     Used by :meth:`CLapIRN.lam_to_code` and by the engines before any work
     (:func:`cir_monai.engines.inference.checked_lams`), so every entry point says the same thing.
@@ -77,7 +78,7 @@ def check_lams(values, lam_max: float) -> list[float]:
     Raises:
         ValueError: no value, or a value outside the range (all of them in the message).
     """
-    values = [float(v) for v in values]
+    values = [float(v) for v in ([values] if isinstance(values, numbers.Real) else values)]
     if not all(math.isfinite(v) for v in values):
         raise ValueError(f"lam values must be finite numbers in [0, {lam_max:g}], got {values}")
     if not values or not all(0.0 <= v <= lam_max for v in values):
