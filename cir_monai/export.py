@@ -12,8 +12,10 @@ normalised→voxel scale and the warp's grid are all computed from the input's s
 values (``torch.jit.is_tracing`` paths in :mod:`cir_monai.networks`), and every size is served
 (the network pads to a multiple of 8 internally). ``tests/test_export.py`` checks the exported
 module against the eager network at three sizes other than the traced one (≤ 1e-4 voxel).
-The eager network's input checks (finite values, λ within ``[0, lam_max]``) are not part of the
-trace: the exported module does not reject an out-of-range λ, callers check it.
+A trace cannot record the eager network's input checks (they are Python control flow), so the
+traced network is wrapped in :class:`CheckedInputs`, compiled with ``torch.jit.script``: the
+exported module refuses a wrong shape, NaN/Inf values and a λ outside ``[0, lam_max]`` with a
+message, as the eager network does, instead of computing a wrong field or failing deep inside.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from monai.data import save_net_with_metadata
 from cir_monai.atomic import atomic_path
 from cir_monai.engines.checkpoint import load_checkpoint
 
-__all__ = ["export_torchscript", "load_bundle_network"]
+__all__ = ["export_torchscript", "load_bundle_network", "CheckedInputs"]
 
 
 def load_bundle_network(bundle_root: str | os.PathLike, config_file: str = "configs/inference.yaml",
@@ -55,10 +57,44 @@ def load_bundle_network(bundle_root: str | os.PathLike, config_file: str = "conf
     return net.eval()
 
 
+class CheckedInputs(torch.nn.Module):
+    """The eager network's input checks in front of a traced network, for ``torch.jit.script``.
+
+    Args:
+        net: the traced network, ``(image, lam) → ddf``.
+        lam_max: the largest λ the model was trained for.
+        spatial_dims: 2 or 3.
+    """
+
+    def __init__(self, net: torch.nn.Module, lam_max: float, spatial_dims: int) -> None:
+        super().__init__()
+        self.net, self.lam_max, self.spatial_dims = net, float(lam_max), int(spatial_dims)
+        self.lam_range = f"[0, {float(lam_max):g}]"  # TorchScript's str(float) writes 10 as "10."
+
+    def forward(self, image: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        """``image`` ``(B, 2, *S)`` (moving, fixed), ``lam`` ``(B,)`` or one value → the DDF ``(B, n, *S)`` in voxels.
+
+        Raises:
+            ValueError: a wrong shape, NaN/Inf values, or λ outside ``[0, lam_max]`` (the value in the message;
+                a loaded TorchScript module raises it as ``torch.jit.Error`` whose last line is this message).
+        """
+        if image.dim() != self.spatial_dims + 2 or image.size(1) != 2:
+            raise ValueError("image must be (B, 2, *spatial) with channels (moving, fixed), got shape "
+                             + str(image.shape))
+        if not bool(torch.isfinite(image).all()):
+            raise ValueError("image contains NaN or Inf values")
+        lam = lam.to(image.dtype).reshape(-1).expand(image.size(0))
+        bad = lam[~(torch.isfinite(lam) & (lam >= 0) & (lam <= self.lam_max))]
+        if bad.numel() > 0:
+            raise ValueError("lam must lie in " + self.lam_range + " (the model's range), got " + str(float(bad[0])))
+        return self.net(image, lam)
+
+
 def export_torchscript(bundle_root: str | os.PathLike, filepath: str | os.PathLike | None = None,
                        ckpt_file: str | os.PathLike | None = None, config_file: str = "configs/inference.yaml",
                        meta_file: str = "configs/metadata.json", trace_size: Sequence[int] = (48, 56, 48)) -> Path:
-    """Trace the bundle's ``network_def`` with ``(image, lam)`` inputs and save it with the bundle's files inside.
+    """Trace the bundle's ``network_def`` with ``(image, lam)`` inputs, put :class:`CheckedInputs` in front and save
+    it with the bundle's files inside.
 
     Args:
         bundle_root: the bundle folder.
@@ -80,13 +116,14 @@ def export_torchscript(bundle_root: str | os.PathLike, filepath: str | os.PathLi
         # constants: they hold for the example input and are not part of the exported computation
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(net, (image, lam), check_trace=False)
+    module = torch.jit.script(CheckedInputs(traced, float(getattr(net, "lam_max", 10.0)), net.spatial_dims))
     meta = json.loads((root / meta_file).read_text())
     name = Path(config_file).stem
     extra = {f"{name}.json": json.dumps(ConfigParser.load_config_file(str(root / config_file))).encode()}
     # staged under its final name: torch.jit.save names the archive's root folder after the file, and
     # MONAI Deploy looks for <stem>/extra/inference.json inside it
     with atomic_path(out) as staged:
-        save_net_with_metadata(traced, str(staged), meta_values=meta, more_extra_files=extra)
+        save_net_with_metadata(module, str(staged), meta_values=meta, more_extra_files=extra)
     return out
 
 

@@ -100,10 +100,13 @@ def evaluate(model: str | os.PathLike | None = None, lams: Sequence[float] = DEF
     """The bundle's evaluate workflow (``train.yaml`` + ``evaluate.yaml`` + overlays, :func:`overlay_files`) for
     ``model`` (``None``: the shipped one) at ``lams``; the report is written into ``out`` atomically
     (replacing an earlier one). ``cir-monai evaluate``. Returns ``out/summary.md``."""
+    from cir_monai.engines.inference import checked_lams, load_network
+
     check_reserved(overrides, {"ckpt_path": "model", "eval_lams": "lams", "eval_dir": "out"})
     path = Path(model).expanduser() if model else default_model()
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
+    checked_lams(lams, load_network(path))  # before the bundle starts (and logs)
     files = [bundle_configs() / "train.yaml", bundle_configs() / "evaluate.yaml", *overlay_files(config)]
     overrides.setdefault("dataset_dir", str(embedded_dir()))
     if str(data) != "embedded":

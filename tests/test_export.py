@@ -79,3 +79,17 @@ def test_shipped_torchscript_is_the_shipped_model_and_config():
 def test_missing_bundle_files_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="bundle file not found: .*inference.yaml"):
         load_bundle_network(tmp_path)
+
+
+@pytest.mark.parametrize("image, lam, message", [
+    (torch.rand(1, 1, 16, 16, 16), torch.tensor([1.0]), r"image must be \(B, 2, \*spatial\).*got shape \[1, 1, 16, 16, 16\]"),
+    (torch.full((1, 2, 16, 16, 16), float("nan")), torch.tensor([1.0]), "image contains NaN or Inf values"),
+    (torch.rand(1, 2, 16, 16, 16), torch.tensor([12.0]), r"lam must lie in \[0, 10\] \(the model's range\), got 12"),
+    (torch.rand(2, 2, 16, 16, 16), torch.tensor([1.0, -0.5]), r"lam must lie in \[0, 10\].*got -0.5"),
+])
+def test_the_exported_module_refuses_bad_input_with_a_message(exported, image, lam, message):
+    """A trace cannot record the eager network's checks; the scripted CheckedInputs in front of it makes them."""
+    scripted = torch.jit.load(str(exported[0]))
+    with pytest.raises(torch.jit.Error, match=message):
+        scripted(image, lam)
+    assert scripted(torch.rand(2, 2, 16, 16, 16), torch.tensor(10.0)).shape == (2, 3, 16, 16, 16)  # one λ for all

@@ -48,6 +48,7 @@ def test_data_pairs_reads_a_datalist_and_names_a_missing_one(tmp_path):
     (train, {"output_dir": "x"}, "use --out instead of --output_dir"),
     (train, {"init_from": None, "train#trainer#lrr": 1}, "unknown option --train#trainer#lrr"),
     (evaluate, {"eval_lamz": [1]}, "unknown option --eval_lamz"),
+    (evaluate, {"lams": [1, 12]}, r"lam values must lie in \[0, 10\]"),
 ])
 def test_workflows_refuse_overrides_before_any_work(run, kwargs, message, tmp_path):
     out = tmp_path / "out"
