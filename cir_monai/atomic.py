@@ -61,8 +61,8 @@ def staged_folder(out: str | os.PathLike, fresh: bool = False) -> Iterator[Path]
     registering at λ = 1 and then at λ = 4 into one folder keeps both), files of the same
     name are replaced. With ``fresh=True`` (a report folder: sweep, evaluate) an ``out`` that
     holds an earlier result of this tool (``summary.json``) is replaced as a whole, so no stale
-    per-pair tables are left beside the new ones. On an exception the staging folder is removed
-    and ``out`` is untouched.
+    per-pair tables are left beside the new ones. On an exception the staging folder and the parent
+    folders this call created are removed, and ``out`` is untouched.
 
     Raises:
         OSError: ``out`` (or its parent) cannot be created or written (the folder in the message).
@@ -73,21 +73,29 @@ def staged_folder(out: str | os.PathLike, fresh: bool = False) -> Iterator[Path]
     blocker = next((p for p in out.parents if p.exists()), None)
     if blocker is not None and not blocker.is_dir():
         raise NotADirectoryError(f"cannot write to output folder {out}: {blocker} is a file, not a folder")
+    made = [p for p in out.parents if not p.exists()]  # parents this call creates, deepest first
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     except OSError as err:
         raise OSError(f"cannot write to output folder {out}: {err.strerror or err}") from err
+
+    def undo() -> None:  # a failed command leaves nothing behind, not even the folders it made
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; results should be readable like any folder
     if out.exists() and not os.access(out, os.W_OK):
-        shutil.rmtree(staging, ignore_errors=True)
+        undo()
         raise PermissionError(f"cannot write to output folder {out}: permission denied")
     try:
         yield staging
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        undo()
         raise
     if out.exists() and fresh and (out / "summary.json").is_file():
         shutil.rmtree(out)

@@ -111,7 +111,6 @@ def evaluate(model: str | os.PathLike | None = None, lams: Sequence[float] = DEF
     overrides.setdefault("dataset_dir", str(embedded_dir()))
     if str(data) != "embedded":
         overrides["test_pairs"] = f"$cir_monai.data.load_pairs({str(Path(data).expanduser())!r}, split={split!r})"
-    check_override_keys(files, list(overrides))  # before the output folder is made
     with staged_folder(out, fresh=True) as staging:
         run_bundle(files, "evaluate", dict(overrides, ckpt_path=str(path), eval_lams=list(lams), eval_dir=str(staging)))
     return Path(out).expanduser() / "summary.md"

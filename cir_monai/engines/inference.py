@@ -54,7 +54,8 @@ from cir_monai.nifti import save_nifti
 #: units of the written DDF: voxels of the fixed grid (MONAI Warp), LPS mm (ITK / ANTs / Slicer), RAS mm (NIfTI world)
 DDF_UNITS = ("voxel", "itk", "mm")
 
-__all__ = ["DDF_UNITS", "load_network", "resolve_frame", "RegistrationRunner", "register_files", "lam_tag", "checked_lams"]
+__all__ = ["DDF_UNITS", "PAIR_RECORD", "load_network", "resolve_frame", "RegistrationRunner", "register_files", "lam_tag",
+           "checked_lams", "check_options", "check_pair_folder"]
 
 logger = logging.getLogger("cir_monai.inference")
 
@@ -66,6 +67,31 @@ PAIR_RECORD = "pair.json"
 def pair_record(pair: dict) -> dict:
     """The two images of a pair as absolute paths, for :data:`PAIR_RECORD`."""
     return {k: str(Path(pair[k]).expanduser().absolute()) for k in ("fixed", "moving")}
+
+
+def check_options(ddf_units: str = "voxel", frame: str | dict = "model") -> None:
+    """The runner's output units and frame, checked before any work (model loading included).
+
+    Raises:
+        ValueError: ``ddf_units`` not one of :data:`DDF_UNITS`, or ``frame`` neither ``"model"``, ``"input"``
+            nor a frame dict.
+    """
+    if ddf_units not in DDF_UNITS:
+        raise ValueError(f"ddf_units must be one of {', '.join(DDF_UNITS)}, got {ddf_units!r}")
+    if not isinstance(frame, dict) and frame not in ("model", "input"):
+        raise ValueError(f"frame must be model or input (or a frame dict), got {frame!r}")
+
+
+def check_pair_folder(folder: str | os.PathLike, pair: dict) -> None:
+    """Refuse to write ``pair``'s results into ``folder`` when its :data:`PAIR_RECORD` names another pair.
+
+    Raises:
+        ValueError: the folder holds another pair's results (their λ folders would mix).
+    """
+    record = Path(folder) / PAIR_RECORD
+    if record.is_file() and json.loads(record.read_text()) != pair_record(pair):
+        raise ValueError(f"{record.parent} holds the results of another pair ({record}): its λ folders would mix; "
+                         "give this pair another output folder")
 
 
 def checked_lams(lams: Sequence[float], network: torch.nn.Module) -> list[float]:
@@ -134,9 +160,8 @@ def resolve_frame(network: torch.nn.Module, frame: str | dict = "model", pixdim=
     Raises:
         ValueError: an unknown ``frame`` name.
     """
+    check_options(frame=frame)
     if isinstance(frame, str):
-        if frame not in ("model", "input"):
-            raise ValueError(f"frame must be 'model', 'input' or a frame dict, got {frame!r}")
         base = dict(getattr(network, "frame", None) or {}) if frame == "model" else {}
         base.pop("lam_range", None)
         if frame == "input":
@@ -199,13 +224,12 @@ class RegistrationRunner:
         inverse: bool = False,
         affine: bool = False,
     ) -> None:
+        check_options(ddf_units, frame)
         self.device = default_device(device)
         self.network = network.to(self.device).eval()
         self.lams = checked_lams(lams, network)
         self.inverse = bool(inverse)
         self.affine = bool(affine)
-        if ddf_units not in DDF_UNITS:
-            raise ValueError(f"ddf_units must be one of {', '.join(DDF_UNITS)}, got {ddf_units!r}")
         self.pairs = list(pairs)
         self.output_dir = Path(output_dir)
         self.ddf_units = ddf_units
@@ -239,7 +263,7 @@ class RegistrationRunner:
 
     @torch.no_grad()
     def register(self, pair: dict, pair_id: str) -> dict[float, dict[str, str]]:
-        (self.output_dir / pair_id).mkdir(parents=True, exist_ok=True)
+        check_pair_folder(self.output_dir / pair_id, pair)
         write_json(self.output_dir / pair_id / PAIR_RECORD, pair_record(pair))  # which files these results are of
         moving_world = None
         if self.affine:  # aligned in world space, so the scan is sampled once, already aligned (MoveInWorldd)
@@ -328,17 +352,11 @@ def register_files(fixed: str, moving: str, lams: Sequence[float] = (1.0,), out:
     """
     from cir_monai.data.datalist import check_pairs
 
-    if options.get("ddf_units", "voxel") not in DDF_UNITS:  # the options first, before any work
-        raise ValueError(f"ddf_units must be one of {', '.join(DDF_UNITS)}, got {options['ddf_units']!r}")
-    if options.get("frame", "model") not in ("model", "input"):
-        raise ValueError(f"frame must be model or input, got {options['frame']!r}")
+    check_options(options.get("ddf_units", "voxel"), options.get("frame", "model"))  # before any work
     pair = {"fixed": fixed, "moving": moving, "moving_label": moving_label, "fixed_label": fixed_label}
     pairs = check_pairs([{k: v for k, v in pair.items() if v}], "the FIXED/MOVING pair")
     final = Path(out).expanduser()
-    record = final / RegistrationRunner.pair_id(0, pairs[0]) / PAIR_RECORD
-    if record.is_file() and json.loads(record.read_text()) != pair_record(pairs[0]):
-        raise ValueError(f"{record.parent} holds the results of another pair ({record}): its λ folders would mix; "
-                         "give this pair another output folder")
+    check_pair_folder(final / RegistrationRunner.pair_id(0, pairs[0]), pairs[0])  # the runner sees only the staging
     device = default_device(device)
     network = load_network(model, device)
     with staged_folder(out) as staging:

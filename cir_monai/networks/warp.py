@@ -110,7 +110,8 @@ def warp_from_grid(image: torch.Tensor, image_affine, ddf: torch.Tensor, grid_af
         image_affine, grid_affine: homogeneous ``(n + 1) × (n + 1)`` voxel→world matrices (RAS mm).
         ddf: ``(B, n, *S)`` voxels of the grid.
         mode: ``"bilinear"`` or ``"nearest"`` (labels).
-        padding_mode: outside ``image``: ``"border"`` (MONAI ``Warp``'s default) or ``"zeros"`` (labels).
+        padding_mode: outside ``image``: ``"border"`` (MONAI ``Warp``'s default) or ``"zeros"`` (no data there:
+            what registration outputs use).
 
     Returns:
         ``(B, C, *S)`` float32.

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -91,9 +92,25 @@ def test_register_files_reports_the_final_folder_and_leaves_nothing_on_failure(t
         assert Path(record["folder"]) == out / "pair_000_moving" / f"lam_{lam:g}"
         for key in ("warped", "ddf", "warped_label", "overlay"):
             assert Path(record[key]).is_file() and Path(record[key]).parent == Path(record["folder"])
-    with pytest.raises(ValueError, match="frame must be model or input, got 'inch'"):  # before any work
+    with pytest.raises(ValueError, match=r"frame must be model or input \(or a frame dict\), got 'inch'"):  # no work yet
         register_files(paths["fixed"], paths["moving"], [1.0], tmp_path / "bad", model=model_file, frame="inch")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fixed.nii.gz", "moving.nii.gz", "moving_label.nii.gz", "out"]
+
+
+def test_the_runner_refuses_to_mix_two_pairs_in_one_folder(tmp_path, model_file):
+    """The bundle's register workflow writes straight into its output folder: the same check as register_files."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir(), second.mkdir()
+    net = load_network(model_file)
+    for folder in (first, second):
+        paths = dict(write_pair(folder, np.diag([1.5, 1.5, 2.0, 1.0])), id="case")
+        run = RegistrationRunner(net, [paths], lams=(1.0,), output_dir=tmp_path / "out", frame="input", progress=False)
+        if folder is first:
+            run.run()
+        else:
+            with pytest.raises(ValueError, match=r"out/case holds the results of another pair .*pair.json"):
+                run.run()
+    assert json.loads((tmp_path / "out" / "case" / "pair.json").read_text())["fixed"] == str(first / "fixed.nii.gz")
 
 
 def test_resampled_registration_grid_writes_back_to_the_file_grid(tmp_path, model_file):
