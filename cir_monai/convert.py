@@ -162,11 +162,9 @@ def load_official_checkpoint(path: str | os.PathLike, map_location: str | torch.
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # not a torch file, or pickled objects that are not tensors
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""  # torch's message runs to many lines
-        raise ValueError(f"{path} is not a PyTorch state-dict file ({type(err).__name__}: {first})") from err
+    from cir_monai.engines.checkpoint import load_checkpoint  # here: cir_monai.engines imports this module
+
+    state = load_checkpoint(path, map_location=map_location)  # weights only: nothing in the file runs
     if isinstance(state, Mapping):
         for wrapper in ("state_dict", "model"):
             if wrapper in state and isinstance(state[wrapper], Mapping):

@@ -45,3 +45,27 @@ def heldout_pairs(tmp_path_factory) -> list[dict]:
     from cir_monai.data.heldout import prepare_heldout
 
     return load_pairs(prepare_heldout(tmp_path_factory.mktemp("heldout"), num_pairs=1, progress=False), split="test")
+
+
+class _Payload:
+    """Unpickling this creates ``marker`` (an ``os.system`` call would run a shell command the same way)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def write_unsafe_model(path: Path, marker: Path) -> Path:
+    """A model file as this project writes them (``{"model", "network"}``) whose pickle creates ``marker`` when a full
+    (not weights-only) unpickler loads it."""
+    torch.save({"model": {"payload": _Payload(marker)}, "network": {"spatial_dims": 3}}, path)
+    return path
+
+
+@pytest.fixture
+def unsafe_model(tmp_path) -> tuple[Path, Path]:
+    """``(model file, marker)``: loading the file unsafely creates the marker (it must never exist)."""
+    marker = tmp_path / "pwned"
+    return write_unsafe_model(tmp_path / "downloaded.pt", marker), marker

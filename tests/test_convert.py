@@ -79,7 +79,7 @@ def test_missing_file(tmp_path):
 def test_not_a_torch_file(tmp_path):
     path = tmp_path / "notes.pth"
     path.write_text("hello")
-    with pytest.raises(ValueError, match="notes.pth is not a PyTorch state-dict file"):
+    with pytest.raises(ValueError, match="notes.pth is not a readable checkpoint"):
         load_official_checkpoint(path)
 
 

@@ -61,7 +61,7 @@ def test_resume_continues_with_identical_losses(tmp_path, template):
     interrupted.engine.add_event_handler(Events.ITERATION_COMPLETED, kill)
     with pytest.raises(KeyboardInterrupt):
         interrupted.run()
-    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["iteration"] == 5
+    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["iteration"] == 5
 
     resumed = CLapIRNTrainer(net(123), data, tmp_path / "cut", **kwargs)  # other init: the checkpoint must win
     resumed.run()
@@ -107,7 +107,7 @@ def test_resume_keeps_this_runs_fused_adam(tmp_path, template):
     kwargs = dict(iterations=(2, 1, 1), freeze_steps=0, checkpoint_every=2, log_every=1)
     first = CLapIRNTrainer(net(0), data, tmp_path, **kwargs)
     first.run()
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     for group in state["optimizer"]["param_groups"]:
         group["fused"] = None
     again = CLapIRNTrainer(net(0), data, tmp_path / "again", **kwargs)
