@@ -25,6 +25,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Optional
 
 import torch
 from monai.bundle import ConfigParser
@@ -32,7 +33,7 @@ from monai.data import save_net_with_metadata
 from cir_monai.atomic import atomic_path
 from cir_monai.engines.checkpoint import load_checkpoint
 
-__all__ = ["export_torchscript", "load_bundle_network", "CheckedInputs"]
+__all__ = ["export_torchscript", "script_network", "checked_trace", "load_bundle_network", "CheckedInputs"]
 
 
 def load_bundle_network(bundle_root: str | os.PathLike, config_file: str = "configs/inference.yaml",
@@ -64,15 +65,18 @@ class CheckedInputs(torch.nn.Module):
         net: the traced network, ``(image, lam) → ddf``.
         lam_max: the largest λ the model was trained for.
         spatial_dims: 2 or 3.
+        default_lam: λ when the caller passes the image alone (the bundle's ``network_def#lam``).
     """
 
-    def __init__(self, net: torch.nn.Module, lam_max: float, spatial_dims: int) -> None:
+    def __init__(self, net: torch.nn.Module, lam_max: float, spatial_dims: int, default_lam: float = 1.0) -> None:
         super().__init__()
         self.net, self.lam_max, self.spatial_dims = net, float(lam_max), int(spatial_dims)
+        self.default_lam = float(default_lam)
         self.lam_range = f"[0, {float(lam_max):g}]"  # TorchScript's str(float) writes 10 as "10."
 
-    def forward(self, image: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-        """``image`` ``(B, 2, *S)`` (moving, fixed), ``lam`` ``(B,)`` or one value → the DDF ``(B, n, *S)`` in voxels.
+    def forward(self, image: torch.Tensor, lam: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``image`` ``(B, 2, *S)`` (moving, fixed), ``lam`` ``(B,)``, one value or ``None`` (the default λ) → the
+        DDF ``(B, n, *S)`` in voxels.
 
         Raises:
             ValueError: a wrong shape, NaN/Inf values, or λ outside ``[0, lam_max]`` (the value in the message;
@@ -83,6 +87,8 @@ class CheckedInputs(torch.nn.Module):
                              + str(image.shape))
         if not bool(torch.isfinite(image).all()):
             raise ValueError("image contains NaN or Inf values")
+        if lam is None:
+            lam = torch.full([image.size(0)], self.default_lam, dtype=image.dtype, device=image.device)
         lam = lam.to(image.dtype).reshape(-1).expand(image.size(0))
         bad = lam[~(torch.isfinite(lam) & (lam >= 0) & (lam <= self.lam_max))]
         if bad.numel() > 0:
@@ -90,11 +96,36 @@ class CheckedInputs(torch.nn.Module):
         return self.net(image, lam)
 
 
+def checked_trace(net: torch.nn.Module, trace_size: Sequence[int] | None = None) -> CheckedInputs:
+    """``net`` (a :class:`~cir_monai.networks.StackedCLapIRN`, evaluation mode) traced with ``(image, lam)`` inputs
+    at ``trace_size`` (default 48×56×48; any size: the trace records none), behind :class:`CheckedInputs` (not yet
+    scripted: ``torch.jit.script`` of ``net`` compiles it through ``StackedCLapIRN.__prepare_scriptable__``, so
+    MONAI's ``ckpt_export`` without ``--use_trace`` writes the same module as :func:`script_network`)."""
+    dims = int(net.spatial_dims)
+    size = [int(s) for s in (trace_size or (48, 56, 48)[:dims])]
+    image = torch.rand(1, 2, *size, generator=torch.Generator().manual_seed(0))
+    default_lam = float(getattr(net, "default_lam", 1.0))
+    param = next(net.parameters(), None)
+    if param is not None:
+        image = image.to(param.device)
+    lam = torch.tensor([default_lam], device=image.device)
+    with torch.no_grad(), warnings.catch_warnings():
+        # the tracer warns about the input checks (finite values, λ in range, shapes), which it records as
+        # constants: they hold for the example input and are not part of the exported computation
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(net.eval(), (image, lam), check_trace=False)
+    return CheckedInputs(traced, float(getattr(net, "lam_max", 10.0)), dims, default_lam)
+
+
+def script_network(net: torch.nn.Module, trace_size: Sequence[int] | None = None) -> torch.jit.ScriptModule:
+    """``net`` as TorchScript: :func:`checked_trace`, scripted. Takes ``(image)`` (the default λ) or ``(image, lam)``."""
+    return torch.jit.script(checked_trace(net, trace_size))
+
+
 def export_torchscript(bundle_root: str | os.PathLike, filepath: str | os.PathLike | None = None,
                        ckpt_file: str | os.PathLike | None = None, config_file: str = "configs/inference.yaml",
                        meta_file: str = "configs/metadata.json", trace_size: Sequence[int] = (48, 56, 48)) -> Path:
-    """Trace the bundle's ``network_def`` with ``(image, lam)`` inputs, put :class:`CheckedInputs` in front and save
-    it with the bundle's files inside.
+    """The bundle's ``network_def`` as TorchScript (:func:`script_network`), saved with the bundle's files inside.
 
     Args:
         bundle_root: the bundle folder.
@@ -108,15 +139,7 @@ def export_torchscript(bundle_root: str | os.PathLike, filepath: str | os.PathLi
     """
     root = Path(bundle_root)
     out = Path(filepath) if filepath is not None else root / "models" / "model.ts"
-    net = load_bundle_network(root, config_file, ckpt_file)
-    image = torch.rand(1, 2, *[int(s) for s in trace_size])
-    lam = torch.tensor([float(getattr(net, "default_lam", 1.0))])
-    with torch.no_grad(), warnings.catch_warnings():
-        # the tracer warns about the input checks (finite values, λ in range, shapes), which it records as
-        # constants: they hold for the example input and are not part of the exported computation
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        traced = torch.jit.trace(net, (image, lam), check_trace=False)
-    module = torch.jit.script(CheckedInputs(traced, float(getattr(net, "lam_max", 10.0)), net.spatial_dims))
+    module = script_network(load_bundle_network(root, config_file, ckpt_file), trace_size)
     meta = json.loads((root / meta_file).read_text())
     name = Path(config_file).stem
     extra = {f"{name}.json": json.dumps(ConfigParser.load_config_file(str(root / config_file))).encode()}

@@ -47,6 +47,18 @@ def test_lambda_is_an_input_of_the_exported_module(exported):
     assert (smooth - rough).abs().max() > 0.05  # λ changes the field: it is not a traced constant
 
 
+def test_image_alone_uses_the_default_lambda(exported):
+    """`model.ts(image)` (a Deploy application or a script passing only the image) is `model.ts(image, lam)` at
+    network_def#lam, as the eager network."""
+    path, eager = exported
+    scripted = torch.jit.load(str(path))
+    image = torch.rand(2, 2, 32, 40, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        alone = scripted(image)
+        assert (alone - eager(image)).abs().max() < 1e-4
+        assert (alone - scripted(image, torch.tensor([eager.default_lam]))).abs().max() == 0
+
+
 def test_bundle_files_travel_inside(exported):
     """Under <stem>/extra/ of the archive, where MONAI Deploy looks for them (a temporary file name would hide them)."""
     import zipfile

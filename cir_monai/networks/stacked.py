@@ -31,3 +31,11 @@ class StackedCLapIRN(CLapIRN):
             shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
             raise ValueError(f"image must be (B, 2, *spatial) with channels (moving, fixed), got {shape}.")
         return super().forward(image[:, :1], image[:, 1:], self.default_lam if lam is None else lam, active_levels)
+
+    def __prepare_scriptable__(self):
+        """What ``torch.jit.script(net)`` compiles (MONAI's ``ckpt_export`` without ``--use_trace``): the network is
+        Python control flow that TorchScript cannot script, so it is traced once and put behind the scripted input
+        checks (:func:`cir_monai.export.checked_trace`), the same module as ``models/model.ts``."""
+        from cir_monai.export import checked_trace  # here: cir_monai.export imports the bundle machinery
+
+        return checked_trace(self)
