@@ -36,10 +36,11 @@ LITE = ROOT.parent / "shared" / "reference" / "official_clapirn_lite_oasis.pth"
 COLS = ("dice_mean", "epe_mm", "jac_std", "folding_pct", "sdlogj", "seconds")
 
 
-def evaluator_rows(method: str, net, pairs: list[dict], lams: list[float], out: Path) -> list[dict]:
+def evaluator_rows(method: str, net, pairs: list[dict], lams: list[float], out: Path, refine: int = 0) -> list[dict]:
     from cir_monai.engines import RegistrationEvaluator
 
-    evaluator = RegistrationEvaluator(net, pairs, lams=lams, output_dir=out, hd95=False, figures=False, progress=True)
+    evaluator = RegistrationEvaluator(net, pairs, lams=lams, output_dir=out, hd95=False, figures=False, progress=True,
+                                      refine=refine)
     rows = []
     for pair in pairs:
         pair_rows, labels, per_label, _ = evaluator.evaluate_pair(pair)

@@ -14,9 +14,14 @@ Pipeline (the pieces the tools read from the config):
 2. ``inferer``: :class:`ConditionalInferer` calls ``network(image, lam)`` with the configured λ.
 3. ``postprocessing``: :class:`DDFToWorldd` turns the predicted DDF into world millimetres,
    MONAI's ``Invertd`` carries it back to the input's grid (bilinear), and :class:`AtlasLabelsd`
-   reads the atlas labels through it at the atlas's own resolution (nearest neighbour). Warping
-   the labels on the 2 mm working grid instead loses the small CerebrA regions (held-out Dice
-   0.703 vs 0.719 unwarped, docs/benchmarks.md).
+   reads the atlas labels through it at the atlas's own resolution (nearest neighbour), as an
+   integer (int16) label map, so every consumer (``SaveImaged``, MONAI Label's writer, a MONAI
+   Deploy operator) gets integer labels. Warping the labels on the 2 mm working grid instead loses
+   the small CerebrA regions (held-out Dice 0.703 vs 0.719 unwarped, docs/benchmarks.md).
+
+A λ outside the model's range is refused by :class:`ConditionalInferer` with
+:class:`InvalidRequestError`, a ``ValueError`` that a web server built on Starlette (MONAI Label's
+FastAPI) answers with HTTP 422 and the message, not with a server error.
 
 The atlas is a folder with ``atlas_image.nii.gz`` (T1, brain only), ``atlas_label.nii.gz``
 (integer labels on the same grid) and ``atlas_labels.json`` (``{value: name}``). The bundle
@@ -42,11 +47,12 @@ from monai.transforms import Spacingd as _MonaiSpacingd
 
 from cir_monai.atomic import write_json
 from cir_monai.conventions import voxel_to_world, world_to_voxel
+from cir_monai.networks.clapirn import check_lams
 from cir_monai.networks.warp import warp_from_grid
 from cir_monai.nifti import save_nifti
 
 __all__ = ["ATLAS_FILES", "build_cerebra_atlas", "build_tissue_atlas", "atlas_label_names", "AtlasStackd",
-           "DDFToWorldd", "AtlasLabelsd", "ConditionalInferer", "Spacingd"]
+           "DDFToWorldd", "AtlasLabelsd", "ConditionalInferer", "InvalidRequestError", "Spacingd"]
 
 ATLAS_FILES = {"image": "atlas_image.nii.gz", "label": "atlas_label.nii.gz", "names": "atlas_labels.json"}
 
@@ -174,19 +180,34 @@ class AtlasLabelsd(MapTransform):
 
     Input voxel ``x`` (world point ``p = A x``, ``A`` the field's affine) takes the atlas label at
     world point ``p + u(x)``, read from the atlas at its own resolution by nearest neighbour (0
-    outside the atlas; :func:`~cir_monai.networks.warp_from_grid`). The result keeps the field's metadata (the input's grid and affine).
+    outside the atlas; :func:`~cir_monai.networks.warp_from_grid`). The result is an integer label
+    map (``dtype``, int16 by default: what MONAI Label's writer and a MONAI Deploy operator pass on
+    as is) and keeps the field's metadata (the input's grid and affine).
 
     Args:
         keys: the field's key (``"pred"``).
         atlas_dir: folder with :data:`ATLAS_FILES`.
+        dtype: the label map's integer type.
+
+    Raises:
+        FileNotFoundError: the atlas labels are missing (path in the message).
+        ValueError: ``dtype`` is not an integer type, or the atlas holds labels it cannot represent.
     """
 
-    def __init__(self, keys: str = "pred", atlas_dir: str | os.PathLike = "atlas") -> None:
+    def __init__(self, keys: str = "pred", atlas_dir: str | os.PathLike = "atlas",
+                 dtype: torch.dtype = torch.int16) -> None:
         super().__init__(keys)
         path = Path(atlas_dir) / ATLAS_FILES["label"]
         if not path.is_file():
             raise FileNotFoundError(_missing(path))
         self.label = LoadImage(image_only=True, ensure_channel_first=True)(str(path)).float()
+        if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:
+            raise ValueError(f"AtlasLabelsd: dtype must be an integer type, got {dtype}")
+        info = torch.iinfo(dtype)
+        low, high = float(self.label.min()), float(self.label.max())
+        if low < info.min or high > info.max:
+            raise ValueError(f"atlas labels in [{low:g}, {high:g}] do not fit {dtype}: {path}")
+        self.dtype = dtype
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
         d = dict(data)
@@ -194,8 +215,57 @@ class AtlasLabelsd(MapTransform):
             field = d[key]
             ddf = world_to_voxel(torch.as_tensor(field).double(), field.affine)[None]  # voxels of the input grid
             sampled = warp_from_grid(self.label.as_tensor()[None], self.label.affine, ddf, field.affine, "nearest", "zeros")
-            d[key] = MetaTensor(sampled[0].round(), meta=dict(field.meta))
+            d[key] = MetaTensor(sampled[0].round().to(self.dtype), meta=dict(field.meta))
         return d
+
+
+def _http_exception_base() -> tuple[type[Exception], ...]:
+    """Starlette's ``HTTPException`` where it is installed (the web framework under MONAI Label's FastAPI), else nothing."""
+    try:
+        from starlette.exceptions import HTTPException
+    except ImportError:
+        return ()
+    return (HTTPException,)
+
+
+class InvalidRequestError(ValueError, *_http_exception_base()):
+    """A value given with a request is invalid (a λ outside the model's range): the client's error, not the server's.
+
+    A ``ValueError`` with the message, so the bundle's command line reports it in one line. Where
+    Starlette is installed it is also Starlette's ``HTTPException`` with ``status_code`` 422 and
+    ``detail`` the message: MONAI Label (FastAPI) has no handler of its own for errors raised while
+    a task runs and answers any other exception with HTTP 500 and a server traceback, but it answers
+    this one with ``422 {"detail": message}``. ``str()`` is the plain message.
+    """
+
+    status_code = 422
+
+    def __init__(self, message: str) -> None:
+        ValueError.__init__(self, message)
+        self.detail, self.headers = message, None
+
+    def __str__(self) -> str:
+        return self.detail
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.detail!r})"
+
+
+def _model_lam_max(network) -> float | None:
+    """The network's λ range ``[0, lam_max]``: the eager cLapIRN's ``lam_max``, or the exported module's (model.ts).
+
+    None where the network does not say (then it checks λ itself) or ignores λ (the fixed-λ baseline).
+    Wrappers are looked through: MONAI Deploy's ``Model`` (the loaded module is its ``predictor``; the SDK
+    passes the wrapper for a TorchScript file) and ``DataParallel`` / ``DistributedDataParallel`` (``module``).
+    """
+    for attribute in ("predictor", "module"):
+        inner = getattr(network, attribute, None)
+        if isinstance(inner, torch.nn.Module):
+            network = inner
+    if getattr(network, "conditioning", None) == "none":
+        return None
+    lam_max = getattr(network, "lam_max", None)
+    return float(lam_max) if isinstance(lam_max, (int, float)) and not isinstance(lam_max, bool) else None
 
 
 class ConditionalInferer(Inferer):
@@ -205,18 +275,37 @@ class ConditionalInferer(Inferer):
     :class:`~cir_monai.networks.StackedCLapIRN` and with the exported TorchScript
     (:mod:`cir_monai.export`), whose inputs are ``(image, lam)``.
 
+    λ is checked against the network's range when it is called, before any work: λ comes with the
+    request (MONAI Label's ``displayable_configs``, MONAI Deploy's ``lam`` input), and an error from
+    the call reaches the caller as raised, whereas one from the constructor would be wrapped by MONAI's
+    config parser into a ``RuntimeError``.
+
     Args:
         lam: the smoothness weight λ (within the model's range, [0, 10] for the shipped model).
+
+    Raises:
+        InvalidRequestError: (when called) λ is not a number, not finite, or outside ``[0, network.lam_max]``.
     """
 
     def __init__(self, lam: float = 1.0) -> None:
         super().__init__()
-        self.lam = float(lam)
+        self.lam = lam
 
     def __call__(self, inputs: torch.Tensor, network, *args, lam=None, **kwargs) -> torch.Tensor:
         """``lam``: a λ given with the call (MONAI Deploy passes the bundle's ``lam`` input as a keyword) wins."""
         value = self.lam if lam is None else lam
-        lam_t = torch.as_tensor(value, dtype=torch.float32, device=inputs.device).reshape(-1)
+        lam_max = _model_lam_max(network)
+        try:  # a number, a sequence or tensor of numbers, or a number's text (a request's parameter)
+            lam_t = torch.as_tensor(float(value) if isinstance(value, str) else value, dtype=torch.float32,
+                                    device=inputs.device).reshape(-1)
+        except (TypeError, ValueError, RuntimeError):
+            bounds = f" in [0, {lam_max:g}]" if lam_max is not None else ""
+            raise InvalidRequestError(f"lam must be a number{bounds}, got {value!r}") from None
+        if lam_max is not None:
+            try:
+                check_lams(lam_t.detach().cpu().tolist(), lam_max)
+            except ValueError as err:
+                raise InvalidRequestError(str(err)) from None
         if lam_t.numel() == 1:
             lam_t = lam_t.expand(inputs.shape[0])
         return network(inputs, lam_t, *args, **kwargs)

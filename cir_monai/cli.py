@@ -25,7 +25,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cir_monai.defaults import DEFAULT_LAMS
+from cir_monai.defaults import DEFAULT_LAMS, DEFAULT_REFINE
 
 __all__ = ["main", "Commands", "parse_lams"]
 
@@ -69,7 +69,7 @@ class Commands:
     def register(self, fixed: str, moving: str, lam="1.0", out: str = "runs/register", moving_label: str | None = None,
                  fixed_label: str | None = None, model: str | None = None, device: str | None = None,
                  ddf_units: str = "voxel", png: bool = False, frame: str = "model", inverse: bool = False,
-                 affine: bool = False):
+                 affine: bool = False, refine: int = DEFAULT_REFINE):
         """Register MOVING onto FIXED at one or more λ; NIfTI outputs in the fixed image's space.
 
         Writes OUT/<pair>/lam_<λ>/{warped.nii.gz, ddf.nii.gz[, warped_label.nii.gz][, overlay.png]}.
@@ -98,6 +98,8 @@ class Commands:
             inverse: also write ddf_inverse.nii.gz, the inverse field (fixed-point inversion of the
                 DDF, on the fixed grid), which maps the fixed image onto the moving one; prints its
                 composition residual (approximate where the moving scan lies outside the fixed grid).
+            refine: refine the network's field for this pair by N steps of its own training objective at the same
+                λ (Adam, in the model's frame); 0 gives the network's field alone (fastest). Default 50.
         """
         from cir_monai.engines.inference import register_files
         from cir_monai.runtime import tune_cpu_allocator
@@ -110,7 +112,7 @@ class Commands:
         lams = [read_lam_star(folder)] if folder is not None and folder.exists() else parse_lams(lam)
         results = register_files(fixed, moving, lams, out, moving_label=moving_label, fixed_label=fixed_label,
                                  model=model, device=device, ddf_units=ddf_units, figures=png, frame=frame,
-                                 inverse=inverse, affine=affine)
+                                 inverse=inverse, affine=affine, refine=refine)
         for value, record in results.items():
             extra = (f"; inverse residual {record['inverse_residual_mean']:.3f} voxel mean, "
                      f"{record['inverse_residual_max']:.2f} max" if inverse else "")
@@ -118,7 +120,7 @@ class Commands:
 
     def sweep(self, data: str = "embedded", lams=DEFAULT_LAMS, out: str = "runs/sweep",
               max_folding: float = 0.1, rule: str = "max_dice", tolerance: float = 0.01, split: str = "validation",
-              model: str | None = None, device: str | None = None, pixdim: float | None = None):
+              model: str | None = None, device: str | None = None, pixdim: float | None = None, refine: int = 0):
         """Find λ*: register every labelled pair at every λ with one model and pick the best λ.
 
         Writes OUT/summary.md (report with tables and pictures), summary.json, one CSV per pair,
@@ -139,12 +141,15 @@ class Commands:
             model: model file (default: the bundle's shipped model).
             device: cpu or cuda.
             pixdim: resample to this spacing in mm first (default: the fixed image's grid).
+            refine: per-pair refinement steps at every λ (default 0: the network alone; give register's
+                default, 50, to choose λ for refined registrations).
         """
         from cir_monai.runtime import tune_cpu_allocator
         from cir_monai.sweep import sweep
 
         tune_cpu_allocator()
-        summary = sweep(data, out, parse_lams(lams), max_folding, rule, tolerance, split, model, device, pixdim)
+        summary = sweep(data, out, parse_lams(lams), max_folding, rule, tolerance, split, model, device, pixdim,
+                        refine=refine)
         report = Path(out).expanduser() / "summary.md"
         _print_table(report, bold=True)
         print(f"λ* = {summary['lam_star']:g}; report: {report}")

@@ -145,8 +145,9 @@ class FrameResampler:
             return tuple(slice(None) for _ in start)
         return tuple(slice(int(s), int(e)) for s, e in zip(start, end))
 
-    def predict(self, network, moving_w, fixed_w, lam, grid=None, device=None):
-        """The network's DDF, predicted on the foreground box of the frame grid (see above).
+    def predict(self, network, moving_w, fixed_w, lam, grid=None, device=None, refine: int = 0):
+        """The network's DDF, predicted on the foreground box of the frame grid (see above), refined for the pair
+        by ``refine`` steps of the network's own objective there (:func:`cir_monai.refine.refine_ddf`).
 
         Args:
             network: the registration network (evaluation mode).
@@ -155,6 +156,7 @@ class FrameResampler:
             grid: the image ``fixed_w`` was made from: the field is returned on its grid, in its
                 voxels (:meth:`field_to_grid`); ``None`` keeps the frame grid.
             device: where to run (default: the images').
+            refine: per-pair refinement steps (0: the network's field as it is).
 
         Returns:
             ``(1, n, *S)`` displacement in voxels of ``grid`` (``*S_w`` of the frame grid when ``grid`` is ``None``).
@@ -166,6 +168,10 @@ class FrameResampler:
         if device is not None:
             moving, fixed = moving.to(device), fixed.to(device)
         ddf = network(moving, fixed, lam)
+        if refine:
+            from cir_monai.refine import refine_ddf
+
+            ddf = refine_ddf(moving, fixed, ddf, lam, refine, num_levels=int(getattr(network, "num_levels", 3)))
         shape = tuple(fixed_w.shape[1:])
         pads = []
         for sl, size in reversed(list(zip(box, shape))):

@@ -80,7 +80,7 @@ def refine_ddf(moving: torch.Tensor, fixed: torch.Tensor, ddf: torch.Tensor, lam
             value = loss()
             value.backward()
             optimizer.step()
-            losses.append(float(value))
+            losses.append(float(value.detach()))
         with torch.no_grad():
             result = field().detach().to(ddf.dtype)
             if return_losses:

@@ -115,6 +115,7 @@ def run_sweep(
     pixdim: float | Sequence[float] | None = None,
     progress: bool = True,
     shown_dir: str | os.PathLike | None = None,
+    refine: int = 0,
 ) -> dict:
     """Evaluate ``network`` on labelled ``pairs`` at every λ, pick λ* and write the report.
 
@@ -129,6 +130,8 @@ def run_sweep(
         progress: progress bar over pairs.
         shown_dir: the folder named in the report's "use it" line (default ``output_dir``; the
             command line writes to a staging folder that is moved there afterwards).
+        refine: per-pair refinement steps at every λ (:func:`cir_monai.refine.refine_ddf`), so that λ* is chosen
+            for refined registrations.
 
     Returns:
         the evaluation summary with ``lam_star`` added.
@@ -139,7 +142,7 @@ def run_sweep(
     check_rule(rule, max_folding, tolerance)  # fail before the work
     output_dir = Path(output_dir)
     evaluator = RegistrationEvaluator(network, pairs, lams=lams, output_dir=output_dir, pixdim=pixdim, device=device,
-                                      progress=progress)
+                                      progress=progress, refine=refine)
     summary = evaluator.run(report=False)  # one report, written below with λ*
     lam_star = select_lambda(summary["per_lam"], max_folding=max_folding, rule=rule, tolerance=tolerance)
     shown = Path(shown_dir) if shown_dir is not None else output_dir
@@ -164,7 +167,7 @@ def run_sweep(
 def sweep(data: str | os.PathLike = "embedded", out: str | os.PathLike = "runs/sweep", lams: Sequence[float] = DEFAULT_LAMS,
           max_folding: float = 0.1, rule: str = "max_dice", tolerance: float = 0.01, split: str = "validation",
           model: str | os.PathLike | None = None, device: str | torch.device | None = None,
-          pixdim: float | None = None) -> dict:
+          pixdim: float | None = None, refine: int = 0) -> dict:
     """The λ sweep of ``cir-monai sweep``: check the settings, load the model (``None``: the shipped one) and
     the labelled pairs of ``data`` (:func:`cir_monai.workflows.data_pairs`), and write :func:`run_sweep`'s
     report into ``out`` atomically (:func:`~cir_monai.atomic.staged_folder`, replacing an earlier report).
@@ -174,10 +177,11 @@ def sweep(data: str | os.PathLike = "embedded", out: str | os.PathLike = "runs/s
     """
     from cir_monai.atomic import staged_folder
     from cir_monai.defaults import default_device, default_model
-    from cir_monai.engines.inference import checked_lams, load_network
+    from cir_monai.engines.inference import check_options, checked_lams, load_network
     from cir_monai.workflows import data_pairs
 
     check_rule(rule, max_folding, tolerance)
+    check_options(refine=refine)
     device = default_device(device)
     network = load_network(model, device)
     checked_lams(lams, network)  # before the data are built
@@ -185,4 +189,4 @@ def sweep(data: str | os.PathLike = "embedded", out: str | os.PathLike = "runs/s
     with staged_folder(out, fresh=True) as staging:
         return run_sweep(network, pairs, staging, lams=lams, max_folding=float(max_folding), rule=rule,
                          tolerance=float(tolerance), model=str(model or default_model()), data=str(data), device=device,
-                         pixdim=pixdim, shown_dir=out)
+                         pixdim=pixdim, shown_dir=out, refine=refine)

@@ -52,6 +52,8 @@ class RegistrationEvaluator:
         device: ``"cuda"`` when available else ``"cpu"`` by default.
         progress: show a progress bar over pairs.
         figures: draw the pictures of the report (PNG).
+        refine: per-pair refinement steps (:func:`cir_monai.refine.refine_ddf`; 0: the network alone); the
+            reported time includes them.
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class RegistrationEvaluator:
         device: str | torch.device | None = None,
         progress: bool = True,
         figures: bool = True,
+        refine: int = 0,
     ) -> None:
         self.device = default_device(device)
         self.network = network.to(self.device).eval()
@@ -85,6 +88,7 @@ class RegistrationEvaluator:
         self.preprocessing = registration_preprocessing(spatial_size, pixdim, orientation, percentiles)
         self.resampler = FrameResampler(resolve_frame(network, frame)["spacing"])
         self.hd95 = bool(hd95)
+        self.refine = int(refine)
 
     @torch.no_grad()
     def evaluate_pair(self, pair: dict, keep: Sequence[float] = ()) -> tuple[list[dict], list[int], dict, dict]:
@@ -122,7 +126,8 @@ class RegistrationEvaluator:
                 ddf, seconds = identity, 0.0
             else:
                 start = time.perf_counter()
-                ddf = self.resampler.predict(self.network, moving_w, fixed_w, lam, grid=fixed, device=self.device)
+                ddf = self.resampler.predict(self.network, moving_w, fixed_w, lam, grid=fixed, device=self.device,
+                                             refine=self.refine)
                 seconds = time.perf_counter() - start
                 ddf = ddf.cpu()
                 if lam in keep:

@@ -69,13 +69,15 @@ def pair_record(pair: dict) -> dict:
     return {k: str(Path(pair[k]).expanduser().absolute()) for k in ("fixed", "moving")}
 
 
-def check_options(ddf_units: str = "voxel", frame: str | dict = "model") -> None:
-    """The runner's output units and frame, checked before any work (model loading included).
+def check_options(ddf_units: str = "voxel", frame: str | dict = "model", refine: int = 0) -> None:
+    """The runner's output units, frame and refinement steps, checked before any work (model loading included).
 
     Raises:
-        ValueError: ``ddf_units`` not one of :data:`DDF_UNITS`, or ``frame`` neither ``"model"``, ``"input"``
-            nor a frame dict.
+        ValueError: ``ddf_units`` not one of :data:`DDF_UNITS`, ``frame`` neither ``"model"``, ``"input"``
+            nor a frame dict, or ``refine`` not a whole number >= 0.
     """
+    if isinstance(refine, bool) or not isinstance(refine, (int, float)) or refine < 0 or int(refine) != refine:
+        raise ValueError(f"refine must be a whole number of steps >= 0, got {refine!r}")
     if ddf_units not in DDF_UNITS:
         raise ValueError(f"ddf_units must be one of {', '.join(DDF_UNITS)}, got {ddf_units!r}")
     if not isinstance(frame, dict) and frame not in ("model", "input"):
@@ -205,6 +207,9 @@ class RegistrationRunner:
             fixed-point inverse of the field (:func:`~cir_monai.networks.invert_ddf`), which warps the
             fixed image onto the moving one; its composition residual (voxels, mean and max over
             the fixed brain) goes into the returned record.
+        refine: refine each pair's field by this many steps of the network's own objective at the same λ, in the
+            model's frame (:func:`cir_monai.refine.refine_ddf`; 0: the network's field as it is). The refined field
+            is what every output is made from (warped images, ``ddf.nii.gz``, the inverse, the affine's total field).
     """
 
     def __init__(
@@ -223,13 +228,15 @@ class RegistrationRunner:
         figures: bool = False,
         inverse: bool = False,
         affine: bool = False,
+        refine: int = 0,
     ) -> None:
-        check_options(ddf_units, frame)
+        check_options(ddf_units, frame, refine)
         self.device = default_device(device)
         self.network = network.to(self.device).eval()
         self.lams = checked_lams(lams, network)
         self.inverse = bool(inverse)
         self.affine = bool(affine)
+        self.refine = int(refine)
         self.pairs = list(pairs)
         self.output_dir = Path(output_dir)
         self.ddf_units = ddf_units
@@ -281,7 +288,8 @@ class RegistrationRunner:
         written: dict[float, dict[str, str]] = {}
         for lam in self.lams:
             start = time.perf_counter()
-            deformable = self.resampler.predict(self.network, moving_w, fixed_w, lam, grid=fixed, device=self.device)
+            deformable = self.resampler.predict(self.network, moving_w, fixed_w, lam, grid=fixed, device=self.device,
+                                                refine=self.refine)
             ddf = deformable
             if moving_world is not None:  # the written field: the total one, from the moving scan's own position
                 from cir_monai.affine import affine_then
@@ -352,7 +360,7 @@ def register_files(fixed: str, moving: str, lams: Sequence[float] = (1.0,), out:
     """
     from cir_monai.data.datalist import check_pairs
 
-    check_options(options.get("ddf_units", "voxel"), options.get("frame", "model"))  # before any work
+    check_options(options.get("ddf_units", "voxel"), options.get("frame", "model"), options.get("refine", 0))
     pair = {"fixed": fixed, "moving": moving, "moving_label": moving_label, "fixed_label": fixed_label}
     pairs = check_pairs([{k: v for k, v in pair.items() if v}], "the FIXED/MOVING pair")
     final = Path(out).expanduser()

@@ -1,0 +1,64 @@
+"""Per-pair refinement (cir_monai.refine) on a deformed phantom pair, from an untrained network's field."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cir_monai.data import make_pair, phantom
+from cir_monai.losses import CLapIRNLoss
+from cir_monai.networks import CLapIRN, Warp
+from cir_monai.refine import refine_ddf
+
+SHAPE = (32, 40, 32)
+
+
+@pytest.fixture(scope="module")
+def start():
+    """A deformed pair and a small untrained network's field for it (the starting point refinement improves)."""
+    pair = make_pair(*phantom(SHAPE, seed=0), seed=3)
+    moving, fixed = pair["moving"], pair["fixed"]
+    torch.manual_seed(0)
+    net = CLapIRN(3, start_channels=2).eval()
+    with torch.no_grad():
+        ddf = net(moving, fixed, 1.0)
+    return moving, fixed, ddf
+
+
+def objective(moving, fixed, ddf, lam):
+    """The network's training objective at its finest level, as CLapIRNLoss computes it."""
+    loss = CLapIRNLoss(3, 3)
+    return float(loss.similarity[2](Warp()(moving, ddf), fixed) + lam * loss.smoothness(ddf))
+
+
+def test_refinement_lowers_the_objective_it_minimises(start):
+    moving, fixed, ddf = start
+    refined, losses = refine_ddf(moving, fixed, ddf, 1.0, iterations=30, return_losses=True)
+    assert losses[0] == pytest.approx(objective(moving, fixed, ddf, 1.0), abs=1e-5)
+    assert losses[-1] == pytest.approx(objective(moving, fixed, refined, 1.0), abs=1e-5)
+    # regression value: 30 steps at lr 0.1 lower it by ~0.1 on this pair (measured 0.12); half of that must hold
+    assert losses[-1] < losses[0] - 0.05, losses[::10]
+    assert refined.shape == ddf.shape and not torch.equal(refined, ddf)
+
+
+def test_lambda_keeps_its_meaning(start):
+    """At λ = 10 the objective's smoothness term holds the field back: it moves less than at λ = 0.1."""
+    moving, fixed, ddf = start
+    change = {lam: (refine_ddf(moving, fixed, ddf, lam, iterations=30) - ddf).abs().mean() for lam in (0.1, 10.0)}
+    assert change[10.0] < 0.8 * change[0.1], change
+
+
+def test_deterministic_and_zero_steps_is_the_network(start):
+    moving, fixed, ddf = start
+    first = refine_ddf(moving, fixed, ddf, 1.0, iterations=5)
+    assert torch.equal(first, refine_ddf(moving, fixed, ddf, 1.0, iterations=5))
+    assert refine_ddf(moving, fixed, ddf, 1.0, iterations=0) is ddf
+    with pytest.raises(ValueError, match="refine iterations must be >= 0"):
+        refine_ddf(moving, fixed, ddf, 1.0, iterations=-1)
+
+
+def test_coarse_update_grid(start):
+    """grid_factor 2 optimises the update on a half-resolution grid; the objective still falls."""
+    moving, fixed, ddf = start
+    _, losses = refine_ddf(moving, fixed, ddf, 1.0, iterations=20, grid_factor=2, return_losses=True)
+    assert losses[-1] < losses[0] - 0.02
