@@ -280,16 +280,27 @@ class ConditionalInferer(Inferer):
     the call reaches the caller as raised, whereas one from the constructor would be wrapped by MONAI's
     config parser into a ``RuntimeError``.
 
+    With ``refine > 0`` the network's field is refined for the image at hand by that many steps of the network's own
+    objective at the same λ (:func:`cir_monai.refine.refine_ddf`), on the stacked input's grid (the frame).
+
     Args:
         lam: the smoothness weight λ (within the model's range, [0, 10] for the shipped model).
+        refine: per-image refinement steps (0: the network's field as it is).
+        num_levels: the network's pyramid levels, for the refinement's similarity pyramid (read from an eager
+            network; a TorchScript module does not carry it).
 
     Raises:
+        ValueError: ``refine`` is not a whole number >= 0.
         InvalidRequestError: (when called) λ is not a number, not finite, or outside ``[0, network.lam_max]``.
     """
 
-    def __init__(self, lam: float = 1.0) -> None:
+    def __init__(self, lam: float = 1.0, refine: int = 0, num_levels: int = 3) -> None:
         super().__init__()
         self.lam = lam
+        if isinstance(refine, bool) or not isinstance(refine, (int, float)) or refine < 0 or int(refine) != refine:
+            raise ValueError(f"refine must be a whole number of steps >= 0, got {refine!r}")
+        self.refine = int(refine)
+        self.num_levels = int(num_levels)
 
     def __call__(self, inputs: torch.Tensor, network, *args, lam=None, **kwargs) -> torch.Tensor:
         """``lam``: a λ given with the call (MONAI Deploy passes the bundle's ``lam`` input as a keyword) wins."""
@@ -308,4 +319,11 @@ class ConditionalInferer(Inferer):
                 raise InvalidRequestError(str(err)) from None
         if lam_t.numel() == 1:
             lam_t = lam_t.expand(inputs.shape[0])
-        return network(inputs, lam_t, *args, **kwargs)
+        ddf = network(inputs, lam_t, *args, **kwargs)
+        if self.refine:
+            from cir_monai.refine import refine_ddf
+
+            levels = int(getattr(network, "num_levels", self.num_levels))
+            ddf = torch.cat([refine_ddf(inputs[i:i + 1, :1], inputs[i:i + 1, 1:], ddf[i:i + 1], float(lam_t[i]),
+                                        self.refine, num_levels=levels) for i in range(inputs.shape[0])])
+        return ddf
