@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The held-out real-anatomy set: the shipped model at several λ vs identity, ANTs SyN and the authors' lite model.
 
-    python bench/bench_heldout.py [--model bundle/models/model.pt] [--lams 0,0.1,1,4,10] [--pairs 4]
+    python bench/bench_heldout.py [--model bundle/models/model.pt] [--lams 0,0.1,1,4,10] [--refine 50] [--pairs 4]
         [--ants-transform SyN] [--no-ants] [--no-lite] [--out runs/heldout] [--no-append]
 
 The pairs (:mod:`cir_monai.data.heldout`): the MNI ICBM152 2009c T1 with the CerebrA atlas (102
@@ -9,7 +9,9 @@ regions), which no training of this project sees, as two subjects under independ
 deformations, 1 mm, ~157×193×167. Every method is scored on the fixed image's 1 mm grid, with the
 moving labels warped by nearest neighbour through its DDF: Dice per label and mean, end-point error
 (mm, over the fixed brain) against the true field, std|J|, % det J ≤ 0 and SDlogJ (forward
-differences, voxels). Ours and the lite model run through :class:`cir_monai.engines.RegistrationEvaluator`
+differences, voxels). Ours runs twice: the network alone (``ours``) and refined for each pair by ``--refine`` steps
+(``ours + refine N``, the default pipeline of ``cir-monai register``; s / pair counts the steps). Ours and the lite
+model run through :class:`cir_monai.engines.RegistrationEvaluator`
 in their own frames (the shipped model: 2 mm; the lite model: 1 mm), the field brought back to the 1 mm
 grid; ANTs through ``bench_baselines.ants_rows`` (needs ``pip install -r requirements-bench.txt``).
 
@@ -83,12 +85,16 @@ def main() -> int:
     parser.add_argument("--model", default=str(ROOT / "bundle" / "models" / "model.pt"))
     parser.add_argument("--lams", default="0,0.1,1,4,10")
     parser.add_argument("--lite-lams", default="0,1,10")
+    parser.add_argument("--refine", type=int, default=None, help="refinement steps of the refined rows (default: "
+                        "register's, cir_monai.defaults.DEFAULT_REFINE; 0: no refined rows)")
     parser.add_argument("--pairs", type=int, default=4)
     parser.add_argument("--ants-transform", default="SyN")
     parser.add_argument("--no-ants", action="store_true")
     parser.add_argument("--no-lite", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--data", default=str(ROOT / "data" / "heldout"))
+    parser.add_argument("--group", default="standard", help="held-out group (cir_monai.data.heldout.HELDOUT_GROUPS): "
+                        "standard, or hard (larger, finer deformations and stronger intensity changes)")
+    parser.add_argument("--data", default=None, help="where the pairs are written (default data/heldout[_GROUP])")
     parser.add_argument("--out", default=str(ROOT / "runs" / "heldout"))
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
@@ -108,9 +114,17 @@ def main() -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    pairs = load_pairs(prepare_heldout(args.data, args.pairs), split="test")
+    data = args.data or str(ROOT / "data" / ("heldout" if args.group == "standard" else f"heldout_{args.group}"))
+    pairs = load_pairs(prepare_heldout(data, args.pairs, group=args.group), split="test")
     lams = [float(v) for v in args.lams.split(",")]
-    rows = evaluator_rows("ours", load_network(args.model), pairs, lams, out)
+    from cir_monai.defaults import DEFAULT_REFINE
+
+    net = load_network(args.model)
+    rows = evaluator_rows("ours", net, pairs, lams, out)
+    refine = DEFAULT_REFINE if args.refine is None else args.refine
+    if refine:
+        refined = evaluator_rows(f"ours + refine {refine}", net, pairs, lams, out / "refined", refine=refine)
+        rows += [r for r in refined if r["method"] != "identity"]
     if not args.no_lite and LITE.is_file():
         lite_rows = evaluator_rows("authors' lite (OASIS)", load_network(LITE), pairs,
                                    [float(v) for v in args.lite_lams.split(",")], out)
@@ -128,17 +142,19 @@ def main() -> int:
         writer.writeheader()
         writer.writerows(rows)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    per_lam = {s["lam"]: s for s in summary if s["method"] == "ours"}
+    curve = f"ours + refine {refine}" if refine else "ours"  # the default pipeline, every λ
+    per_lam = {s["lam"]: s for s in summary if s["method"] == curve}
     per_lam["before"] = next(s for s in summary if s["method"] == "identity")
     references = {f"{s['method']}" + (f" λ={s['lam']}" if s["lam"] else ""): s for s in summary
-                  if s["method"] not in ("ours", "identity") and (s["lam"] in ("", "1"))}
+                  if s["method"] not in (curve, "identity") and (s["lam"] in ("", "1"))}
     picture = plot_tradeoff(per_lam, out / "heldout_tradeoff.png", references=references,
-                            title="Held-out anatomy (2009c + CerebrA, 1 mm): one model, every λ")
-    shutil.copyfile(picture, ROOT / "docs" / "images" / "heldout_tradeoff.png")
+                            title=f"Held-out anatomy (2009c + CerebrA, 1 mm): one model, every λ ({curve})")
+    if args.group == "standard":
+        shutil.copyfile(picture, ROOT / "docs" / "images" / "heldout_tradeoff.png")
     table = markdown(summary)
     print(table)
     if not args.no_append:
-        details = (f"{platform.machine()}, {args.threads} threads; {len(pairs)} held-out pairs, 1 mm, mean Dice over the "
+        details = (f"{platform.machine()}, {args.threads} threads; {len(pairs)} held-out pairs ({args.group}), 1 mm, mean Dice over the "
                    "CerebrA regions present; model " + str(Path(args.model).relative_to(ROOT) if Path(args.model).is_relative_to(ROOT) else args.model))
         append_table("Held-out anatomy", "bench/bench_heldout.py", details, table)
     return 0

@@ -58,7 +58,9 @@ def main() -> int:
     parser.add_argument("--lams", default="0,0.1,0.5,1,2,4,8,10")
     parser.add_argument("--pairs", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--data", default=str(ROOT / "data" / "heldout"))
+    parser.add_argument("--group", default="standard", help="held-out group (cir_monai.data.heldout.HELDOUT_GROUPS): "
+                        "standard, or hard (larger, finer deformations and stronger intensity changes)")
+    parser.add_argument("--data", default=None, help="where the pairs are written (default data/heldout[_GROUP])")
     parser.add_argument("--out", default=str(ROOT / "runs" / "refine"))
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
@@ -71,7 +73,8 @@ def main() -> int:
     tune_cpu_allocator()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    pairs = load_pairs(prepare_heldout(args.data, args.pairs), split="test")
+    data = args.data or str(ROOT / "data" / ("heldout" if args.group == "standard" else f"heldout_{args.group}"))
+    pairs = load_pairs(prepare_heldout(data, args.pairs, group=args.group), split="test")
     net = load_network(args.model)
     lams = [float(v) for v in args.lams.split(",")]
     summary = []
@@ -96,7 +99,7 @@ def main() -> int:
     print(table)
     if not args.no_append:
         model = Path(args.model).resolve()
-        details = (f"{platform.machine()}, {args.threads} threads; {len(pairs)} held-out pairs, 1 mm; model "
+        details = (f"{platform.machine()}, {args.threads} threads; {len(pairs)} held-out pairs ({args.group}), 1 mm; model "
                    f"{model.relative_to(ROOT) if model.is_relative_to(ROOT) else model}; s / pair: network + N steps")
         append_table("Per-pair refinement against N (held-out)", "bench/bench_refine.py", details, table)
     return 0

