@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """`cir-monai register` on a 1 mm brain pair end to end, against ANTs SyN on the same pair, in one run.
 
-    python bench/bench_register_1mm.py [--model bundle/models/model.pt] [--lam 1] [--threads 2] [--no-ants] [--no-append]
+    python bench/bench_register_1mm.py [--model bundle/models/model.pt] [--lam 1] [--refine 0,50] [--threads 2]
+        [--no-ants] [--no-append]
 
 The pair: a held-out pair (:func:`cir_monai.data.heldout.heldout_pair`, seed 31000: two "subjects" of
 the MNI ICBM152 2009c T1 brain under independent deformations, with their CerebrA labels) on the
@@ -9,8 +10,9 @@ template's full 1 mm grid, 193×229×193, empty margins included (as a user's sc
 wall times of the whole job (reading, preprocessing, registration, writing) and the peak memory is
 that process's maximum resident set size:
 
-* ``cir-monai register FIXED MOVING --moving-label LABEL --lam 1`` (the shipped model predicts in its
-  2 mm frame; warped image, label and DDF are written at 1 mm);
+* ``cir-monai register FIXED MOVING --moving-label LABEL --lam 1 --refine N`` for each N of ``--refine`` (the
+  shipped model predicts in its 2 mm frame, refined by N steps there; warped image, label and DDF are written
+  at 1 mm);
 * ANTs SyN (``ants.registration(type_of_transform="SyN")`` plus the warped label and image written),
   needs ``pip install -r requirements-bench.txt``.
 
@@ -98,6 +100,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=str(ROOT / "bundle" / "models" / "model.pt"))
     parser.add_argument("--lam", default="1")
+    parser.add_argument("--refine", default="0,50", help="refinement steps, one register run each")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-ants", action="store_true")
     parser.add_argument("--no-append", action="store_true")
@@ -108,12 +111,14 @@ def main() -> int:
         tmp = Path(tmp)
         paths = write_pair(tmp)
         shape = "×".join(str(s) for s in nib.load(paths["fixed"]).shape)
-        ours = tmp / "ours"
-        seconds, peak = timed([sys.executable, "-m", "cir_monai", "register", paths["fixed"], paths["moving"],
-                               "--moving-label", paths["moving_label"], "--lam", args.lam, "--model", args.model,
-                               "--out", str(ours)], env)
-        warped = next(ours.glob("*/lam_*/warped_label.nii.gz"))
-        rows.append(("cir-monai register (2 mm frame)", seconds, peak, gm_free_dice(str(warped), paths["fixed_label"])))
+        for steps in [int(v) for v in args.refine.split(",")]:
+            ours = tmp / f"ours_{steps}"
+            seconds, peak = timed([sys.executable, "-m", "cir_monai", "register", paths["fixed"], paths["moving"],
+                                   "--moving-label", paths["moving_label"], "--lam", args.lam, "--model", args.model,
+                                   "--refine", str(steps), "--out", str(ours)], env)
+            warped = next(ours.glob("*/lam_*/warped_label.nii.gz"))
+            rows.append((f"cir-monai register --refine {steps}", seconds, peak,
+                         gm_free_dice(str(warped), paths["fixed_label"])))
         rows.insert(0, ("identity", 0.0, 0.0, gm_free_dice(paths["moving_label"], paths["fixed_label"])))
         if not args.no_ants:
             ants_out = tmp / "ants"

@@ -290,17 +290,26 @@ class ConditionalInferer(Inferer):
             network; a TorchScript module does not carry it).
 
     Raises:
-        ValueError: ``refine`` is not a whole number >= 0.
-        InvalidRequestError: (when called) λ is not a number, not finite, or outside ``[0, network.lam_max]``.
+        InvalidRequestError: (when called, like λ: both may come with a request) λ is not a number, not finite, or
+            outside ``[0, network.lam_max]``; ``refine`` is not a whole number >= 0.
     """
 
     def __init__(self, lam: float = 1.0, refine: int = 0, num_levels: int = 3) -> None:
         super().__init__()
         self.lam = lam
-        if isinstance(refine, bool) or not isinstance(refine, (int, float)) or refine < 0 or int(refine) != refine:
-            raise ValueError(f"refine must be a whole number of steps >= 0, got {refine!r}")
-        self.refine = int(refine)
+        self.refine = refine
         self.num_levels = int(num_levels)
+
+    def _steps(self) -> int:
+        value = self.refine
+        try:
+            steps = float(value) if isinstance(value, str) else value
+            ok = not isinstance(steps, bool) and float(steps) >= 0 and float(steps) == int(steps)
+        except (TypeError, ValueError, OverflowError):
+            ok = False
+        if not ok:
+            raise InvalidRequestError(f"refine must be a whole number of steps >= 0, got {value!r}")
+        return int(steps)
 
     def __call__(self, inputs: torch.Tensor, network, *args, lam=None, **kwargs) -> torch.Tensor:
         """``lam``: a λ given with the call (MONAI Deploy passes the bundle's ``lam`` input as a keyword) wins."""
@@ -319,11 +328,12 @@ class ConditionalInferer(Inferer):
                 raise InvalidRequestError(str(err)) from None
         if lam_t.numel() == 1:
             lam_t = lam_t.expand(inputs.shape[0])
+        steps = self._steps()
         ddf = network(inputs, lam_t, *args, **kwargs)
-        if self.refine:
+        if steps:
             from cir_monai.refine import refine_ddf
 
             levels = int(getattr(network, "num_levels", self.num_levels))
             ddf = torch.cat([refine_ddf(inputs[i:i + 1, :1], inputs[i:i + 1, 1:], ddf[i:i + 1], float(lam_t[i]),
-                                        self.refine, num_levels=levels) for i in range(inputs.shape[0])])
+                                        steps, num_levels=levels) for i in range(inputs.shape[0])])
         return ddf

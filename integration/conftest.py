@@ -2,12 +2,17 @@
 
 Environment: CIR_BUNDLE (a copy of bundle/ outside the repository), CIR_IMAGE (a 1 mm T1 brain, the held-out
 pair 0's fixed image), CIR_LABEL (its CerebrA truth), CIR_REFERENCE (cir-monai's own output for CIR_IMAGE at
-λ = 1: `python -m monai.bundle run --config_file inference.yaml`), CIR_WORK (a scratch folder).
+λ = 1: `python -m monai.bundle run --config_file inference.yaml`), CIR_WHEEL (cir-monai's wheel, installed in the venv).
+
+The bundle's README (`docs/README.md` of CIR_BUNDLE) is read by the tests: they run the commands and code of its
+"Use it in MONAI Label" and "Use it in MONAI Deploy" sections as written (`doc_block`), so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import textwrap
 from pathlib import Path
 
 import nibabel as nib
@@ -57,3 +62,32 @@ def mean_dice(pred: np.ndarray, truth: np.ndarray) -> float:
     labels = [v for v in np.unique(truth) if v]
     return float(np.mean([2 * np.sum((pred == v) & (truth == v)) / max(np.sum(pred == v) + np.sum(truth == v), 1)
                           for v in labels]))
+
+
+def doc_section(title: str) -> str:
+    """The text of the section ``## title`` of the bundle's README (docs/README.md of CIR_BUNDLE)."""
+    text = (_env("CIR_BUNDLE") / "docs" / "README.md").read_text()
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert match, f"the bundle README has no section '## {title}'"
+    return match.group(1)
+
+
+def doc_block(title: str, lang: str, containing: str) -> str:
+    """The one fenced ``lang`` code block of the README section ``title`` that contains ``containing``, dedented."""
+    found = []
+    for _, body in re.findall(rf"^([ \t]*)```{lang}\n(.*?)^\1```[ \t]*$", doc_section(title), re.M | re.S):
+        block = textwrap.dedent(body)
+        if containing in block:
+            found.append(block)
+    assert len(found) == 1, f"expected one {lang} block with {containing!r} in the README's '{title}', found {len(found)}"
+    return found[0]
+
+
+def doc_wheel_names(title: str) -> set[str]:
+    """The cir-monai wheel file names that the README section ``title`` tells the user to install."""
+    return set(re.findall(r"cir_monai-[^\s`/]+\.whl", doc_section(title)))
+
+
+def wheel_name() -> str:
+    """The file name of the wheel that `make integration` built and installed (CIR_WHEEL)."""
+    return _env("CIR_WHEEL").name

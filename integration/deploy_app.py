@@ -8,6 +8,12 @@ same file).  For a folder, the app context's model path (HOLOSCAN_MODEL_PATH, -m
 NOT exist: any existing path becomes a generic Model without a predictor and the operator then fails with
 "A predictor of the model is not set.".  Every key of metadata network_data_format.inputs is an operator
 input port; a second input "lam" is sent as a torch tensor (floats and 0/1-d numpy arrays are rejected).
+
+The input Image is made by nifti_image(), the function that bundle/docs/README.md ("Use it in MONAI Deploy") shows
+verbatim (integration/test_deploy.py checks that they are the same text): the operator hands the Image's metadata
+to MONAI's transforms as if LoadImage had read the file, so it must carry the affine (without it the image is
+placed at the origin in 1 mm voxels, the atlas misses it and the label map is wrong, with no error) and
+original_channel_dim (without it EnsureChannelFirstd fails).
 """
 
 import argparse
@@ -28,8 +34,30 @@ from monai.deploy.operators.monai_bundle_inference_operator import (
 )
 
 
+def nifti_image(path) -> Image:
+    """A NIfTI file as the bundle's `image` input: the array in the file's voxel order, the metadata LoadImage gives."""
+    nii = nib.load(str(path))
+    affine = nii.affine.astype(np.float64)
+    array = np.asarray(nii.dataobj, dtype=np.float32)
+    metadata = {
+        # required: voxel -> world (RAS, mm); without it the image lies at the origin in 1 mm voxels and the
+        # atlas misses it (a wrong label map, no error)
+        "affine": affine.copy(),
+        # required: the array has no channel axis (EnsureChannelFirstd fails without it)
+        "original_channel_dim": "no_channel",
+        # with both of these the operator takes the metadata as it is (an Image with DICOM keys such as
+        # row_pixel_spacing and without them is converted as a DICOM volume instead)
+        "original_affine": affine.copy(),
+        "spacing": np.asarray(nii.header.get_zooms()[:3], dtype=np.float64),
+        "spatial_shape": np.asarray(array.shape),
+        "space": "RAS",
+        "filename_or_obj": str(path),
+    }
+    return Image(array, metadata=metadata)
+
+
 class NiftiImageSource(Operator):
-    """Loads a NIfTI into an SDK Image (W,H,D) whose metadata MONAI transforms understand."""
+    """Emits a NIfTI file as an SDK Image (nifti_image) and, with lam, λ as a torch tensor."""
 
     def __init__(self, fragment, *args, path, lam=None, **kwargs):
         self.path, self.lam = Path(path), lam
@@ -41,22 +69,15 @@ class NiftiImageSource(Operator):
             spec.output("lam")
 
     def compute(self, op_input, op_output, context):
-        img = nib.load(str(self.path))
-        aff = img.affine.astype(np.float64)
-        arr = np.asarray(img.dataobj, dtype=np.float32)
-        meta = {  # "spacing" + "original_affine" make the operator take the metadata as is
-            "affine": aff.copy(), "original_affine": aff.copy(), "spacing": np.asarray(img.header.get_zooms()[:3]),
-            "spatial_shape": np.asarray(arr.shape), "original_channel_dim": "no_channel",
-            "filename_or_obj": str(self.path), "space": "RAS",
-        }
-        op_output.emit(Image(arr, metadata=meta), "image")
+        op_output.emit(nifti_image(self.path), "image")
         if self.lam is not None:
             op_output.emit(torch.tensor(float(self.lam), dtype=torch.float32), "lam")
 
 
 class NiftiWriter(Operator):
     """Writes the bundle output with the INPUT file's affine (the operator attaches the preprocessed
-    input's metadata to an Image output, and squeezes/transposes it to (D,H,W) uint8)."""
+    input's metadata to an Image output, and squeezes/transposes it to (D,H,W) uint8). An np.ndarray
+    output is written in the dtype the operator gives (int16 labels for the inference config), not cast."""
 
     def __init__(self, fragment, *args, ref, out_dir, **kwargs):
         self.ref, self.out_dir = Path(ref), Path(out_dir)

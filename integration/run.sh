@@ -2,13 +2,25 @@
 # `make integration`: the bundle in the real MONAI Label 0.8.5 and MONAI Deploy App SDK 4.0.0, each in its own venv
 # (they conflict: Label needs numpy<2 and pydicom<3; Deploy needs pydicom>=3 and highdicom), with cir-monai
 # installed from its wheel, on a copy of the bundle outside the repository.
-#   INTEG_DIR   where the two venvs live (default .integ; reused while the requirement files are unchanged)
-#   PY          the project's python (default .venv/bin/python), for the wheel and cir-monai's reference output
+#   INTEG_DIR   where the two venvs live (default .integ; reused while the requirement files are unchanged); a path
+#               relative to the repository root or an absolute one
+#   PY          the project's python (default .venv/bin/python), for the wheel and cir-monai's reference output: a path
+#               (relative to the repository root, or absolute) or a command on PATH
+# The MONAI Label and Deploy steps of bundle/docs/README.md are run by the tests as the README writes them (they read
+# the commands and code from it: integration/conftest.py doc_block), on the copy of the bundle made here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-INTEG_DIR=${INTEG_DIR:-.integ}
-PY=${PY:-.venv/bin/python}
 START=$(date +%s)
+# both made absolute once, here: the steps below run from other folders
+INTEG_DIR=${INTEG_DIR:-.integ}
+mkdir -p "$INTEG_DIR"
+INTEG_DIR=$(cd "$INTEG_DIR" && pwd)
+PY=${PY:-.venv/bin/python}
+case "$PY" in
+    /*) ;;
+    */*) PY="$PWD/$PY" ;;
+    *) PY=$(command -v "$PY") || { echo "PY=$PY: no such command" >&2; exit 1; } ;;
+esac
 
 venv() {  # venv NAME REQUIREMENTS [extra install commands...]
     local dir="$INTEG_DIR/$1" stamp
@@ -48,16 +60,16 @@ pair = load_pairs(prepare_heldout(work / "heldout", num_pairs=1, progress=False)
 shutil.copy(pair["fixed"], work / "subject.nii.gz")
 shutil.copy(pair["fixed_label"], work / "subject_label.nii.gz")
 PYEOF
-(cd "$WORK" && "$OLDPWD/$PY" -m monai.bundle run --config_file bundle/configs/inference.yaml --bundle_root bundle \
+(cd "$WORK" && "$PY" -m monai.bundle run --config_file bundle/configs/inference.yaml --bundle_root bundle \
     --datalist "['$WORK/subject.nii.gz']" --output_dir "$WORK/reference" > "$WORK/reference.log" 2>&1) \
     || { tail -20 "$WORK/reference.log"; exit 1; }
 
-export CIR_BUNDLE="$WORK/bundle" CIR_IMAGE="$WORK/subject.nii.gz" CIR_LABEL="$WORK/subject_label.nii.gz"
+export CIR_BUNDLE="$WORK/bundle" CIR_IMAGE="$WORK/subject.nii.gz" CIR_LABEL="$WORK/subject_label.nii.gz" CIR_WHEEL="$PWD/$WHEEL"
 export CIR_REFERENCE="$WORK/reference/subject_atlas_seg.nii.gz"
 status=0
 echo "== MONAI Label 0.8.5"
-(cd integration && "../$INTEG_DIR/label/bin/python" -m pytest -q -s -p no:cacheprovider test_monailabel.py) || status=1
+(cd integration && "$INTEG_DIR/label/bin/python" -m pytest -q -s -p no:cacheprovider test_monailabel.py) || status=1
 echo "== MONAI Deploy App SDK 4.0.0"
-(cd integration && "../$INTEG_DIR/deploy/bin/python" -m pytest -q -s -p no:cacheprovider test_deploy.py) || status=1
+(cd integration && "$INTEG_DIR/deploy/bin/python" -m pytest -q -s -p no:cacheprovider test_deploy.py) || status=1
 echo "== integration finished in $(( $(date +%s) - START )) s (work folder $WORK)"
 exit $status

@@ -1,7 +1,8 @@
 """MONAI Deploy App SDK 4.0.0 runs the bundle: MonaiBundleInferenceOperator on the bundle folder and on model.ts.
 
 Run in the Deploy venv by integration/run.sh (`make integration`); cir-monai is installed there from its wheel.
-The application is integration/deploy_app.py (NIfTI in, NIfTI out, λ as the bundle's second input).
+The application is integration/deploy_app.py (NIfTI in, NIfTI out, λ as the bundle's second input); its input Image
+is made by the function that the bundle README's section "Use it in MONAI Deploy" shows (checked to be the same text).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import disagreement, mean_dice
+from conftest import disagreement, doc_block, doc_wheel_names, mean_dice, wheel_name
 
 APP = Path(__file__).with_name("deploy_app.py")
 
@@ -34,7 +35,15 @@ def _run_app(bundle_path: Path, image: Path, out: Path, lam: float, cwd: Path) -
     seg = nib.load(str(written[0]))
     source = nib.load(str(image))
     assert seg.shape[:3] == source.shape[:3] and np.allclose(seg.affine, source.affine, atol=1e-4)
-    return np.asarray(seg.dataobj).squeeze().round().astype(np.int32), seconds
+    # the app writes the operator's array in its own dtype: the bundle's label map is int16 (the README's promise)
+    assert seg.get_data_dtype() == np.int16, f"the label map came out of the operator as {seg.get_data_dtype()}"
+    return np.asarray(seg.dataobj).squeeze().astype(np.int32), seconds
+
+
+def test_the_application_makes_its_input_as_the_readme_shows():
+    """The README's `nifti_image` (the Image's required metadata) is the application's, character for character."""
+    shown = doc_block("Use it in MONAI Deploy", "python", "def nifti_image")
+    assert shown in APP.read_text(), "bundle/docs/README.md and integration/deploy_app.py differ in nifti_image"
 
 
 def test_bundle_folder_equals_cir_monai(bundle, image, reference, truth, work):
@@ -57,3 +66,17 @@ def test_torchscript_equals_cir_monai(bundle, image, reference, truth, work):
 def test_lambda_is_an_input_of_the_application(bundle, image, reference, work):
     labels, _ = _run_app(bundle / "models" / "model.ts", image, work / "out", 10.0, cwd=bundle)
     assert disagreement(labels, reference) > 1e-3  # λ = 10 is another registration than λ = 1
+
+
+def test_lambda_outside_the_range_stops_the_application(bundle, image, work):
+    """λ = 12 (the model's range is [0, 10]): the run stops with the message the README quotes, no label map."""
+    env = dict(os.environ, HOLOSCAN_MODEL_PATH=str(bundle / "models" / "model.ts"))
+    proc = subprocess.run([sys.executable, str(APP), str(bundle / "models" / "model.ts"), str(image), str(work / "out"),
+                           "--lam", "12"], capture_output=True, text=True, cwd=bundle, env=env, timeout=900)
+    assert proc.returncode != 0 and not list(work.glob("out/*_pred.nii.gz"))
+    assert "lam values must lie in [0, 10] (the model's range), got [12.0]" in proc.stdout + proc.stderr, \
+        (proc.stdout + proc.stderr)[-3000:]
+
+
+def test_the_readme_names_the_wheel_that_is_built():
+    assert doc_wheel_names("Use it in MONAI Deploy") == {wheel_name()}, "bundle/docs/README.md names another cir-monai wheel"

@@ -73,7 +73,8 @@ def test_zero_field_gives_the_atlas_labels_in_the_subject_space(atlas, tmp_path)
     data["pred"] = torch.zeros(3, *data["image"].shape[1:])
     out = post(data)["pred"]
     assert out.shape[1:] == truth.shape and np.allclose(np.asarray(out.affine), nib.load(str(path)).affine)
-    assert np.array_equal(out[0].numpy().astype(np.int16), truth)
+    assert out.dtype == torch.int16  # integer labels for every consumer (MONAI Label's writer, Deploy), not float32
+    assert np.array_equal(out[0].numpy(), truth)
 
 
 def test_a_shift_of_the_field_moves_the_labels(atlas, tmp_path):
@@ -107,6 +108,38 @@ def test_conditional_inferer_passes_lambda():
 
     ConditionalInferer(lam=4.0)(torch.zeros(2, 2, 4, 4, 4), network)
     assert seen["lam"].tolist() == [4.0, 4.0]
+
+
+def test_conditional_inferer_refuses_request_values_as_the_clients_error():
+    """λ outside the model's range and a bad refine are InvalidRequestError (HTTP 422 in MONAI Label, one line on the
+    command line), raised when called: both may come with a request."""
+    from cir_monai.atlas import InvalidRequestError
+    from cir_monai.networks import StackedCLapIRN
+
+    net = StackedCLapIRN(3, start_channels=2, num_levels=1).eval()
+    image = torch.rand(1, 2, 8, 8, 8)
+    with pytest.raises(InvalidRequestError, match=r"\[0, 10\].*12"):
+        ConditionalInferer(lam=12.0)(image, net)
+    for bad in (-1, 2.5, "many"):
+        with pytest.raises(InvalidRequestError, match="refine must be a whole number"):
+            ConditionalInferer(refine=bad)(image, net)
+    err = InvalidRequestError("lam must lie in [0, 10]")
+    assert isinstance(err, ValueError) and str(err) == "lam must lie in [0, 10]"
+    if hasattr(err, "status_code"):  # where Starlette is installed
+        assert err.status_code == 422
+
+
+def test_conditional_inferer_refines(atlas):
+    """refine N changes the network's field by N steps of its objective (0: the field as the network gives it)."""
+    from cir_monai.networks import StackedCLapIRN
+
+    torch.manual_seed(0)
+    net = StackedCLapIRN(3, start_channels=2).eval()
+    image = torch.rand(1, 2, 24, 24, 24, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        plain = ConditionalInferer(lam=1.0)(image, net)
+        refined = ConditionalInferer(lam=1.0, refine=3)(image, net)
+    assert plain.shape == refined.shape and (refined - plain).abs().max() > 1e-4
 
 
 def test_shipped_atlas_is_what_build_cerebra_atlas_writes(tmp_path):

@@ -35,7 +35,7 @@ def trained(tmp_path_factory):
     result = workflow.run()
     workflow.finalize()
     (work / "bundle" / "models").mkdir(parents=True, exist_ok=True)
-    assert result is not None
+    assert result[0]["iterations"] == 6  # the run list's one item: 2 + 2 + 2 iterations, the trainer's own count
     (work / "runs" / "model.pt").replace(work / "bundle" / "models" / "model.pt")
     return work, overrides
 
@@ -73,6 +73,32 @@ def test_inference_command(trained):
     assert len(outputs) == 6 and any(o.endswith("lam_4/warped_label.nii.gz") for o in outputs)
     written = nib.load(str(next((work / "inf").rglob("lam_0.1/warped.nii.gz"))))
     assert (written.affine == nib.load(str(fixed)).affine).all()
+
+
+def test_refine_defaults_and_override(trained):
+    """Both workflows refine by the package's default (inference.yaml states it as a number, for MONAI Label);
+    `--refine 0` gives the network's field alone, which differs from the refined one."""
+    import numpy as np
+    from monai.bundle import ConfigParser
+
+    from cir_monai.defaults import DEFAULT_REFINE
+
+    for name in ("inference.yaml", "register.yaml"):
+        parser = ConfigParser()
+        parser.read_config(str(CONFIGS / name))
+        assert parser.get_parsed_content("refine") == DEFAULT_REFINE, name
+    work, _ = trained
+    pair = json.loads((work / "data" / "datalist.json").read_text())["test"][0]
+    fields = {}
+    for steps in (0, 5):
+        out = work / f"refine_{steps}"
+        cmd = [sys.executable, "-m", "monai.bundle", "run", "register", "--config_file", str(CONFIGS / "register.yaml"),
+               "--bundle_root", str(work / "bundle"), "--output_dir", str(out), "--fixed", str(work / "data" / pair["fixed"]),
+               "--moving", str(work / "data" / pair["moving"]), "--refine", str(steps)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        fields[steps] = np.asarray(nib.load(str(next(out.rglob("ddf.nii.gz")))).dataobj)
+    assert np.abs(fields[5] - fields[0]).max() > 1e-3
 
 
 def test_two_process_gloo_training(tmp_path):
@@ -158,7 +184,7 @@ def test_training_as_monai_label_drives_it(tmp_path):
     handlers = ConfigParser.load_config_file(str(bundle / "configs" / "train.yaml"))["train"]["handlers"]
     from cir_monai.networks import CLapIRN
 
-    torch.save(CLapIRN(3, start_channels=2).state_dict(), bundle / "models" / "model.pt")
+    torch.save(CLapIRN(3, start_channels=2, lite=True).state_dict(), bundle / "models" / "model.pt")  # train.yaml: lite
     handlers.insert(0, {"_target_": "CheckpointLoader", "load_path": str(bundle / "models" / "model.pt"),
                         "load_dict": {"model": "$@network"}, "strict": False})
     overrides = {
