@@ -25,11 +25,7 @@ import torch.nn.functional as F
 from cir_monai.losses import CLapIRNLoss
 from cir_monai.networks.warp import Warp
 
-__all__ = ["refine_ddf", "RefineResult"]
-
-
-class RefineResult(tuple):
-    """``(ddf, losses)``: the refined field and the objective before each step (and after the last)."""
+__all__ = ["refine_ddf"]
 
 
 def refine_ddf(moving: torch.Tensor, fixed: torch.Tensor, ddf: torch.Tensor, lam: float, iterations: int = 50,
