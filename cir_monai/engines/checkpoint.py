@@ -68,9 +68,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             raise ValueError(f"{path} is not a readable checkpoint (UnpicklingError: {_weights_error(err)})") from err
         raise ValueError(
             f"{path} was refused: it holds Python objects other than tensors and plain values ({found.group(1)}), "
-            "which could run code when loaded; nothing in it was run. Load only model files you trust; a model file "
-            "of an older cir-monai that you trust can be re-saved with its weights only: "
-            "torch.save(torch.load(OLD, weights_only=False)['model'], NEW)") from err
+            "which could run code when loaded; nothing in it was run. Load only model files you trust; to re-save a "
+            "model file of an older cir-monai that you trust with its weights only, load it with torch.load and "
+            "weights_only=False on a machine where that is safe and torch.save its 'model' entry") from err
     except Exception as err:  # not a torch file, truncated, wrong format
         raise ValueError(f"{path} is not a readable checkpoint ({first_line(err)})") from err
 
