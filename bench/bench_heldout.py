@@ -55,6 +55,24 @@ def evaluator_rows(method: str, net, pairs: list[dict], lams: list[float], out: 
     return rows
 
 
+def add_pair_options(parser: argparse.ArgumentParser) -> None:
+    """The held-out pairs' options, shared with bench_refine.py: --pairs, --threads, --group, --data."""
+    parser.add_argument("--pairs", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--group", default="standard", help="held-out group (cir_monai.data.heldout.HELDOUT_GROUPS): "
+                        "standard, or hard (larger, finer deformations and stronger intensity changes)")
+    parser.add_argument("--data", default=None, help="where the pairs are written (default data/heldout[_GROUP])")
+
+
+def heldout_pairs(args: argparse.Namespace) -> list[dict]:
+    """The held-out file pairs of ``args`` (written once under ``--data``)."""
+    from cir_monai.data import load_pairs
+    from cir_monai.data.heldout import prepare_heldout
+
+    data = args.data or str(ROOT / "data" / ("heldout" if args.group == "standard" else f"heldout_{args.group}"))
+    return load_pairs(prepare_heldout(data, args.pairs, group=args.group), split="test")
+
+
 def summarise(rows: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
@@ -87,14 +105,10 @@ def main() -> int:
     parser.add_argument("--lite-lams", default="0,1,10")
     parser.add_argument("--refine", type=int, default=None, help="refinement steps of the refined rows (default: "
                         "register's, cir_monai.defaults.DEFAULT_REFINE; 0: no refined rows)")
-    parser.add_argument("--pairs", type=int, default=4)
     parser.add_argument("--ants-transform", default="SyN")
     parser.add_argument("--no-ants", action="store_true")
     parser.add_argument("--no-lite", action="store_true")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--group", default="standard", help="held-out group (cir_monai.data.heldout.HELDOUT_GROUPS): "
-                        "standard, or hard (larger, finer deformations and stronger intensity changes)")
-    parser.add_argument("--data", default=None, help="where the pairs are written (default data/heldout[_GROUP])")
+    add_pair_options(parser)
     parser.add_argument("--out", default=str(ROOT / "runs" / "heldout"))
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
@@ -107,15 +121,12 @@ def main() -> int:
 
     os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(args.threads))
 
-    from cir_monai.data import load_pairs
-    from cir_monai.data.heldout import prepare_heldout
     from cir_monai.engines import load_network
     from cir_monai.visualize import plot_tradeoff
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = args.data or str(ROOT / "data" / ("heldout" if args.group == "standard" else f"heldout_{args.group}"))
-    pairs = load_pairs(prepare_heldout(data, args.pairs, group=args.group), split="test")
+    pairs = heldout_pairs(args)
     lams = [float(v) for v in args.lams.split(",")]
     from cir_monai.defaults import DEFAULT_REFINE
 

@@ -25,7 +25,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from bench_heldout import COLS, evaluator_rows, summarise  # noqa: E402
+from bench_heldout import add_pair_options, evaluator_rows, heldout_pairs, summarise  # noqa: E402
 from benchlog import append_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,25 +56,18 @@ def main() -> int:
     parser.add_argument("--model", default=str(ROOT / "bundle" / "models" / "model.pt"))
     parser.add_argument("--steps", default="0,25,50,100,200")
     parser.add_argument("--lams", default="0,0.1,0.5,1,2,4,8,10")
-    parser.add_argument("--pairs", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--group", default="standard", help="held-out group (cir_monai.data.heldout.HELDOUT_GROUPS): "
-                        "standard, or hard (larger, finer deformations and stronger intensity changes)")
-    parser.add_argument("--data", default=None, help="where the pairs are written (default data/heldout[_GROUP])")
+    add_pair_options(parser)
     parser.add_argument("--out", default=str(ROOT / "runs" / "refine"))
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from cir_monai.data import load_pairs
-    from cir_monai.data.heldout import prepare_heldout
     from cir_monai.engines import load_network
     from cir_monai.runtime import tune_cpu_allocator
 
     tune_cpu_allocator()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = args.data or str(ROOT / "data" / ("heldout" if args.group == "standard" else f"heldout_{args.group}"))
-    pairs = load_pairs(prepare_heldout(data, args.pairs, group=args.group), split="test")
+    pairs = heldout_pairs(args)
     net = load_network(args.model)
     lams = [float(v) for v in args.lams.split(",")]
     summary = []
