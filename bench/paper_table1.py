@@ -1,0 +1,348 @@
+#!/usr/bin/env python
+"""The paper's Table 1 and Fig. 3 at CPU scale: one conditional model against seven fixed-λ LapIRNs.
+
+    python bench/paper_table1.py [--scale configs/scale/cpu_4mm.yaml] [--out runs/paper_table1]
+        [--threads 1] [--pairs 4] [--evaluate-only] [--no-append]
+
+Trains, with the same schedule and budget and from scratch, every method of Mok & Chung (MICCAI
+2021) Table 1 through the bundle's training workflow (``bundle/configs/train.yaml`` + a variant
+from ``configs/variants/`` + the ``--scale`` overlay):
+
+* Baseline: seven LapIRNs (``baseline.yaml``), one per λ ∈ {0.1, 0.5, 1, 2, 4, 8, 10};
+* Traditional: λ concatenated to the input (``concat.yaml``);
+* CIR-CM: one centralized mapping network (``cir_cm.yaml``);
+* CIR-DM: one mapping network per block (``cir_dm.yaml``), the paper's method, twice (seeds 0 and 1):
+  the two seeds' spread is the noise floor of every comparison.
+
+Each model trains in its own process under ``OUT/models/<name>/`` and resumes from its checkpoint
+when the command is run again; a finished model is skipped. Then every model is evaluated on the
+held-out set (:mod:`cir_monai.data.heldout`, the MNI 2009c + CerebrA pairs that no training sees,
+scored on their 1 mm grid) at the seven λ (a baseline at its own λ), without refinement, cached
+per model under ``OUT/eval/``. %DSC and %std|J| are the paper's
+(:mod:`cir_monai.engines.comparison`: per test case and λ, against the baseline trained at that λ).
+
+Writes ``OUT/rows.csv``, ``OUT/table1.json``, the Fig. 3-style picture ``paper_fig3.png`` (also to
+docs/images/), the results section of docs/paper_reproduction.md, prints Table 1 beside the paper's
+and appends it to docs/benchmarks.md. The same command with ``--scale configs/scale/paper_1mm.yaml``
+runs the paper's schedule (a GPU job).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from bench_heldout import add_pair_options, evaluator_rows, heldout_pairs
+from benchlog import append_table
+
+ROOT = Path(__file__).resolve().parents[1]
+LAMS = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0)
+#: Mok & Chung (MICCAI 2021) Table 1, OASIS: DSC, %DSC, std|J|, %std|J|, training hours (all λ), test seconds
+PAPER = {
+    "Initial": (0.552, None, None, None, None, None),
+    "Baseline": (0.770, None, 1.157, None, 200.3, 0.204),
+    "Traditional (concat)": (0.780, 1.41, 0.970, 4.62, 28.4, 0.212),
+    "CIR-CM": (0.767, -0.57, 0.900, -5.23, 28.8, 0.227),
+    "CIR-DM": (0.770, -0.19, 0.963, -3.78, 28.5, 0.216),
+}
+DOC = ROOT / "docs" / "paper_reproduction.md"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def baseline_name(lam: float) -> str:
+    return f"baseline λ={lam:g}"
+
+
+def models() -> list[dict]:
+    """Every model of the experiment: its name, Table 1 method, variant overlay, overrides and seed."""
+    out = [{"name": baseline_name(lam), "method": "Baseline", "variant": "baseline.yaml",
+            "overrides": {"train#trainer#lam_fixed": lam}, "seed": 0, "lams": [lam]} for lam in LAMS]
+    for name, method, variant, seed in (("concat", "Traditional (concat)", "concat.yaml", 0),
+                                        ("CIR-CM", "CIR-CM", "cir_cm.yaml", 0),
+                                        ("CIR-DM", "CIR-DM", "cir_dm.yaml", 0),
+                                        ("CIR-DM seed 1", "CIR-DM seed 1", "cir_dm.yaml", 1)):
+        out.append({"name": name, "method": method, "variant": variant, "overrides": {}, "seed": seed,
+                    "lams": list(LAMS)})
+    return out
+
+
+def folder(out: Path, name: str) -> Path:
+    return out / "models" / name.replace(" ", "_").replace("λ=", "lam")
+
+
+def train(model: dict, out: Path, scale: str, threads: int) -> float:
+    """Train (or resume) one model in its own process; returns its total training seconds over all attempts."""
+    run_dir = folder(out, model["name"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    done, timing = run_dir / "done.json", run_dir / "timing.json"
+    attempts = json.loads(timing.read_text()) if timing.is_file() else []
+    if done.is_file():
+        return float(json.loads(done.read_text())["seconds"])
+    configs = [str(ROOT / "bundle" / "configs" / "train.yaml"), str(ROOT / "configs" / "variants" / model["variant"]),
+               str(ROOT / scale)]
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", json.dumps(configs),
+           "--bundle_root", str(ROOT), "--output_dir", str(run_dir), "--ckpt_dir", str(run_dir),
+           "--seed", str(model["seed"])]
+    for key, value in model["overrides"].items():
+        cmd += [f"--{key}", str(value)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    start = time.perf_counter()
+    with open(run_dir / "train.log", "a") as log:
+        result = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    attempts.append(time.perf_counter() - start)
+    timing.write_text(json.dumps(attempts))
+    if result.returncode != 0:
+        raise SystemExit(f"training {model['name']!r} failed (exit {result.returncode}); see {run_dir / 'train.log'}")
+    done.write_text(json.dumps({"seconds": sum(attempts), "command": cmd}))
+    return sum(attempts)
+
+
+def evaluate(model: dict, out: Path, pairs: list[dict]) -> list[dict]:
+    """The model's held-out rows at its λ values (cached in ``OUT/eval/<name>.json``)."""
+    from cir_monai.engines import load_network
+
+    cache = out / "eval" / (folder(out, model["name"]).name + ".json")
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    net = load_network(folder(out, model["name"]) / "model.pt")
+    rows = evaluator_rows(model["name"], net, pairs, model["lams"], out / "eval" / "work")
+    rows = [{**r, "lam": float(r["lam"]) if r["method"] != "identity" else ""} for r in rows]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(rows))
+    return rows
+
+
+def table1(rows: list[dict], seconds: dict[str, float]) -> list[dict]:
+    """Table 1's rows: mean DSC and std|J| over every case and λ, %DSC / %std|J| against the baselines."""
+    from cir_monai.engines.comparison import mean_abs_error_vs_baseline, percent_vs_baseline
+
+    def mean(method_names, key):
+        return float(np.mean([r[key] for r in rows if r["method"] in method_names]))
+
+    table = [{"method": "Initial", "dsc": mean({"identity"}, "dice_mean")}]
+    baselines = {baseline_name(lam) for lam in LAMS}
+    table.append({"method": "Baseline", "dsc": mean(baselines, "dice_mean"), "jac_std": mean(baselines, "jac_std"),
+                  "train_h": sum(seconds[n] for n in baselines) / 3600, "test_s": mean(baselines, "seconds")})
+    for name, method in (("concat", "Traditional (concat)"), ("CIR-CM", "CIR-CM"), ("CIR-DM", "CIR-DM"),
+                         ("CIR-DM seed 1", "CIR-DM seed 1")):
+        table.append({"method": method, "name": name, "dsc": mean({name}, "dice_mean"),
+                      "pct_dsc": percent_vs_baseline(rows, name, baseline_name),
+                      "jac_std": mean({name}, "jac_std"),
+                      "pct_jac": percent_vs_baseline(rows, name, baseline_name, key="jac_std"),
+                      "mae_dsc": mean_abs_error_vs_baseline(rows, name, baseline_name),
+                      "mae_jac": mean_abs_error_vs_baseline(rows, name, baseline_name, key="jac_std"),
+                      "train_h": seconds[name] / 3600, "test_s": mean({name}, "seconds")})
+    return table
+
+
+def per_lambda(rows: list[dict]) -> dict[str, dict[float, dict]]:
+    """Mean DSC, std|J| and %DSC / %std|J| per method and λ (the baselines as one method)."""
+    from cir_monai.engines.comparison import percent_vs_baseline
+
+    out: dict[str, dict[float, dict]] = {}
+    for lam in LAMS:
+        base = [r for r in rows if r["method"] == baseline_name(lam)]
+        out.setdefault("Baseline", {})[lam] = {"dsc": float(np.mean([r["dice_mean"] for r in base])),
+                                               "jac_std": float(np.mean([r["jac_std"] for r in base]))}
+        for name in ("concat", "CIR-CM", "CIR-DM", "CIR-DM seed 1"):
+            sel = [r for r in rows if r["method"] == name and np.isclose(r["lam"], lam)]
+            out.setdefault(name, {})[lam] = {
+                "dsc": float(np.mean([r["dice_mean"] for r in sel])),
+                "jac_std": float(np.mean([r["jac_std"] for r in sel])),
+                "pct_dsc": percent_vs_baseline(rows, name, baseline_name, lams=[lam]),
+                "pct_jac": percent_vs_baseline(rows, name, baseline_name, key="jac_std", lams=[lam])}
+    return out
+
+
+def fmt(value, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
+def markdown_table1(table: list[dict]) -> str:
+    lines = ["| method | DSC | %DSC | std\\|J\\| | %std\\|J\\| | MAE DSC | Ttrain h | Ttest s | paper: DSC | %DSC | "
+             "std\\|J\\| | %std\\|J\\| | Ttrain h | Ttest s |", "|---" * 14 + "|"]
+    for row in table:
+        paper = PAPER.get(row["method"], (None,) * 6)
+        lines.append(
+            f"| {row['method']} | {row['dsc']:.3f} | {fmt(row.get('pct_dsc'), '+.2f')} | {fmt(row.get('jac_std'), '.3f')} | "
+            f"{fmt(row.get('pct_jac'), '+.2f')} | {fmt(row.get('mae_dsc'), '.4f')} | {fmt(row.get('train_h'), '.2f')} | "
+            f"{fmt(row.get('test_s'), '.2f')} | {fmt(paper[0], '.3f')} | {fmt(paper[1], '+.2f')} | {fmt(paper[2], '.3f')} | "
+            f"{fmt(paper[3], '+.2f')} | {fmt(paper[4], '.1f')} | {fmt(paper[5], '.3f')} |")
+    return "\n".join(lines)
+
+
+def markdown_per_lambda(lam_table: dict) -> str:
+    methods = list(lam_table)
+    lines = ["| λ | " + " | ".join(f"{m} DSC" for m in methods) + " | " + " | ".join(f"{m} std\\|J\\|" for m in methods)
+             + " |", "|---" * (1 + 2 * len(methods)) + "|"]
+    for lam in LAMS:
+        cells = [f"{lam_table[m][lam]['dsc']:.3f}" + (f" ({lam_table[m][lam]['pct_dsc']:+.1f} %)" if m != "Baseline" else "")
+                 for m in methods]
+        cells += [f"{lam_table[m][lam]['jac_std']:.3f}" + (f" ({lam_table[m][lam]['pct_jac']:+.0f} %)" if m != "Baseline"
+                                                           else "") for m in methods]
+        lines.append(f"| {lam:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def verdicts(table: list[dict], lam_table: dict) -> list[str]:
+    """The paper's three claims (and its λ = 0.1 std|J| claim), judged against the two CIR-DM seeds' spread."""
+    by = {r.get("name", r["method"]): r for r in table}
+    dm, dm1, cm, concat = by["CIR-DM"], by["CIR-DM seed 1"], by["CIR-CM"], by["concat"]
+    spread = abs(dm["pct_dsc"] - dm1["pct_dsc"])
+    spread_mae = abs(dm["mae_dsc"] - dm1["mae_dsc"])
+    out = [f"Noise floor: the two CIR-DM seeds differ by {spread:.2f} points of %DSC and {spread_mae:.4f} in MAE DSC; "
+           "a smaller difference below is no difference."]
+    worst = max(abs(dm["pct_dsc"]), abs(dm1["pct_dsc"]))
+    out.append(f"1. Conditional ≈ baseline (paper: CIR-DM −0.19 %DSC): CIR-DM %DSC {dm['pct_dsc']:+.2f} % (seed 1: "
+               f"{dm1['pct_dsc']:+.2f} %). " + ("Agrees: within 1 % of the baselines' Dice."
+                                               if worst < 1.0 else "Does not agree at this scale: more than 1 % apart."))
+    gap = abs(cm["pct_dsc"]) - abs(dm["pct_dsc"])
+    mae_gap = cm["mae_dsc"] - dm["mae_dsc"]
+    if mae_gap > spread_mae and gap > spread:
+        verdict = "Agrees: CIR-DM is closer to the baselines than CIR-CM by more than the seed spread."
+    elif mae_gap < -spread_mae and gap < -spread:
+        verdict = "Disagrees: CIR-CM is closer to the baselines than CIR-DM by more than the seed spread."
+    else:
+        verdict = "No difference at this scale: the gap is within the seed spread."
+    out.append(f"2. CIR-DM tracks the baselines more closely than CIR-CM (paper: −0.19 % vs −0.57 %DSC): |%DSC| "
+               f"{abs(dm['pct_dsc']):.2f} vs {abs(cm['pct_dsc']):.2f}, MAE DSC {dm['mae_dsc']:.4f} vs {cm['mae_dsc']:.4f}. "
+               + verdict)
+    low = [lam_table["concat"][lam]["pct_dsc"] for lam in LAMS if lam < 2]
+    high = [lam_table["concat"][lam]["pct_dsc"] for lam in LAMS if lam >= 2]
+    biased = np.mean(high) - np.mean(low)
+    out.append(f"3. Concat is biased in λ, above the baselines for λ ≥ 2 (paper): concat %DSC {np.mean(low):+.2f} % for "
+               f"λ < 2 and {np.mean(high):+.2f} % for λ ≥ 2. "
+               + ("Agrees: better at large λ than at small λ, by more than the seed spread."
+                  if biased > spread else "Not seen at this scale: the difference is within the seed spread or reversed."))
+    s_dm = lam_table["CIR-DM"][0.1]["pct_jac"]
+    s_cm = lam_table["CIR-CM"][0.1]["pct_jac"]
+    out.append(f"4. At λ = 0.1 the conditional models' std|J| is 32-41 % lower than the baseline's (paper): CIR-DM "
+               f"{s_dm:+.0f} %, CIR-CM {s_cm:+.0f} %, seed 1 {lam_table['CIR-DM seed 1'][0.1]['pct_jac']:+.0f} %.")
+    base_std = [lam_table["Baseline"][lam]["jac_std"] for lam in LAMS]
+    dm_std = [lam_table["CIR-DM"][lam]["jac_std"] for lam in LAMS]
+    out.append("5. std|J| falls monotonically as λ grows: baselines "
+               + ("yes" if all(a >= b for a, b in zip(base_std, base_std[1:])) else "no") + ", CIR-DM "
+               + ("yes" if all(a >= b for a, b in zip(dm_std, dm_std[1:])) else "no") + ".")
+    return out
+
+
+def figure(rows: list[dict], table: list[dict], path: Path) -> Path:
+    """Fig. 3 of the paper, at this scale: Dice and std|J| per λ per method (box plots), and the MAE against the baselines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = [("Baseline", None), ("concat", "tab:orange"), ("CIR-CM", "tab:green"), ("CIR-DM", "tab:red"),
+               ("CIR-DM seed 1", "tab:pink")]
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5), gridspec_kw={"width_ratios": [3, 3, 1.4]})
+    width = 0.8 / len(methods)
+    for ax, key, title in ((axes[0], "dice_mean", "Dice (held-out, 102 CerebrA regions)"), (axes[1], "jac_std", "std|J|")):
+        for m, (name, color) in enumerate(methods):
+            data = [[r[key] for r in rows if r["method"] == (baseline_name(lam) if name == "Baseline" else name)
+                     and r["lam"] != "" and np.isclose(r["lam"], lam)] for lam in LAMS]
+            pos = np.arange(len(LAMS)) + (m - (len(methods) - 1) / 2) * width
+            box = ax.boxplot(data, positions=pos, widths=width * 0.9, patch_artist=True, showfliers=False)
+            for patch in box["boxes"]:
+                patch.set_facecolor(color or "tab:blue")
+            ax.plot([], [], color=color or "tab:blue", lw=8, label=name)
+        ax.set_xticks(np.arange(len(LAMS)), [f"{lam:g}" for lam in LAMS])
+        ax.set_xlabel("λ")
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+    names = [r for r in table if "mae_dsc" in r]
+    axes[2].bar(range(len(names)), [r["mae_dsc"] for r in names],
+                color=[dict(methods)[r["name"]] for r in names])
+    axes[2].set_xticks(range(len(names)), [r["name"] for r in names], rotation=30, ha="right")
+    axes[2].set_title("MAE of Dice vs the baseline at each λ")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_doc(section: str) -> None:
+    """Replace the results section of docs/paper_reproduction.md (the prose around it is kept)."""
+    text = DOC.read_text() if DOC.is_file() else f"# Reproducing the paper's Table 1 and Fig. 3\n\n{START}\n{END}\n"
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    DOC.write_text(f"{head}{START}\n{section}\n{END}{tail}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", default="configs/scale/cpu_4mm.yaml", help="the schedule/grid overlay (relative "
+                        "to the repository root); configs/scale/paper_1mm.yaml is the paper's")
+    parser.add_argument("--out", default=str(ROOT / "runs" / "paper_table1"))
+    parser.add_argument("--evaluate-only", action="store_true", help="only evaluate the models already trained")
+    parser.add_argument("--no-append", action="store_true")
+    add_pair_options(parser)
+    parser.set_defaults(threads=1)
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    todo = models()
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    for k, model in enumerate(todo):
+        if args.evaluate_only:
+            done = folder(out, model["name"]) / "done.json"
+            seconds[model["name"]] = json.loads(done.read_text())["seconds"] if done.is_file() else float("nan")
+            continue
+        t0 = time.perf_counter()
+        seconds[model["name"]] = train(model, out, args.scale, args.threads)
+        elapsed = time.perf_counter() - start
+        fresh = time.perf_counter() - t0 > 5
+        print(f"[{k + 1}/{len(todo)}] {model['name']}: trained in {seconds[model['name']] / 60:.1f} min"
+              + (f"; elapsed {elapsed / 60:.1f} min, ETA {elapsed / (k + 1) * (len(todo) - k - 1) / 60:.0f} min"
+                 if fresh else " (done before)"), flush=True)
+    pairs = heldout_pairs(args)
+    rows: list[dict] = []
+    for k, model in enumerate(todo):
+        model_rows = evaluate(model, out, pairs)
+        rows += [r for r in model_rows if r["method"] != "identity" or k == 0]
+        print(f"[{k + 1}/{len(todo)}] evaluated {model['name']}", flush=True)
+    with open(out / "rows.csv", "w", newline="") as f:
+        keys = ["method", "pair", "lam", "dice_mean", "jac_std", "folding_pct", "sdlogj", "epe_mm", "seconds"]
+        writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    table = table1(rows, seconds)
+    lam_table = per_lambda(rows)
+    claims = verdicts(table, lam_table)
+    (out / "table1.json").write_text(json.dumps({"table1": table, "per_lambda": {m: {f"{k:g}": v for k, v in d.items()}
+                                                                                 for m, d in lam_table.items()},
+                                                 "verdicts": claims}, indent=1))
+    picture = figure(rows, table, out / "paper_fig3.png")
+    (ROOT / "docs" / "images").mkdir(exist_ok=True)
+    (ROOT / "docs" / "images" / "paper_fig3.png").write_bytes(picture.read_bytes())
+    md1, md2 = markdown_table1(table), markdown_per_lambda(lam_table)
+    print(md1, md2, *claims, sep="\n\n")
+    total_h = sum(v for v in seconds.values() if np.isfinite(v)) / 3600
+    command = "python bench/paper_table1.py " + " ".join(sys.argv[1:])
+    write_doc(f"Command: `{command.strip()}` (scale overlay `{args.scale}`, {args.threads} thread(s) per training, "
+              f"{len(pairs)} held-out pairs ({args.group}), training {total_h:.2f} h in all).\n\n"
+              f"### Table 1 (mean over {len(pairs)} held-out pairs × 7 λ)\n\n{md1}\n\n"
+              f"### Per λ (%: against the baseline trained at that λ)\n\n{md2}\n\n"
+              f"### The claims, judged\n\n" + "\n".join(f"- {c}" for c in claims) +
+              "\n\n![Fig. 3 at CPU scale](images/paper_fig3.png)\n")
+    if not args.no_append:
+        append_table("Paper Table 1 at CPU scale", "bench/paper_table1.py",
+                     f"scale {args.scale}, {len(pairs)} held-out pairs ({args.group}), training {total_h:.2f} h",
+                     md1 + "\n\n" + md2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
