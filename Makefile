@@ -39,6 +39,7 @@ demo-train: setup
 	@cat runs/evaluate-train/summary.md
 
 test: setup
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
 # The package as a wheel (dist/cir_monai-VERSION-py3-none-any.whl): what a MONAI Label server or a Deploy

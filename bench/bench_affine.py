@@ -57,14 +57,16 @@ def main() -> int:
         files = {"fixed": image, "moving": moving, "moving_label": moving_label,
                  "moved": _move(moving, grid, moved_by, 1), "moved_label": _move(moving_label, grid, moved_by, 0)}
         for key, data in files.items():
-            nib.save(nib.Nifti1Image(data.astype(np.int16 if "label" in key else np.float32), grid), str(tmp / f"{key}.nii.gz"))
+            nib.save(nib.Nifti1Image(data.astype(np.int16 if "label" in key else np.float32), grid),
+                     str(tmp / f"{key}.nii.gz"))
         start = time.perf_counter()
         affine_register(tmp / "fixed.nii.gz", tmp / "moved.nii.gz")
         affine_seconds = time.perf_counter() - start
         for name, moving_key, affine in (("aligned pair", "moving", False), ("moved pair", "moved", False),
                                          ("moved pair, --affine", "moved", True)):
             pair = {"fixed": str(tmp / "fixed.nii.gz"), "moving": str(tmp / f"{moving_key}.nii.gz"),
-                    "moving_label": str(tmp / f"{moving_key}_label.nii.gz"), "id": name.replace(" ", "_").replace(",", "")}
+                    "moving_label": str(tmp / f"{moving_key}_label.nii.gz"),
+                    "id": name.replace(" ", "_").replace(",", "")}
             start = time.perf_counter()
             out = RegistrationRunner(net, [pair], lams=(args.lam,), output_dir=tmp / "out", affine=affine,
                                      progress=False).run()

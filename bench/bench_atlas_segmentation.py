@@ -109,7 +109,8 @@ def main() -> None:
                 scores.append(mean_dice(np.asarray(seg.dataobj).reshape(truth.shape).round().astype(np.int32), truth))
             rows.append({"setting": name, "method": f"cLapIRN λ={lam:g}", "dice": float(np.mean(scores)),
                          "worst": float(np.min(scores)), "seconds": seconds})
-            print(f"{name} λ={lam:g}: Dice {np.mean(scores):.3f} (unwarped {np.mean(before):.3f}), {seconds:.1f} s/image",
+            print(f"{name} λ={lam:g}: Dice {np.mean(scores):.3f} (unwarped {np.mean(before):.3f}), "
+                  f"{seconds:.1f} s/image",
                   file=sys.stderr, flush=True)
 
     header = "| setting | method | mean Dice | worst image | s / request |\n|---|---|---|---|---|"

@@ -13,7 +13,8 @@ SDlogJ; forward-difference Jacobian of the voxel DDF) on every pair:
 * ``ANTs``: ``ants.registration(fixed, moving, type_of_transform=...)`` on the same NIfTI files (their own
   grid, which is the RAS grid the networks see for these pairs) and
   the same number of threads; seconds = the wall time of ``ants.registration``. The moving label is
-  warped by nearest neighbour through the converted DDF (exactly as ours; `--ants-labels genericLabel` uses ANTs' own interpolator instead). The composite forward transform (affine + SyN) is
+  warped by nearest neighbour through the converted DDF (exactly as ours; `--ants-labels genericLabel` uses
+  ANTs' own interpolator instead). The composite forward transform (affine + SyN) is
   composed into one displacement field on the fixed grid (physical mm, ITK's LPS frame) and turned
   into a voxel DDF in MONAI's convention, ``ddf = (direction · diag(spacing))⁻¹ · d``, for the
   Jacobian statistics. Every pair checks that conversion: warping the moving image with
@@ -203,13 +204,15 @@ def ants_rows(pairs: list[dict], transform: str, label_interp: str = "genericLab
         hd = hd95_per_label(chosen, f_lab, labels, spacing=spacing)[0] if hd95 else torch.full_like(dice, float("nan"))
         stats = jacobian_statistics(ddf)
         epe = float("nan")
-        if pair.get("ddf_truth"):  # known-truth pairs (cir_monai.data.heldout): end-point error over the fixed brain, mm
+        # known-truth pairs (cir_monai.data.heldout): end-point error over the fixed brain, mm
+        if pair.get("ddf_truth"):
             truth = np.moveaxis(np.asarray(nib.load(pair["ddf_truth"]).dataobj)[:, :, :, 0, :], -1, 0)
             to_mm = np.asarray(fixed.direction) @ np.diag(fixed.spacing)  # voxel axes -> LPS mm; the norm is frame-free
             error = np.linalg.norm(np.einsum("ij,j...->i...", to_mm, ddf[0].numpy() - truth), axis=0)
             epe = float(error[fixed.numpy() > 0].mean())  # over the fixed brain, as the evaluator
         rows.append({
-            "method": f"ANTs {transform}", "epe_mm": epe, "pair": pair["id"], "lam": "", "grid": f"{spacing[0]:g} mm {shape}",
+            "method": f"ANTs {transform}", "epe_mm": epe, "pair": pair["id"], "lam": "",
+            "grid": f"{spacing[0]:g} mm {shape}",
             "dice_mean": float(torch.nanmean(dice[0])), "hd95_mean": float(torch.nanmean(hd[0])),
             "jac_std": float(stats["jac_std"][0]), "folding_pct": float(stats["folding_pct"][0]),
             "sdlogj": float(stats["sdlogj"][0]), "seconds": seconds,
@@ -270,9 +273,12 @@ def main() -> int:
     parser.add_argument("--ants-transform", default="SyN", help="type_of_transform of ants.registration (e.g. SyNOnly)")
     parser.add_argument("--lite", default=str(LITE), help="the authors' lite weights ('' to skip)")
     parser.add_argument("--lite-lams", default="0,1,4,10",
-                        help="λ of the lite model (= 10 × the authors' normalised code; 0, 0.1, 0.4, 1 are the codes of the parity fixtures)")
-    parser.add_argument("--lite-pixdim", type=float, default=1.0, help="resample to this spacing (mm) for the lite model")
-    parser.add_argument("--lite-orientation", default="RAS", help="axis codes the lite model's inputs are reoriented to")
+                        help="λ of the lite model (= 10 × the authors' normalised code; "
+                        "0, 0.1, 0.4, 1 are the codes of the parity fixtures)")
+    parser.add_argument("--lite-pixdim", type=float, default=1.0,
+                        help="resample to this spacing (mm) for the lite model")
+    parser.add_argument("--lite-orientation", default="RAS",
+                        help="axis codes the lite model's inputs are reoriented to")
     parser.add_argument("--methods", default="ours,ants,lite", help="subset of ours,ants,lite")
     parser.add_argument("--pairs", type=int, default=8, help="first N embedded test pairs")
     parser.add_argument("--threads", type=int, default=2)
@@ -291,8 +297,8 @@ def main() -> int:
 
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(args.threads)  # read by ITK when ants first runs
     from cir_monai.engines import load_network
-    from cir_monai.workflows import prepared_pairs
     from cir_monai.runtime import tune_cpu_allocator
+    from cir_monai.workflows import prepared_pairs
 
     tune_cpu_allocator()
     torch.set_num_threads(args.threads)
@@ -306,7 +312,8 @@ def main() -> int:
         model = Path(args.model) if args.model else DEFAULT_MODEL
         if args.model is None and not model.is_file():
             model = DEV_MODEL
-            print(f"warning: {DEFAULT_MODEL.relative_to(ROOT)} not found, using {model.relative_to(ROOT)}", file=sys.stderr)
+            print(f"warning: {DEFAULT_MODEL.relative_to(ROOT)} not found, using {model.relative_to(ROOT)}",
+                  file=sys.stderr)
         net = load_network(model, args.device)
         config["model"] = str(model.resolve().relative_to(ROOT) if model.resolve().is_relative_to(ROOT) else model)
         rows += network_rows("ours", net, pairs, _floats(args.lams), None, "RAS", args.device, "2 mm")
@@ -330,10 +337,11 @@ def main() -> int:
                "nearest": "nearest neighbour through the converted DDF, as the networks' are"}
         notes.append(
             f"ANTs: antspyx {config['antspyx']} `ants.registration(type_of_transform=\"{args.ants_transform}\")`, "
-            f"{args.threads} ITK threads, `--random-seed {args.ants_seed}`; time = `ants.registration` only; labels warped "
-            f"with {how[args.ants_labels]} (with {how[other]}: Dice {other_dice:.3f}). "
-            f"Jacobian metrics from the composed forward transform (a displacement field) converted to a voxel DDF; check (worst pair): our Warp "
-            f"vs ANTs' warped image max |Δ| {worst['warp_maxabs_inside']:.1e} (relative to the image max, where the sample point lies inside the image), "
+            f"{args.threads} ITK threads, `--random-seed {args.ants_seed}`; time = `ants.registration` only; labels "
+            f"warped with {how[args.ants_labels]} (with {how[other]}: Dice {other_dice:.3f}). "
+            f"Jacobian metrics from the composed forward transform (a displacement field) converted to a voxel DDF; "
+            f"check (worst pair): our Warp vs ANTs' warped image max |Δ| {worst['warp_maxabs_inside']:.1e} "
+            f"(relative to the image max, where the sample point lies inside the image), "
             f"5-point det J vs `create_jacobian_determinant_image` max |Δ| {worst['jac_maxabs_vs_ants']:.1e}."
         )
 
@@ -342,14 +350,14 @@ def main() -> int:
             print(f"warning: lite weights {args.lite} not found: skipped", file=sys.stderr)
         else:
             net = load_network(args.lite, args.device)
-            rows += network_rows("authors' lite (OASIS)", net, pairs, _floats(args.lite_lams), args.lite_pixdim, args.lite_orientation,
-                                 args.device, f"{args.lite_pixdim:g} mm")
+            rows += network_rows("authors' lite (OASIS)", net, pairs, _floats(args.lite_lams), args.lite_pixdim,
+                                 args.lite_orientation, args.device, f"{args.lite_pixdim:g} mm")
             config["lite"] = str(args.lite)
             notes.append(
-                f"lite: the authors' released weights (trained on OASIS at 1 mm), λ = 10 × their code, inputs resampled to "
-                f"{args.lite_pixdim:g} mm (bilinear images, nearest labels): its rows and its `identity` row are scored on "
-                f"that grid (Dice/HD95 of labels resampled from 2 mm; Jacobian per 1 mm voxel), not directly comparable "
-                f"with the 2 mm rows. Our data are 2 mm images upsampled, not native 1 mm."
+                f"lite: the authors' released weights (trained on OASIS at 1 mm), λ = 10 × their code, inputs "
+                f"resampled to {args.lite_pixdim:g} mm (bilinear images, nearest labels): its rows and its `identity` "
+                f"row are scored on that grid (Dice/HD95 of labels resampled from 2 mm; Jacobian per 1 mm voxel), "
+                f"not directly comparable with the 2 mm rows. Our data are 2 mm images upsampled, not native 1 mm."
             )
             del net
 

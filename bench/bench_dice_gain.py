@@ -38,9 +38,9 @@ def main() -> int:
 
     from cir_monai.data import DEFAULT_SHAPE, DEFAULT_SPACING, load_pairs, prepare_embedded
     from cir_monai.engines import CLapIRNTrainer, validate
-    from cir_monai.workflows import embedded_training_dataset, validation_tensors
     from cir_monai.networks import CLapIRN
     from cir_monai.runtime import tune_cpu_allocator
+    from cir_monai.workflows import embedded_training_dataset, validation_tensors
 
     tune_cpu_allocator()
     torch.set_num_threads(2)
@@ -50,8 +50,9 @@ def main() -> int:
     net = CLapIRN(3, start_channels=7)
     iterations = tuple(int(v) for v in args.iterations.split(","))
     trainer = CLapIRNTrainer(
-        net, embedded_training_dataset(args.data, DEFAULT_SPACING, DEFAULT_SHAPE), args.out, iterations=iterations, freeze_steps=args.freeze,
-        lr=args.lr, val_pairs=val, val_every=args.val_every, val_lams=(0.1, 1.0, 4.0), log_every=10, checkpoint_every=50,
+        net, embedded_training_dataset(args.data, DEFAULT_SPACING, DEFAULT_SHAPE), args.out, iterations=iterations,
+        freeze_steps=args.freeze, lr=args.lr, val_pairs=val, val_every=args.val_every, val_lams=(0.1, 1.0, 4.0),
+        log_every=10, checkpoint_every=50,
         resume=False,
     )
     start = time.perf_counter()
@@ -60,11 +61,13 @@ def main() -> int:
     scores = validate(net, val, (0.1, 1.0, 4.0), torch.device("cpu"))
     line = (
         f"| {args.iterations} | {args.lr:g} | {minutes:.1f} | {scores['dice_before']:.3f} | "
-        + " | ".join(f"{scores[f'dice@{l:g}']:.3f} / {scores[f'jac_std@{l:g}']:.3f} / {scores[f'folding_pct@{l:g}']:.2f}" for l in (0.1, 1.0, 4.0))
+        + " | ".join(f"{scores[f'dice@{lam:g}']:.3f} / {scores[f'jac_std@{lam:g}']:.3f} / "
+                     f"{scores[f'folding_pct@{lam:g}']:.2f}" for lam in (0.1, 1.0, 4.0))
         + " |"
     )
     table = (
-        "| iterations per level | lr | minutes | Dice before | λ=0.1: Dice / std\\|J\\| / % fold | λ=1 | λ=4 |\n|---|---|---|---|---|---|---|\n" + line
+        "| iterations per level | lr | minutes | Dice before | λ=0.1: Dice / std\\|J\\| / % fold | λ=1 | λ=4 |\n"
+        "|---|---|---|---|---|---|---|\n" + line
     )
     print(table)
     if not args.no_append:

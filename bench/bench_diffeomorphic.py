@@ -42,7 +42,8 @@ def main() -> int:
     configs = ROOT / "bundle" / "configs"
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, variant in (("displacement (paper)", []), ("diffeomorphic (7 squarings)", [str(ROOT / "configs/variants/diffeomorphic.yaml")])):
+        for name, variant in (("displacement (paper)", []),
+                              ("diffeomorphic (7 squarings)", [str(ROOT / "configs/variants/diffeomorphic.yaml")])):
             out = Path(tmp) / name.split()[0]
             files = [str(configs / "train.yaml"), str(ROOT / "configs/data/synth.yaml"), *variant]
             start = time.perf_counter()
@@ -61,7 +62,8 @@ def main() -> int:
                                             hd95=False, figures=False, progress=False).run(report=False)
             per = summary["per_lam"]
             rows.append((name, seconds, [per[f"{v:g}"] for v in LAMS], per["before"]["dice_mean"]))
-    lines = ["| variant | training s | " + " | ".join(f"Dice / % det J ≤ 0 / std\\|J\\| at λ = {v:g}" for v in LAMS) + " |",
+    lines = ["| variant | training s | "
+             + " | ".join(f"Dice / % det J ≤ 0 / std\\|J\\| at λ = {v:g}" for v in LAMS) + " |",
              "|---" * (2 + len(LAMS)) + "|"]
     for name, seconds, per, _ in rows:
         lines.append(f"| {name} | {seconds:.0f} | " + " | ".join(

@@ -49,7 +49,8 @@ def evaluator_rows(method: str, net, pairs: list[dict], lams: list[float], out: 
         for row in pair_rows:
             name = "identity" if row["lam"] == "before" else method
             rows.append({"method": name, "pair": pair["id"], "lam": "" if name == "identity" else row["lam"],
-                         **{k: row[k] for k in COLS}, **{f"dice_{v}": d for v, d in zip(labels, per_label[row["lam"]])}})
+                         **{k: row[k] for k in COLS},
+                         **{f"dice_{v}": d for v, d in zip(labels, per_label[row["lam"]])}})
         print(f"  {method} {pair['id']}: " + ", ".join(f"λ {r['lam']} Dice {r['dice_mean']:.3f}" for r in pair_rows),
               file=sys.stderr, flush=True)
     return rows
@@ -93,8 +94,9 @@ def markdown(summary: list[dict]) -> str:
     lines = ["| method | λ | Dice | min gain over identity | EPE mm | std\\|J\\| | % det J ≤ 0 | SDlogJ | s / pair |",
              "|---|---|---|---|---|---|---|---|---|"]
     for s in summary:
-        lines.append(f"| {s['method']} | {s['lam']} | {s['dice_mean']:.3f} | {s['min_gain']:+.3f} | {s['epe_mm']:.2f} | "
-                     f"{s['jac_std']:.3f} | {s['folding_pct']:.3f} | {s['sdlogj']:.3f} | {s['seconds']:.2f} |")
+        lines.append(f"| {s['method']} | {s['lam']} | {s['dice_mean']:.3f} | {s['min_gain']:+.3f} | "
+                     f"{s['epe_mm']:.2f} | {s['jac_std']:.3f} | {s['folding_pct']:.3f} | {s['sdlogj']:.3f} | "
+                     f"{s['seconds']:.2f} |")
     return "\n".join(lines)
 
 
@@ -165,8 +167,9 @@ def main() -> int:
     table = markdown(summary)
     print(table)
     if not args.no_append:
-        details = (f"{platform.machine()}, {args.threads} threads; {len(pairs)} held-out pairs ({args.group}), 1 mm, mean Dice over the "
-                   "CerebrA regions present; model " + str(Path(args.model).relative_to(ROOT) if Path(args.model).is_relative_to(ROOT) else args.model))
+        details = (f"{platform.machine()}, {args.threads} threads; {len(pairs)} held-out pairs ({args.group}), 1 mm, "
+                   "mean Dice over the CerebrA regions present; model "
+                   + str(Path(args.model).relative_to(ROOT) if Path(args.model).is_relative_to(ROOT) else args.model))
         append_table("Held-out anatomy", "bench/bench_heldout.py", details, table)
     return 0
 

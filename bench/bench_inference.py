@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from benchlog import append_table
+
 from cir_monai.networks.fast import set_fast_paths
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +71,8 @@ def child(model: str, impl: str, repeats: int, threads: int) -> dict:
             net(moving, fixed, 1.0)
             if i:
                 times.append(time.perf_counter() - start)
-            print(f"  {model:5s} {impl:22s} run {i}/{repeats}: {time.perf_counter() - start:6.2f} s", file=sys.stderr, flush=True)
+            print(f"  {model:5s} {impl:22s} run {i}/{repeats}: {time.perf_counter() - start:6.2f} s",
+                  file=sys.stderr, flush=True)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return dict(params=params, macs=macs, median_s=statistics.median(times), times=times, peak_mb=peak_mb)
 
@@ -91,7 +93,8 @@ def main() -> int:
     for model in args.models.split(","):
         results = {}
         for impl in IMPLS:
-            cmd = [sys.executable, __file__, "--child", model, impl, "--repeats", str(args.repeats), "--threads", str(args.threads)]
+            cmd = [sys.executable, __file__, "--child", model, impl, "--repeats", str(args.repeats),
+                   "--threads", str(args.threads)]
             proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT, check=True)
             results[impl] = json.loads(proc.stdout.strip().splitlines()[-1])
         ref = results["reference-style"]["median_s"]
@@ -101,14 +104,16 @@ def main() -> int:
                 f"{r['macs'] / 1e9:.1f} | {r['median_s']:.2f} | {ref / r['median_s']:.2f}× | {r['peak_mb']:,.0f} |"
             )
     header = (
-        "| model | size | implementation | parameters | GMACs | median s / pair | speed-up vs reference-style | peak RSS MB |\n"
+        "| model | size | implementation | parameters | GMACs | median s / pair | speed-up vs reference-style "
+        "| peak RSS MB |\n"
         "|---|---|---|---|---|---|---|---|"
     )
     table = header + "\n" + "\n".join(rows)
     print(table)
     if not args.no_append:
         machine = f"{platform.processor() or platform.machine()}, {args.threads} threads"
-        path = append_table("Inference", "bench/bench_inference.py", f"{machine}; {args.repeats} timed runs after one warm-up", table)
+        path = append_table("Inference", "bench/bench_inference.py",
+                            f"{machine}; {args.repeats} timed runs after one warm-up", table)
         print(f"appended to {path}")
     return 0
 

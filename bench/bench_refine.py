@@ -92,8 +92,9 @@ def main() -> int:
     print(table)
     if not args.no_append:
         model = Path(args.model).resolve()
-        details = (f"{platform.machine()}, {args.threads} threads; {len(pairs)} held-out pairs ({args.group}), 1 mm; model "
-                   f"{model.relative_to(ROOT) if model.is_relative_to(ROOT) else model}; s / pair: network + N steps")
+        details = (f"{platform.machine()}, {args.threads} threads; {len(pairs)} held-out pairs ({args.group}), "
+                   f"1 mm; model {model.relative_to(ROOT) if model.is_relative_to(ROOT) else model}; "
+                   f"s / pair: network + N steps")
         append_table("Per-pair refinement against N (held-out)", "bench/bench_refine.py", details, table)
     return 0
 

@@ -6,7 +6,8 @@
 
 The pair: a held-out pair (:func:`cir_monai.data.heldout.heldout_pair`, seed 31000: two "subjects" of
 the MNI ICBM152 2009c T1 brain under independent deformations, with their CerebrA labels) on the
-template's full 1 mm grid, 193×229×193, empty margins included (as a user's scan comes). Each method runs in its own process, so the times are
+template's full 1 mm grid, 193×229×193, empty margins included (as a user's scan comes). Each method runs in
+its own process, so the times are
 wall times of the whole job (reading, preprocessing, registration, writing) and the peak memory is
 that process's maximum resident set size:
 

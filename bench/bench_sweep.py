@@ -50,9 +50,9 @@ def main() -> int:
 
     from cir_monai.data.transforms import registration_preprocessing
     from cir_monai.engines import load_network
-    from cir_monai.workflows import prepared_pairs
     from cir_monai.runtime import tune_cpu_allocator
     from cir_monai.sweep import run_sweep
+    from cir_monai.workflows import prepared_pairs
 
     tune_cpu_allocator()
     torch.set_num_threads(args.threads)

@@ -102,7 +102,8 @@ def main() -> int:
     for name, shape in CONFIGS.items():
         results = {}
         for impl in IMPLS:
-            cmd = [sys.executable, __file__, "--child", ",".join(map(str, shape)), impl, "--repeats", str(args.repeats), "--threads", str(args.threads)]
+            cmd = [sys.executable, __file__, "--child", ",".join(map(str, shape)), impl, "--repeats", str(args.repeats),
+                   "--threads", str(args.threads)]
             proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True, cwd=ROOT)
             results[impl] = json.loads(proc.stdout.strip().splitlines()[-1])
         for impl, r in results.items():
@@ -110,7 +111,8 @@ def main() -> int:
         ours, ref = results["ours"], results["reference-style"]
         rows.append(f"| {name} | speed-up | " + " | ".join(f"{ref[k] / ours[k]:.2f}×" for k in keys) + " | |")
     table = (
-        "| configuration | implementation | level 1 | level 2, level 1 frozen | level 2 | level 3, levels 1–2 frozen | level 3 | peak RSS MB |\n"
+        "| configuration | implementation | level 1 | level 2, level 1 frozen | level 2 | level 3, levels 1–2 frozen "
+        "| level 3 | peak RSS MB |\n"
         "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows)
     )
     print(table)
@@ -118,7 +120,8 @@ def main() -> int:
         append_table(
             "Training",
             "bench/bench_training.py",
-            f"{args.threads} threads; s/it, batch 1, start_channels 7, median of {args.repeats} iterations after one warm-up",
+            f"{args.threads} threads; s/it, batch 1, start_channels 7, median of {args.repeats} iterations "
+            "after one warm-up",
             table,
         )
     return 0

@@ -142,8 +142,8 @@ def affine_then(ddf: torch.Tensor, affine_ras: np.ndarray, grid_affine: np.ndarr
     grid = np.asarray(grid_affine, dtype=np.float64)
     voxel_map = np.linalg.inv(grid) @ np.asarray(affine_ras, dtype=np.float64) @ grid  # voxel -> voxel
     matrix = torch.as_tensor(voxel_map, dtype=torch.float64, device=ddf.device)
-    index = torch.stack(torch.meshgrid(*[torch.arange(s, dtype=torch.float64, device=ddf.device) for s in ddf.shape[2:]],
-                                       indexing="ij"))[None]
+    index = torch.stack(torch.meshgrid(
+        *[torch.arange(s, dtype=torch.float64, device=ddf.device) for s in ddf.shape[2:]], indexing="ij"))[None]
     moved = torch.einsum("ij,bj...->bi...", matrix[:3, :3], index + ddf.double()) + matrix[:3, 3].view(1, 3, 1, 1, 1)
     return (moved - index).float()
 

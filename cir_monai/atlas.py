@@ -176,7 +176,8 @@ class DDFToWorldd(MapTransform):
 
 
 class AtlasLabelsd(MapTransform):
-    """Replace the world field ``d[key]`` ``(n, *S)`` (mm, on the input's grid) by the atlas labels it maps: ``(1, *S)``.
+    """Replace the world field ``d[key]`` ``(n, *S)`` (mm, on the input's grid) by the atlas labels it maps:
+    ``(1, *S)``.
 
     Input voxel ``x`` (world point ``p = A x``, ``A`` the field's affine) takes the atlas label at
     world point ``p + u(x)``, read from the atlas at its own resolution by nearest neighbour (0
@@ -214,13 +215,15 @@ class AtlasLabelsd(MapTransform):
         for key in self.key_iterator(d):
             field = d[key]
             ddf = world_to_voxel(torch.as_tensor(field).double(), field.affine)[None]  # voxels of the input grid
-            sampled = warp_from_grid(self.label.as_tensor()[None], self.label.affine, ddf, field.affine, "nearest", "zeros")
+            sampled = warp_from_grid(self.label.as_tensor()[None], self.label.affine, ddf, field.affine,
+                                     "nearest", "zeros")
             d[key] = MetaTensor(sampled[0].round().to(self.dtype), meta=dict(field.meta))
         return d
 
 
 def _http_exception_base() -> tuple[type[Exception], ...]:
-    """Starlette's ``HTTPException`` where it is installed (the web framework under MONAI Label's FastAPI), else nothing."""
+    """Starlette's ``HTTPException`` where it is installed (the web framework under MONAI Label's FastAPI), else
+    nothing."""
     try:
         from starlette.exceptions import HTTPException
     except ImportError:

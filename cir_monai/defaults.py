@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["DEFAULT_LAMS", "DEFAULT_REFINE", "default_device", "installed", "bundle_root", "bundle_configs", "default_model", "data_dir",
-           "cache_dir", "embedded_dir", "overlay_files"]
+__all__ = ["DEFAULT_LAMS", "DEFAULT_REFINE", "default_device", "installed", "bundle_root", "bundle_configs",
+           "default_model", "data_dir", "cache_dir", "embedded_dir", "overlay_files"]
 
 #: the λ values of the paper's evaluation (docs/method.md §5): sweeps, evaluation and the bundle's evaluate workflow
 DEFAULT_LAMS = (0.0, 0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0)

@@ -121,8 +121,10 @@ class FrameResampler:
 
     def __init__(self, spacing: float | Sequence[float] | None, margin: int = 4) -> None:
         self.margin = int(margin)
-        self.spacing = None if spacing is None else frame_spacing(spacing, 3 if isinstance(spacing, (int, float)) else len(spacing))
-        self._spacer = None if self.spacing is None else Spacing(pixdim=self.spacing, mode="bilinear", padding_mode="border")
+        self.spacing = (None if spacing is None
+                        else frame_spacing(spacing, 3 if isinstance(spacing, (int, float)) else len(spacing)))
+        self._spacer = (None if self.spacing is None
+                        else Spacing(pixdim=self.spacing, mode="bilinear", padding_mode="border"))
 
     def needed(self, image) -> bool:
         """Whether ``image``'s grid differs from the frame's spacing (relative tolerance 1e-3)."""

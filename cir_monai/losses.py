@@ -47,7 +47,8 @@ class MultiResolutionNCC(nn.Module):
         super().__init__()
         if kernel_size % 2 == 0 or kernel_size - 2 * (num_scales - 1) < 1:
             raise ValueError(
-                f"kernel_size must be odd and leave a window >= 1 at every scale, got {kernel_size} for {num_scales} scales."
+                f"kernel_size must be odd and leave a window >= 1 at every scale, "
+                f"got {kernel_size} for {num_scales} scales."
             )
         self.ncc = nn.ModuleList(
             LocalNormalizedCrossCorrelationLoss(
@@ -199,5 +200,6 @@ class CLapIRNLoss(nn.Module):
             label = self.label(last.ddf, moving_label, fixed_label)
             total = total + self.label_weight * label
         return {
-            "loss": total.mean(), "similarity": similarity, "smoothness": smoothness, "folding": folding, "label": label,
+            "loss": total.mean(), "similarity": similarity, "smoothness": smoothness, "folding": folding,
+            "label": label,
         }

@@ -16,7 +16,6 @@ its ``+3`` offset). Standard deviations are population values (ddof 0).
 from __future__ import annotations
 
 import warnings
-
 from collections.abc import Sequence
 
 import torch

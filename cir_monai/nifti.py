@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+
 from cir_monai.atomic import atomic_path
 
 __all__ = ["save_nifti"]

@@ -33,7 +33,8 @@ def check_command_line() -> None:
 def _bundle_command_line() -> list[str] | None:
     """The arguments after ``python -m monai.bundle`` when this process is that command, else None."""
     argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
-    if argv0 is None or argv0.name != "__main__.py" or argv0.parent.name != "bundle" or argv0.parent.parent.name != "monai":
+    if (argv0 is None or argv0.name != "__main__.py" or argv0.parent.name != "bundle"
+            or argv0.parent.parent.name != "monai"):
         return None
     return list(sys.argv[1:])
 

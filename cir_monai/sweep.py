@@ -5,7 +5,8 @@ This is what conditional registration is for (Mok & Chung, MICCAI 2021, §1): th
 weight λ is an input, so finding the right λ for a data set costs one inference per pair and
 λ instead of one training run per λ.
 
-:func:`sweep` (``cir-monai sweep``) loads the model and the pairs and calls :func:`run_sweep`, which evaluates (:class:`~cir_monai.engines.RegistrationEvaluator`: each pair is
+:func:`sweep` (``cir-monai sweep``) loads the model and the pairs and calls :func:`run_sweep`, which evaluates
+(:class:`~cir_monai.engines.RegistrationEvaluator`: each pair is
 preprocessed once, then registered at every λ), picks λ* with :func:`select_lambda`, and writes
 
 - ``summary.md`` / ``summary.json`` / ``<pair>.csv`` / ``tradeoff.png`` (λ* marked) / ``lambda_panel.png``;
@@ -25,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from cir_monai.defaults import DEFAULT_LAMS
 from cir_monai.atomic import write_json, write_text
+from cir_monai.defaults import DEFAULT_LAMS
 
 __all__ = ["RULES", "LAM_STAR_FILE", "check_rule", "select_lambda", "read_lam_star", "run_sweep", "sweep"]
 
@@ -164,7 +165,8 @@ def run_sweep(
     return summary
 
 
-def sweep(data: str | os.PathLike = "embedded", out: str | os.PathLike = "runs/sweep", lams: Sequence[float] = DEFAULT_LAMS,
+def sweep(data: str | os.PathLike = "embedded", out: str | os.PathLike = "runs/sweep",
+          lams: Sequence[float] = DEFAULT_LAMS,
           max_folding: float = 0.1, rule: str = "max_dice", tolerance: float = 0.01, split: str = "validation",
           model: str | os.PathLike | None = None, device: str | torch.device | None = None,
           pixdim: float | None = None, refine: int = 0) -> dict:

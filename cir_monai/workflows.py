@@ -22,7 +22,9 @@ from cir_monai.data.transforms import registration_preprocessing
 from cir_monai.defaults import DEFAULT_LAMS, bundle_configs, bundle_root, default_model, embedded_dir, overlay_files
 from cir_monai.overrides import check_override_keys, check_reserved
 
-__all__ = ["image_list_pairs", "data_pairs", "run_bundle", "evaluate", "train", "training_dataset", "validation_dataset", "embedded_training_dataset", "synthetic_training_dataset", "prepared_pairs", "validation_tensors", "pairs_or_single", "rank_zero_first"]
+__all__ = ["image_list_pairs", "data_pairs", "run_bundle", "evaluate", "train", "training_dataset",
+           "validation_dataset", "embedded_training_dataset", "synthetic_training_dataset", "prepared_pairs",
+           "validation_tensors", "pairs_or_single", "rank_zero_first"]
 
 
 def rank_zero_first(fn: Callable, *args, **kwargs):
@@ -152,7 +154,8 @@ def training_dataset(data: Sequence | None = None, pairing: str = "atlas", atlas
 
 def validation_dataset(data: Sequence | None = None, pairing: str = "atlas", atlas_dir: str | os.PathLike | None = None,
                        dataset_dir: str | os.PathLike = "data/embedded", spacing: float = 2.0,
-                       spatial_size: Sequence[int] | None = None, num_validation: int = 4, num_test: int = 8) -> list[dict]:
+                       spatial_size: Sequence[int] | None = None, num_validation: int = 4,
+                       num_test: int = 8) -> list[dict]:
     """The bundle's ``validate#dataset``: tensors of ``data`` (MONAI Label's ``validate#dataset#data``) when
     given (pairs without labels are skipped: validation reports Dice), else of the embedded validation
     pairs, which are then written under ``dataset_dir`` if needed (and only then)."""
@@ -209,7 +212,8 @@ def validation_tensors(pairs: Sequence[dict], spatial_size: Sequence[int] | None
     out = []
     for pair in pairs:
         data = pre(dict(pair))
-        out.append({k: torch.as_tensor(v)[None] for k, v in data.items() if k in ("fixed", "moving", "fixed_label", "moving_label")})
+        out.append({k: torch.as_tensor(v)[None] for k, v in data.items()
+                    if k in ("fixed", "moving", "fixed_label", "moving_label")})
     return out
 
 

@@ -79,7 +79,8 @@ def doc_block(title: str, lang: str, containing: str) -> str:
         block = textwrap.dedent(body)
         if containing in block:
             found.append(block)
-    assert len(found) == 1, f"expected one {lang} block with {containing!r} in the README's '{title}', found {len(found)}"
+    assert len(found) == 1, (f"expected one {lang} block with {containing!r} in the README's '{title}', "
+                             f"found {len(found)}")
     return found[0]
 
 

@@ -23,7 +23,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
-
 from monai.deploy.conditions import CountCondition
 from monai.deploy.core import Application, Image, IOType, Operator, OperatorSpec
 from monai.deploy.operators.monai_bundle_inference_operator import (

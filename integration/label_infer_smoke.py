@@ -1,6 +1,7 @@
 """Run MONAI Label 0.8.5's BundleInferTask on a bundle folder, as the monaibundle app/server would.
 
-    /work/integ-venvs/label/bin/python integration/label_infer_smoke.py BUNDLE IMAGE.nii.gz [--lam 2.0] [--config inference.yaml]
+    /work/integ-venvs/label/bin/python integration/label_infer_smoke.py BUNDLE IMAGE.nii.gz
+        [--lam 2.0] [--config inference.yaml]
 
 Checks what MONAI Label needs: the task is valid, the request's λ reaches the inferer (displayable_configs),
 and the written label map lies on the input's grid (same shape and affine).

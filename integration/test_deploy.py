@@ -16,7 +16,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pytest
 from conftest import disagreement, doc_block, doc_wheel_names, mean_dice, wheel_name
 
 APP = Path(__file__).with_name("deploy_app.py")
@@ -79,4 +78,5 @@ def test_lambda_outside_the_range_stops_the_application(bundle, image, work):
 
 
 def test_the_readme_names_the_wheel_that_is_built():
-    assert doc_wheel_names("Use it in MONAI Deploy") == {wheel_name()}, "bundle/docs/README.md names another cir-monai wheel"
+    assert doc_wheel_names("Use it in MONAI Deploy") == {wheel_name()}, \
+        "bundle/docs/README.md names another cir-monai wheel"

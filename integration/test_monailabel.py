@@ -105,7 +105,8 @@ def test_train_task_runs_and_writes_the_bundle_model(bundle, image, truth, work)
     datastore = LocalDatastore(str(studies), extensions=["*.nii.gz"], auto_reload=False)
     before = (trained / "models" / "model.pt").stat().st_mtime_ns
     task = BundleTrainTask(str(trained), {})
-    result = task({"model": "cir_monai_atlas", "max_epochs": 1, "val_split": 0.34, "device": "cpu", "pretrained": True, "multi_gpu": False},
+    result = task({"model": "cir_monai_atlas", "max_epochs": 1, "val_split": 0.34, "device": "cpu", "pretrained": True,
+                   "multi_gpu": False},
                   datastore)
     assert (trained / "models" / "model.pt").stat().st_mtime_ns > before, result
     import torch
@@ -211,4 +212,5 @@ def test_lambda_outside_the_range_is_a_client_error(server, work):
 
 
 def test_the_readme_names_the_wheel_that_is_built():
-    assert doc_wheel_names("Use it in MONAI Label") == {wheel_name()}, "bundle/docs/README.md names another cir-monai wheel"
+    assert doc_wheel_names("Use it in MONAI Label") == {wheel_name()}, \
+        "bundle/docs/README.md names another cir-monai wheel"

@@ -56,7 +56,8 @@ def brains(tmp_path_factory):
              "moved": _move(moving, grid, moved_by, 1), "moved_label": _move(moving_label, grid, moved_by, 0),
              "fixed_moved": _move(image, grid, moved_by, 1)}
     for key, data in files.items():
-        nib.save(nib.Nifti1Image(data.astype(np.int16 if "label" in key else np.float32), grid), str(folder / f"{key}.nii.gz"))
+        nib.save(nib.Nifti1Image(data.astype(np.int16 if "label" in key else np.float32), grid),
+                 str(folder / f"{key}.nii.gz"))
     return {key: str(folder / f"{key}.nii.gz") for key in files}, grid, moved_by
 
 
@@ -131,7 +132,8 @@ def test_a_scan_far_outside_the_fixed_view_is_brought_back_by_affine(brains, tmp
         RegistrationRunner(net, [pair], lams=(1.0,), output_dir=tmp_path / "a", progress=False).run()
     fixed_label = torch.from_numpy(np.asarray(nib.load(paths["fixed_label"]).dataobj).astype(np.int64))[None, None]
     scores = {}
-    for name, moving in (("far", pair), ("near", dict(pair, moving=paths["moving"], moving_label=paths["moving_label"]))):
+    for name, moving in (("far", pair),
+                         ("near", dict(pair, moving=paths["moving"], moving_label=paths["moving_label"]))):
         out = RegistrationRunner(net, [moving], lams=(1.0,), output_dir=tmp_path / name, affine=name == "far",
                                  progress=False).run()
         warped = np.asarray(nib.load(out["far"][1.0]["warped_label"]).dataobj).astype(np.int64)

@@ -69,7 +69,8 @@ def test_zero_field_gives_the_atlas_labels_in_the_subject_space(atlas, tmp_path)
     data = pre({"image": str(path)})
     assert data["image"].shape[0] == 2  # (atlas, image)
     agree = ((data["image"][0] > 0) == (data["image"][1] > 0)).float().mean()
-    assert agree > 0.85, agree  # same anatomy: the atlas lands on the image (measured 0.91: bilinear edges of the 2 mm subject)
+    # same anatomy: the atlas lands on the image (measured 0.91: bilinear edges of the 2 mm subject)
+    assert agree > 0.85, agree
     data["pred"] = torch.zeros(3, *data["image"].shape[1:])
     out = post(data)["pred"]
     assert out.shape[1:] == truth.shape and np.allclose(np.asarray(out.affine), nib.load(str(path)).affine)
@@ -149,7 +150,8 @@ def test_shipped_atlas_is_what_build_cerebra_atlas_writes(tmp_path):
     built = build_cerebra_atlas(tmp_path / "atlas")
     for name in (ATLAS_FILES["image"], ATLAS_FILES["label"]):
         new, shipped = nib.load(str(built / name)), nib.load(str(BUNDLE / "atlas" / name))
-        assert np.array_equal(np.asarray(new.dataobj), np.asarray(shipped.dataobj)) and np.allclose(new.affine, shipped.affine)
+        assert (np.array_equal(np.asarray(new.dataobj), np.asarray(shipped.dataobj))
+                and np.allclose(new.affine, shipped.affine))
     assert atlas_label_names(built) == atlas_label_names(BUNDLE / "atlas")
 
 

@@ -17,8 +17,8 @@ import torch
 from cir_monai.cli import main, parse_lams
 from cir_monai.engines import load_network
 from cir_monai.engines.checkpoint import save_checkpoint
-from cir_monai.workflows import prepared_pairs
 from cir_monai.networks import CLapIRN
+from cir_monai.workflows import prepared_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--spacing", "8.0", "--spatial_size", "[24,24,24]", "--num_validation", "1", "--num_test", "1"]
@@ -69,7 +69,8 @@ def test_register_several_lams_with_pictures(tiny, tmp_path, capsys):
         assert nib.load(str(folder / "ddf.nii.gz")).shape == (24, 24, 24, 1, 3)
         assert_png(folder / "overlay.png")
     # a second run into the same folder adds its λ and keeps the earlier ones
-    assert main(["register", pair["fixed"], pair["moving"], "--lam", "1", "--out", str(out), "--model", str(model)]) == 0
+    assert main(["register", pair["fixed"], pair["moving"], "--lam", "1", "--out", str(out),
+                 "--model", str(model)]) == 0
     assert sorted(p.name for p in out.glob("*/lam_*")) == ["lam_0.1", "lam_1", "lam_4"]
     assert not list(tmp_path.glob(".reg.partial-*"))
     # another pair whose folder name is the same (pair_000_moving) is refused instead of mixed in

@@ -42,7 +42,8 @@ def test_monai_warp_equals_reference_grid_sample(spatial):
     field = 0.2 * torch.randn(2, n, *spatial)
     axes = [torch.linspace(-1, 1, s) for s in spatial]
     grid = torch.stack(torch.meshgrid(*axes, indexing="ij")[::-1], dim=-1)  # (x, y, z) order
-    reference = F.grid_sample(image, grid + field.movedim(1, -1), mode="bilinear", padding_mode="border", align_corners=True)
+    reference = F.grid_sample(image, grid + field.movedim(1, -1), mode="bilinear", padding_mode="border",
+                              align_corners=True)
     ours = Warp()(image, normalized_to_voxel_ddf(field))
     assert torch.allclose(ours, reference, atol=1e-5)
 

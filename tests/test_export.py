@@ -78,7 +78,8 @@ def test_shipped_torchscript_is_the_shipped_model_and_config():
     from monai.bundle import ConfigParser
 
     _, meta, extra = load_net_with_metadata(str(BUNDLE / "models" / "model.ts"), more_extra_files=("inference.json",))
-    assert json.loads(extra["inference.json"]) == ConfigParser.load_config_file(str(BUNDLE / "configs" / "inference.yaml"))
+    assert json.loads(extra["inference.json"]) == ConfigParser.load_config_file(
+        str(BUNDLE / "configs" / "inference.yaml"))
     current = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
     assert {k: meta[k] for k in current} == current
     shipped = torch.jit.load(str(BUNDLE / "models" / "model.ts"))
@@ -94,7 +95,8 @@ def test_missing_bundle_files_are_named(tmp_path):
 
 
 @pytest.mark.parametrize("image, lam, message", [
-    (torch.rand(1, 1, 16, 16, 16), torch.tensor([1.0]), r"image must be \(B, 2, \*spatial\).*got shape \[1, 1, 16, 16, 16\]"),
+    (torch.rand(1, 1, 16, 16, 16), torch.tensor([1.0]),
+     r"image must be \(B, 2, \*spatial\).*got shape \[1, 1, 16, 16, 16\]"),
     (torch.full((1, 2, 16, 16, 16), float("nan")), torch.tensor([1.0]), "image contains NaN or Inf values"),
     (torch.rand(1, 2, 16, 16, 16), torch.tensor([12.0]), r"lam must lie in \[0, 10\] \(the model's range\), got 12"),
     (torch.rand(2, 2, 16, 16, 16), torch.tensor([1.0, -0.5]), r"lam must lie in \[0, 10\].*got -0.5"),

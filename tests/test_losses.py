@@ -15,7 +15,8 @@ def test_reference_smoothness_and_similarity(parity, parity_metrics, code):
     assert SmoothnessLoss()(ddf).item() == pytest.approx(ref["smooth_loss"], rel=1e-5)
     warped = Warp()(parity["moving_3d"], ddf)
     # MONAI's LNCC handles epsilon differently from the authors' NCC: close, not identical
-    assert MultiResolutionNCC(3, 7, 3)(warped, parity["fixed_3d"]).item() == pytest.approx(ref["ncc_multires_w7_s3"], abs=5e-4)
+    assert MultiResolutionNCC(3, 7, 3)(warped, parity["fixed_3d"]).item() == pytest.approx(ref["ncc_multires_w7_s3"],
+                                                                                           abs=5e-4)
     before = MultiResolutionNCC(3, 7, 1)(parity["moving_3d"], parity["fixed_3d"]).item()
     assert before == pytest.approx(ref["ncc_w7_before"], abs=5e-4)
 

@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from cir_monai.convert import convert_checkpoint
-from cir_monai.data import phantom, RandomPairDataset
+from cir_monai.data import RandomPairDataset, phantom
 from cir_monai.engines import CLapIRNTrainer, load_network
 from cir_monai.networks import CLapIRN
 
@@ -56,9 +55,11 @@ def test_bundle_inference_refuses_it(unsafe_model, tmp_path):
     """The bundle's atlas workflow (MONAI's CheckpointLoader behind a safe check of ckpt_path) names the file."""
     path, marker = unsafe_model
     image = ROOT / "bundle" / "atlas" / "atlas_image.nii.gz"
-    proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", "bundle/configs/inference.yaml",
-                           "--bundle_root", "bundle", "--ckpt_path", str(path), "--datalist", f"['{image}']",
-                           "--output_dir", str(tmp_path / "seg")], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run",
+                           "--config_file", "bundle/configs/inference.yaml", "--bundle_root", "bundle",
+                           "--ckpt_path", str(path), "--datalist", f"['{image}']",
+                           "--output_dir", str(tmp_path / "seg")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode != 0
     assert "error: " in proc.stderr and "downloaded.pt was refused" in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and not marker.exists()

@@ -56,8 +56,10 @@ def test_only_declared_dependencies_are_installed(installed):
 def test_installed_package_comes_from_the_wheel_with_its_bundle(installed):
     work, bin_dir, env = installed
     out = subprocess.run([str(bin_dir / "python"), "-c",
-                          "import cir_monai, cir_monai.defaults as d; print(cir_monai.__file__); print(d.bundle_root());"
-                          "print(d.default_model().is_file(), d.installed('configs').is_dir(), d.installed('docs').is_dir())"],
+                          "import cir_monai, cir_monai.defaults as d; print(cir_monai.__file__); "
+                          "print(d.bundle_root());"
+                          "print(d.default_model().is_file(), d.installed('configs').is_dir(), "
+                          "d.installed('docs').is_dir())"],
                          check=True, capture_output=True, text=True, cwd=work, env=env).stdout.split("\n")
     assert out[0].startswith(str(work / "venv")) and out[1].startswith(str(work / "venv")), out
     assert out[2] == "True True True"
@@ -70,7 +72,8 @@ def test_register_from_another_folder_with_the_defaults(installed, tmp_path):
                            text=True, cwd=tmp_path, env=env, timeout=900)
     assert build.returncode == 0, build.stderr[-2000:]
     pair = work / "cache" / "embedded" / "test" / "pair_000"
-    proc = subprocess.run([str(bin_dir / "cir-monai"), "register", str(pair / "fixed.nii.gz"), str(pair / "moving.nii.gz"),
+    proc = subprocess.run([str(bin_dir / "cir-monai"), "register", str(pair / "fixed.nii.gz"),
+                           str(pair / "moving.nii.gz"),
                            "--moving-label", str(pair / "moving_label.nii.gz"), "--out", "out"],
                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]

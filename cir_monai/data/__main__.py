@@ -16,7 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare", help="build the embedded MNI152 data set and write validation/test pairs")
     prep.add_argument("--out", default=None, help="output folder (datalist.json and NIfTI pairs); default: the "
-                      "embedded data folder (cir_monai.defaults.embedded_dir: $CIR_MONAI_DATA/embedded or the user cache)")
+                      "embedded data folder (cir_monai.defaults.embedded_dir: $CIR_MONAI_DATA/embedded "
+                      "or the user cache)")
     prep.add_argument("--num-validation", type=int, default=4)
     prep.add_argument("--num-test", type=int, default=8)
     prep.add_argument("--spacing", type=float, default=DEFAULT_SPACING, help="isotropic voxel size, mm")
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"embedded data set ready: {path} (validation and test pairs as NIfTI, template in {path.parent / 'template'})")
+    print(f"embedded data set ready: {path} "
+          f"(validation and test pairs as NIfTI, template in {path.parent / 'template'})")
     return 0
 
 

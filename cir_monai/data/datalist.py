@@ -170,7 +170,8 @@ def _from_json(path: Path, split: str) -> list[dict]:
         except DatalistError as err:
             raise DatalistError(f"{path}: {err}") from None
     if split not in content:
-        raise DatalistError(f"{path}: no {split!r} list (keys: {sorted(content)}); choose another list (--split, split=...) or add one")
+        raise DatalistError(f"{path}: no {split!r} list (keys: {sorted(content)}); "
+                            f"choose another list (--split, split=...) or add one")
     return [_resolve(p, base) for p in content[split]]
 
 
@@ -185,9 +186,11 @@ def _from_l2r_oasis(folder: Path, split: str) -> list[dict]:
         pairs = []
         for p in content[key]:
             fixed, moving = str(folder / p["fixed"]), str(folder / p["moving"])
-            pairs.append({"fixed": fixed, "moving": moving, "fixed_label": label_of(fixed), "moving_label": label_of(moving)})
+            pairs.append({"fixed": fixed, "moving": moving, "fixed_label": label_of(fixed),
+                          "moving_label": label_of(moving)})
         return pairs
-    images = [{"image": str(folder / e["image"]), "label": str(folder / e["label"])} for e in content.get("training", [])]
+    images = [{"image": str(folder / e["image"]), "label": str(folder / e["label"])}
+              for e in content.get("training", [])]
     return pairs_from_images(images, "all")
 
 

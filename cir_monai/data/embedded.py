@@ -27,10 +27,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
-
-from cir_monai.defaults import cache_dir as _user_cache_dir
 import torch.nn.functional as F
+
 from cir_monai.atomic import write_json
+from cir_monai.defaults import cache_dir as _user_cache_dir
 from cir_monai.nifti import save_nifti
 
 __all__ = [
@@ -56,7 +56,8 @@ DEFAULT_SHAPE = (80, 96, 80)
 
 
 def default_cache_dir() -> Path:
-    """Where the template is built: :func:`cir_monai.defaults.cache_dir` (``$CIR_MONAI_CACHE`` or ``~/.cache/cir_monai``)."""
+    """Where the template is built: :func:`cir_monai.defaults.cache_dir` (``$CIR_MONAI_CACHE`` or
+    ``~/.cache/cir_monai``)."""
     return _user_cache_dir()
 
 
@@ -128,7 +129,8 @@ def load_template(
 
 
 def build_embedded_template(
-    cache_dir: str | os.PathLike | None = None, spacing: float = DEFAULT_SPACING, shape: Sequence[int] | None = DEFAULT_SHAPE
+    cache_dir: str | os.PathLike | None = None, spacing: float = DEFAULT_SPACING,
+    shape: Sequence[int] | None = DEFAULT_SHAPE
 ) -> dict[str, Path]:
     """Write the template image and label map as NIfTI into ``cache_dir`` (once) and return their paths.
 

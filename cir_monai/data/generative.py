@@ -89,7 +89,8 @@ class SynthConfig:
         noise: largest noise standard deviation (fraction of the intensity range).
         variability: each subject's own anatomy (0 = off): label boundaries moved irregularly per
             subject by :func:`perturb_labels` (argmax of the smoothed one-hot map plus
-            ``variability`` × noise varying over ``variability_scale`` voxels), so no smooth field matches fixed and moving exactly and λ has a real trade-off
+            ``variability`` × noise varying over ``variability_scale`` voxels), so no smooth field matches fixed
+            and moving exactly and λ has a real trade-off
             to learn; not applied to the ``"template"`` source, whose image is the real T1.
     """
 
@@ -110,7 +111,8 @@ class SynthConfig:
 
 
 def _coarse_noise(shape: Sequence[int], channels: int, spacing: float, gen: torch.Generator) -> torch.Tensor:
-    """White noise on a grid ``spacing`` times coarser, upsampled (trilinear) to ``shape``: ``(1, channels, *shape)``."""
+    """White noise on a grid ``spacing`` times coarser, upsampled (trilinear) to ``shape``:
+    ``(1, channels, *shape)``."""
     coarse = [max(2, int(math.ceil(s / spacing)) + 1) for s in shape]
     noise = torch.randn((1, channels, *coarse), generator=gen)
     mode = "trilinear" if len(shape) == 3 else "bilinear"

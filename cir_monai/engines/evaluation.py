@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cir_monai.defaults import DEFAULT_LAMS, default_device
 from cir_monai.conventions import voxel_to_world
 from cir_monai.data.transforms import registration_preprocessing
+from cir_monai.defaults import DEFAULT_LAMS, default_device
 from cir_monai.engines.inference import checked_lams, resolve_frame
 from cir_monai.engines.reporting import COLUMNS, write_pair_csv, write_report
 from cir_monai.frame import FrameResampler
@@ -170,7 +170,8 @@ class RegistrationEvaluator:
                               "inference_seconds": sum(r["seconds"] for rows in all_rows.values() for r in rows),
                               "evaluation_seconds": time.perf_counter() - started}}
         for i, name in enumerate(names):
-            summary["per_lam"][name] = {key: _nanmean([rows[i][key] for rows in all_rows.values()]) for key in COLUMNS[1:]}
+            summary["per_lam"][name] = {key: _nanmean([rows[i][key] for rows in all_rows.values()])
+                                        for key in COLUMNS[1:]}
         figures = {}
         if example is not None:
             from cir_monai.visualize import plot_lambda_panel, plot_overlay

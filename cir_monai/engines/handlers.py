@@ -124,6 +124,7 @@ def default_handlers(output_dir: str | os.PathLike, log_every: int = 50, tensorb
 
         tensorboard = importlib.util.find_spec("tensorboard") is not None
     if tensorboard and is_main_process():
-        handlers.append(TensorBoardStatsHandler(log_dir=str(Path(output_dir) / "tensorboard"), iteration_log=every(log_every),
+        handlers.append(TensorBoardStatsHandler(log_dir=str(Path(output_dir) / "tensorboard"),
+                                                iteration_log=every(log_every),
                                                 epoch_log=False, iteration_event_writer=tensorboard_scalars))
     return handlers

@@ -41,7 +41,8 @@ def _per_label_means(summary: dict) -> tuple[list[int], dict[str, list[float]]]:
     out = {}
     for name in summary["per_lam"]:
         out[name] = [
-            float(np.nanmean([p[name][p["labels"].index(v)] for p in per_pair.values() if v in p["labels"]] or [np.nan]))
+            float(np.nanmean([p[name][p["labels"].index(v)] for p in per_pair.values() if v in p["labels"]]
+                             or [np.nan]))
             for v in labels
         ]
     return labels, out
@@ -86,7 +87,8 @@ def write_report(
     lines += [*notes, ""] if notes else []
     lines += ["Means over pairs; `before` is the identity (no registration). Dice over the labels present in both "
               "segmentations; HD95 in mm; Jacobian determinant by forward differences on the registration grid.", "",
-              "| λ | Dice | HD95 mm | std\\|J\\| | % det J ≤ 0 | SDlogJ |" + (" EPE mm |" if epe else "") + " s / pair |",
+              "| λ | Dice | HD95 mm | std\\|J\\| | % det J ≤ 0 | SDlogJ |" + (" EPE mm |" if epe else "")
+              + " s / pair |",
               "|---|---|---|---|---|---|" + ("---|" if epe else "") + "---|"]
     for name, m in summary["per_lam"].items():
         star = " **(λ*)**" if lam_star is not None and name != "before" and float(name) == lam_star else ""

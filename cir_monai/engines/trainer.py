@@ -43,8 +43,8 @@ def _unwrap(net: torch.nn.Module) -> CLapIRN:
 
 @torch.no_grad()
 def validate(
-    network: CLapIRN, pairs: Sequence[dict], lams: Sequence[float], device: torch.device, active_levels: int | None = None,
-    before: bool = True,
+    network: CLapIRN, pairs: Sequence[dict], lams: Sequence[float], device: torch.device,
+    active_levels: int | None = None, before: bool = True,
 ) -> dict[str, float]:
     """Mean Dice, std|J| and % folding per λ over validation pairs, scored as the evaluator scores
     (:func:`~cir_monai.engines.evaluation.score_field`, on ``device``; labels present in both images of a pair).
@@ -70,8 +70,8 @@ def validate(
         f_lab, m_lab = pair["fixed_label"].round().long().to(device), pair["moving_label"].round().long().to(device)
         labels = present_labels(f_lab, m_lab)
         if before:
-            add("dice_before", score_field(torch.zeros(1, f_lab.ndim - 2, *f_lab.shape[2:], device=device), m_lab, f_lab,
-                                           labels)[0]["dice_mean"])
+            add("dice_before", score_field(torch.zeros(1, f_lab.ndim - 2, *f_lab.shape[2:], device=device),
+                                           m_lab, f_lab, labels)[0]["dice_mean"])
         for lam in lams:
             scores, _ = score_field(net(moving, fixed, float(lam), active_levels=active_levels), m_lab, f_lab, labels)
             add(f"dice@{lam:g}", scores["dice_mean"])
@@ -182,7 +182,8 @@ class CLapIRNTrainer:
         if self.lam_fixed is not None and not 0.0 <= self.lam_fixed <= self.model.lam_max:
             raise ValueError(f"lam_fixed must lie in [0, {self.model.lam_max:g}], got {lam_fixed}")
         sample_lambda(0, 1, mode=lam_sampling)  # fail now on a bad mode, not after setup
-        self.loss = CLapIRNLoss(self.model.spatial_dims, self.model.num_levels, folding_weight, label_weight=label_weight)
+        self.loss = CLapIRNLoss(self.model.spatial_dims, self.model.num_levels, folding_weight,
+                                label_weight=label_weight)
         self.init_from = None if init_from in (None, "") else Path(init_from)
         if frame is None:
             logger.warning("no frame given: the model will be recorded as trained on any grid (spacing None); "
@@ -190,7 +191,8 @@ class CLapIRNTrainer:
         self.frame = model_frame(frame, self.model)
         if len(self.schedule.iterations) != self.model.num_levels:
             raise ValueError(
-                f"iterations has {len(self.schedule.iterations)} entries, the network has {self.model.num_levels} levels"
+                f"iterations has {len(self.schedule.iterations)} entries, "
+                f"the network has {self.model.num_levels} levels"
             )
         # one fused kernel per step instead of a loop over ~230 parameter tensors (~10 ms less per CPU iteration)
         self._fused = self.device.type in ("cpu", "cuda")
@@ -225,7 +227,8 @@ class CLapIRNTrainer:
             "iteration": iteration,
             "level": self.schedule.at(max(iteration, 1))[0],
             "schedule": {"iterations": list(self.schedule.iterations), "freeze_steps": self.schedule.freeze_steps},
-            "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "seed": self.seed,
         }
 
@@ -283,7 +286,8 @@ class CLapIRNTrainer:
         if self.lam_fixed is not None:
             lam = torch.full((self.batch_size,), self.lam_fixed)
         else:
-            lam = sample_lambda(k * self.world + self.rank, self.batch_size, self.model.lam_max, self.lam_sampling, self.seed)
+            lam = sample_lambda(k * self.world + self.rank, self.batch_size, self.model.lam_max, self.lam_sampling,
+                                self.seed)
         lam = lam.to(self.device)
         self.network.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
@@ -324,7 +328,8 @@ class CLapIRNTrainer:
         rate = self._rate if self._rate is not None else (now - self._level_t0) / max(k - self._level_k0, 1)
         remaining = level_start + self.schedule.iterations[out["level"] - 1] - k
         # later levels: ~5x the time per iteration each (measured: docs/benchmarks.md, training)
-        later = sum(n * rate * self.LEVEL_COST_RATIO ** (i + 1) for i, n in enumerate(self.schedule.iterations[out["level"]:]))
+        later = sum(n * rate * self.LEVEL_COST_RATIO ** (i + 1)
+                    for i, n in enumerate(self.schedule.iterations[out["level"]:]))
         out.update(total=total, seconds_per_iteration=rate, eta_seconds=rate * remaining + later)
         if k % self.log_every == 0 or k == total:
             self.history.append({**out, "frozen": int(out["frozen"])})
@@ -358,7 +363,8 @@ class CLapIRNTrainer:
             self.engine.run(range(self.start_iteration + 1, total + 1), max_epochs=1)
         model_path = self.output_dir / "model.pt"
         if is_main_process():
-            save_checkpoint({"model": self.model.state_dict(), "network": self.model.config, "frame": self.frame}, model_path)
+            save_checkpoint({"model": self.model.state_dict(), "network": self.model.config, "frame": self.frame},
+                            model_path)
             if self.bundle_model is not None:
                 save_checkpoint(self.model.state_dict(), self.bundle_model)
                 logger.info("weights written to %s (plain state dict)", self.bundle_model)

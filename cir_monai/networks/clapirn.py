@@ -26,8 +26,8 @@ from monai.networks.layers import Conv, Pool
 
 from cir_monai.conventions import normalized_to_voxel_ddf
 from cir_monai.networks.blocks import ConditionalResBlock, PlainResBlock
-from cir_monai.networks.convolution import conv3, conv3d
 from cir_monai.networks.conditioning import MappingNetwork
+from cir_monai.networks.convolution import conv3, conv3d
 from cir_monai.networks.fast import fast_paths_enabled
 from cir_monai.networks.warp import Warp
 
@@ -196,7 +196,8 @@ class RegistrationLevel(nn.Module):
         return out.add_(conv_fn(skip, conv.weight[:, up_channels:], padding=(1,) * n))
 
     def up_conv_weight(self) -> torch.Tensor:
-        """Weight ``(C, O, 4, …)`` of the transposed convolution (stride 2, padding 1) equal to ``up`` then ``head[0]``'s up part.
+        """Weight ``(C, O, 4, …)`` of the transposed convolution (stride 2, padding 1) equal to ``up`` then
+        ``head[0]``'s up part.
 
         The transposed convolution writes ``h[m]·U[q]`` to ``up[2m + q]``; the 3×3 convolution reads
         ``up[t + k − 1]`` with tap ``k``. So ``h[m]`` reaches ``out[t]`` where ``2m + q = t + k − 1``,
@@ -209,7 +210,8 @@ class RegistrationLevel(nn.Module):
         select = _UP_CONV_TAPS.to(dtype=up_weight.dtype, device=up_weight.device)
         taps_q, taps_k, taps_j = "abc"[:n], "def"[:n], "xyz"[:n]
         equation = (
-            f"iu{taps_q},ou{taps_k}," + ",".join(f"{taps_q[d]}{taps_k[d]}{taps_j[d]}" for d in range(n)) + f"->io{taps_j}"
+            f"iu{taps_q},ou{taps_k}," + ",".join(f"{taps_q[d]}{taps_k[d]}{taps_j[d]}" for d in range(n))
+            + f"->io{taps_j}"
         )
         weight = torch.einsum(equation, up_weight, conv_weight, *([select] * n))
         return weight.contiguous(memory_format=torch.channels_last_3d) if self.channels_last else weight.contiguous()
@@ -286,7 +288,8 @@ class CLapIRN(nn.Module):
         #: the constructor arguments: ``CLapIRN(**net.config)`` rebuilds the architecture (saved in checkpoints)
         self.config = dict(
             spatial_dims=spatial_dims, start_channels=start_channels, conditioning=conditioning, num_levels=num_levels,
-            num_blocks=num_blocks, range_flow=range_flow, lam_max=float(lam_max), lite=bool(lite), latent_dim=latent_dim,
+            num_blocks=num_blocks, range_flow=range_flow, lam_max=float(lam_max), lite=bool(lite),
+            latent_dim=latent_dim,
         )
         if not isinstance(integration_steps, int) or integration_steps < 0:
             raise ValueError(f"integration_steps must be an integer >= 0, got {integration_steps!r}.")
@@ -384,12 +387,14 @@ class CLapIRN(nn.Module):
         if self.conditioning == "none":
             return None
         if lam is None:
-            raise ValueError(f"lam is required for conditioning={self.conditioning!r}: give λ in [0, {self.lam_max:g}].")
+            raise ValueError(f"lam is required for conditioning={self.conditioning!r}: "
+                             f"give λ in [0, {self.lam_max:g}].")
         lam_t = torch.as_tensor(lam, dtype=torch.float32).to(device=device, dtype=torch.float32).reshape(-1)
         if lam_t.numel() == 1:
             lam_t = lam_t.expand(batch)
         if lam_t.numel() != batch:
-            raise ValueError(f"lam must be a number or have one value per sample (B={batch}), got {lam_t.numel()} values.")
+            raise ValueError(f"lam must be a number or have one value per sample (B={batch}), "
+                             f"got {lam_t.numel()} values.")
         check_lams(lam_t.detach().cpu().tolist(), self.lam_max)
         return (lam_t / self.lam_max).reshape(batch, 1)
 

@@ -88,10 +88,12 @@ class OneDNNConv3d(nn.Conv3d):
     String padding, other padding modes, dilation or groups take ``nn.Conv3d``'s own path.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, padding: int = 1, bias: bool = False):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, padding: int = 1,
+                 bias: bool = False):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if isinstance(self.padding, str) or self.padding_mode != "zeros" or self.dilation != (1, 1, 1) or self.groups != 1:
+        if (isinstance(self.padding, str) or self.padding_mode != "zeros" or self.dilation != (1, 1, 1)
+                or self.groups != 1):
             return super()._conv_forward(input, weight, bias)
         return conv3d(input, weight, bias, self.stride, self.padding)

@@ -9,9 +9,9 @@ import torch
 
 from cir_monai.data.transforms import registration_preprocessing
 from cir_monai.engines import load_network
-from cir_monai.workflows import prepared_pairs
 from cir_monai.metrics import jacobian_statistics, mean_dice
 from cir_monai.networks import Warp
+from cir_monai.workflows import prepared_pairs
 
 MODEL = Path(__file__).resolve().parents[2] / "bundle" / "models" / "model.pt"
 # regression values, measured on embedded test pair 0 (seed TEST_SEED) with this model (bundle 0.5.0: the authors'

@@ -42,9 +42,9 @@ def trained(tmp_path_factory):
 
 def test_training_workflow(trained):
     work, _ = trained
-    lines = [json.loads(l) for l in (work / "runs" / "metrics.jsonl").read_text().splitlines()]
-    assert max(l["iteration"] for l in lines) == 6
-    assert any("val_dice@1" in l for l in lines)
+    lines = [json.loads(line) for line in (work / "runs" / "metrics.jsonl").read_text().splitlines()]
+    assert max(record["iteration"] for record in lines) == 6
+    assert any("val_dice@1" in record for record in lines)
     assert (work / "runs" / "checkpoint.pt").is_file() and (work / "bundle" / "models" / "model.pt").is_file()
 
 
@@ -93,8 +93,9 @@ def test_refine_defaults_and_override(trained):
     for steps in (0, 5):
         out = work / f"refine_{steps}"
         cmd = [sys.executable, "-m", "monai.bundle", "run", "register", "--config_file", str(CONFIGS / "register.yaml"),
-               "--bundle_root", str(work / "bundle"), "--output_dir", str(out), "--fixed", str(work / "data" / pair["fixed"]),
-               "--moving", str(work / "data" / pair["moving"]), "--refine", str(steps)]
+               "--bundle_root", str(work / "bundle"), "--output_dir", str(out),
+               "--fixed", str(work / "data" / pair["fixed"]), "--moving", str(work / "data" / pair["moving"]),
+               "--refine", str(steps)]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
         fields[steps] = np.asarray(nib.load(str(next(out.rglob("ddf.nii.gz")))).dataobj)
@@ -114,7 +115,7 @@ def test_two_process_gloo_training(tmp_path):
            "--num_test", "1", "--val_interval", "3"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    records = [json.loads(l) for l in (tmp_path / "runs" / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "runs" / "metrics.jsonl").read_text().splitlines()]
     assert sorted(r["iteration"] for r in records if "loss" in r) == [1, 2, 3, 4, 5, 6]  # rank 0 only
     assert "(2 process(es))" in proc.stdout + proc.stderr
     assert (tmp_path / "runs" / "model.pt").is_file() and (tmp_path / "runs" / "checkpoint.pt").is_file()
@@ -204,5 +205,5 @@ def test_training_as_monai_label_drives_it(tmp_path):
     state = torch.load(bundle / "models" / "model.pt", weights_only=True)
     assert "levels.0.down.weight" in state  # a plain state dict, as the zoo ships
     assert (bundle / "runs" / "train" / "checkpoint.pt").is_file()
-    records = [json.loads(l) for l in (bundle / "runs" / "train" / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (bundle / "runs" / "train" / "metrics.jsonl").read_text().splitlines()]
     assert any("val_dice@1" in r for r in records)

@@ -19,7 +19,8 @@ def test_explicit_pairs_relative_to_the_json(tmp_path):
     for name in ("a", "b", "a_seg", "b_seg"):
         write(tmp_path / "data" / f"{name}.nii.gz")
     datalist = tmp_path / "data" / "list.json"
-    datalist.write_text(json.dumps({"test": [{"fixed": "a.nii.gz", "moving": "b.nii.gz", "fixed_label": "a_seg.nii.gz", "moving_label": "b_seg.nii.gz"}]}))
+    datalist.write_text(json.dumps({"test": [{"fixed": "a.nii.gz", "moving": "b.nii.gz", "fixed_label": "a_seg.nii.gz",
+                                              "moving_label": "b_seg.nii.gz"}]}))
     pairs = load_pairs(datalist)
     assert pairs == [{k: str(tmp_path / "data" / f"{v}.nii.gz") for k, v in
                       dict(fixed="a", moving="b", fixed_label="a_seg", moving_label="b_seg").items()}]
@@ -39,7 +40,8 @@ def test_image_list_with_pairing(tmp_path, pairing, expected):
 
 
 def test_atlas_given_separately(tmp_path):
-    images = [{"image": str(write(tmp_path / f"s{i}.nii.gz")), "label": str(write(tmp_path / f"l{i}.nii.gz"))} for i in range(2)]
+    images = [{"image": str(write(tmp_path / f"s{i}.nii.gz")), "label": str(write(tmp_path / f"l{i}.nii.gz"))}
+              for i in range(2)]
     atlas = {"image": str(write(tmp_path / "atlas.nii.gz")), "label": str(write(tmp_path / "atlas_seg.nii.gz"))}
     datalist = tmp_path / "atlas.json"
     datalist.write_text(json.dumps({"images": images, "pairing": "atlas", "atlas": atlas}))
@@ -64,8 +66,10 @@ def test_learn2reg_oasis_layout(tmp_path):
         write(tmp_path / "imagesTr" / f"OASIS_000{i}_0000.nii.gz")
         write(tmp_path / "labelsTr" / f"OASIS_000{i}_0000.nii.gz")
     content = {
-        "training": [{"image": f"./imagesTr/OASIS_000{i}_0000.nii.gz", "label": f"./labelsTr/OASIS_000{i}_0000.nii.gz"} for i in (1, 2, 3)],
-        "registration_val": [{"fixed": "./imagesTr/OASIS_0002_0000.nii.gz", "moving": "./imagesTr/OASIS_0001_0000.nii.gz"}],
+        "training": [{"image": f"./imagesTr/OASIS_000{i}_0000.nii.gz", "label": f"./labelsTr/OASIS_000{i}_0000.nii.gz"}
+                     for i in (1, 2, 3)],
+        "registration_val": [{"fixed": "./imagesTr/OASIS_0002_0000.nii.gz",
+                              "moving": "./imagesTr/OASIS_0001_0000.nii.gz"}],
     }
     (tmp_path / "OASIS_dataset.json").write_text(json.dumps(content))
     val = load_pairs(tmp_path, split="validation")
@@ -95,13 +99,15 @@ def test_label_shape_differs(tmp_path):
     pair = {"fixed": str(write(tmp_path / "a.nii.gz")), "moving": str(write(tmp_path / "b.nii.gz")),
             "moving_label": str(write(tmp_path / "b_seg.nii.gz", shape=(8, 9, 11)))}
     datalist.write_text(json.dumps([pair]))
-    with pytest.raises(DatalistError, match=r"b_seg.nii.gz: label shape \(8, 9, 11\) differs from its image .*b.nii.gz shape \(8, 9, 10\)"):
+    with pytest.raises(DatalistError, match=r"b_seg.nii.gz: label shape \(8, 9, 11\) differs from its image "
+                                            r".*b.nii.gz shape \(8, 9, 10\)"):
         load_pairs(datalist)
 
 
 def test_4d_image(tmp_path):
     datalist = tmp_path / "list.json"
-    datalist.write_text(json.dumps([{"fixed": str(write(tmp_path / "a.nii.gz", shape=(8, 9, 10, 3))), "moving": str(write(tmp_path / "b.nii.gz"))}]))
+    datalist.write_text(json.dumps([{"fixed": str(write(tmp_path / "a.nii.gz", shape=(8, 9, 10, 3))),
+                                     "moving": str(write(tmp_path / "b.nii.gz"))}]))
     with pytest.raises(DatalistError, match=r"a.nii.gz: fixed must be a 3D volume, got shape \(8, 9, 10, 3\) \(4D\)"):
         load_pairs(datalist)
 

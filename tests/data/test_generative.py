@@ -101,4 +101,5 @@ def test_variability_gives_each_subject_its_own_anatomy(template):
     assert 0.01 < changed < 0.4, changed
     assert set(torch.unique(varied["moving_label"]).tolist()) <= set(range(SynthConfig().num_labels + 1))
     template_pair = synth_pair(9, dataclasses.replace(SynthConfig(), variability=0.35), *template, source="template")
-    assert torch.equal(template_pair["fixed_label"], synth_pair(9, SynthConfig(), *template, source="template")["fixed_label"])
+    assert torch.equal(template_pair["fixed_label"],
+                       synth_pair(9, SynthConfig(), *template, source="template")["fixed_label"])

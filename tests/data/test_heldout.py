@@ -28,7 +28,8 @@ def _load(path):
 def test_true_field_registers_the_pair(heldout_pairs):
     pair = heldout_pairs[0]
     fixed_label, moving_label = _load(pair["fixed_label"])[None, None], _load(pair["moving_label"])[None, None]
-    truth = torch.from_numpy(np.moveaxis(np.asarray(nib.load(pair["ddf_truth"]).dataobj)[..., 0, :], -1, 0).copy())[None]
+    truth = torch.from_numpy(
+        np.moveaxis(np.asarray(nib.load(pair["ddf_truth"]).dataobj)[..., 0, :], -1, 0).copy())[None]
     before = mean_dice(moving_label.long(), fixed_label.long()).item()
     after = mean_dice(Warp("nearest", "zeros")(moving_label, truth).round().long(), fixed_label.long()).item()
     # regression values of pair 0 (seed 30000): 0.591 -> 0.904; the rest is nearest-neighbour loss on small regions

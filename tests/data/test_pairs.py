@@ -43,5 +43,6 @@ def test_pair_is_reproducible_and_misaligned(template):
     assert set(pair) == {"fixed", "moving", "fixed_label", "moving_label"}
     assert torch.equal(pair["moving"], make_pair(image, label, seed=11)["moving"])
     assert mean_dice(pair["moving_label"], pair["fixed_label"]).item() < 0.95
-    quiet = make_pair(image, label, seed=11, config=PairConfig(max_displacement=0.0, rotation_deg=0, scale=0, translation=0))
+    quiet = make_pair(image, label, seed=11,
+                      config=PairConfig(max_displacement=0.0, rotation_deg=0, scale=0, translation=0))
     assert mean_dice(quiet["moving_label"], quiet["fixed_label"]).item() == pytest.approx(1.0)

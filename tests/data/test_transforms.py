@@ -24,8 +24,10 @@ def test_moving_resampled_onto_fixed_grid(tmp_path):
     fixed = save(tmp_path / "f.nii.gz", blob((20, 22, 18), (10, 11, 9), background=5.0), fixed_affine)
     moving_affine = np.diag([1.0, 1.0, 1.0, 1.0])  # finer grid, same world extent roughly
     moving = save(tmp_path / "m.nii.gz", blob((40, 44, 36), (20, 22, 18), radius=8.0), moving_affine)
-    label = save(tmp_path / "ml.nii.gz", (blob((40, 44, 36), (20, 22, 18), radius=8.0) > 0).astype(np.int16), moving_affine)
-    out = registration_preprocessing(spatial_size=(24, 24, 24))({"fixed": fixed, "moving": moving, "moving_label": label})
+    label = save(tmp_path / "ml.nii.gz", (blob((40, 44, 36), (20, 22, 18), radius=8.0) > 0).astype(np.int16),
+                 moving_affine)
+    out = registration_preprocessing(spatial_size=(24, 24, 24))({"fixed": fixed, "moving": moving,
+                                                                 "moving_label": label})
     assert out["fixed"].shape == out["moving"].shape == out["moving_label"].shape == (1, 24, 24, 24)
     for key in ("fixed", "moving"):
         assert out[key].min() == 0 and out[key].max() == pytest.approx(1.0)

@@ -32,7 +32,8 @@ def test_load_errors(tmp_path):
 
 
 def test_unsafe_file_is_refused_and_nothing_in_it_runs(unsafe_model):
-    """A pickle that would run code is refused by the weights-only unpickler: the marker it would create never exists."""
+    """A pickle that would run code is refused by the weights-only unpickler: the marker it would create never
+    exists."""
     path, marker = unsafe_model
     torch.load(path, weights_only=False)  # the fixture is real: a full unpickler runs the payload
     assert marker.exists()

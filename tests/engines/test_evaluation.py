@@ -37,7 +37,8 @@ def test_evaluation_tables(tmp_path):
     with open(tmp_path / "eval" / "case1.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["lam"] for r in rows] == ["before", "0.5", "5"]
-    assert {"dice_mean", "hd95_mean", "jac_std", "folding_pct", "sdlogj", "seconds", "dice_1", "dice_2", "dice_3"} <= set(rows[0])
+    assert {"dice_mean", "hd95_mean", "jac_std", "folding_pct", "sdlogj", "seconds", "dice_1", "dice_2",
+            "dice_3"} <= set(rows[0])
     assert json.loads((tmp_path / "eval" / "summary.json").read_text())["pairs"] == 2
     assert "| before |" in (tmp_path / "eval" / "summary.md").read_text()
 

@@ -34,8 +34,8 @@ def test_progress_lines_metrics_file_and_tensorboard_at_the_global_iteration(tmp
     with caplog.at_level(logging.INFO, logger="cir_monai.train"):
         engine.run(range(7, 13), max_epochs=1)  # a resumed run: global iterations 7..12
     lines = [r.getMessage() for r in caplog.records if r.name == "cir_monai.train"]
-    assert [l.split()[1] for l in lines] == ["8/12", "12/12"] and "ETA 00:00:12" in lines[0]
-    records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [line.split()[1] for line in lines] == ["8/12", "12/12"] and "ETA 00:00:12" in lines[0]
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in records if "loss" in r] == [8, 12]
     assert [r["iteration"] for r in records if "val_dice@1" in r] == [12]
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

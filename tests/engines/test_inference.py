@@ -92,7 +92,8 @@ def test_register_files_reports_the_final_folder_and_leaves_nothing_on_failure(t
         assert Path(record["folder"]) == out / "pair_000_moving" / f"lam_{lam:g}"
         for key in ("warped", "ddf", "warped_label", "overlay"):
             assert Path(record[key]).is_file() and Path(record[key]).parent == Path(record["folder"])
-    with pytest.raises(ValueError, match=r"frame must be model or input \(or a frame dict\), got 'inch'"):  # no work yet
+    # no work yet
+    with pytest.raises(ValueError, match=r"frame must be model or input \(or a frame dict\), got 'inch'"):
         register_files(paths["fixed"], paths["moving"], [1.0], tmp_path / "bad", model=model_file, frame="inch")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fixed.nii.gz", "moving.nii.gz", "moving_label.nii.gz", "out"]
 
@@ -168,8 +169,8 @@ def test_same_pair_at_1mm_and_2mm_gives_the_same_registration(tmp_path, brain_pa
     assert net.frame["spacing"] == [2.0, 2.0, 2.0]
     out = {}
     for spacing, paths in brain_pair_1mm_and_2mm.items():
-        out[spacing] = RegistrationRunner(net, [dict(paths, id="case")], lams=(1.0,), output_dir=tmp_path / f"{spacing:g}",
-                                          progress=False).run()["case"][1.0]
+        out[spacing] = RegistrationRunner(net, [dict(paths, id="case")], lams=(1.0,),
+                                          output_dir=tmp_path / f"{spacing:g}", progress=False).run()["case"][1.0]
     fine, coarse = nib.load(out[1.0]["ddf"]), nib.load(out[2.0]["ddf"])
     assert fine.shape[:3] == nib.load(brain_pair_1mm_and_2mm[1.0]["fixed"]).shape  # outputs at the files' 1 mm grid
     # the 2 mm run's field, in mm, resampled onto the 1 mm grid and back into its voxels

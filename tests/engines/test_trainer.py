@@ -89,8 +89,8 @@ def test_validation_and_frozen_levels(tmp_path, template):
     vals = [r for r in trainer.history if "val_dice@0.5" in r]
     assert [r["iteration"] for r in vals] == [3, 6]
     assert {"val_jac_std@5", "val_folding_pct@0.5", "val_dice_before"} <= set(vals[0])
-    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert any("val_dice@5" in l for l in lines)
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any("val_dice@5" in record for record in lines)
 
 
 def test_bad_configuration(tmp_path, template):

@@ -122,7 +122,8 @@ ILL_CASES = [
     ("mismatched shapes", dict(moving=torch.rand(1, 1, 16, 16, 16), fixed=torch.rand(1, 1, 16, 16, 8)), "same shape"),
     ("two channels", dict(moving=torch.rand(1, 2, 16, 16, 16), fixed=torch.rand(1, 2, 16, 16, 16)), "1 channel"),
     ("nan input", dict(moving=torch.full((1, 1, 8, 8, 8), math.nan), fixed=torch.rand(1, 1, 8, 8, 8)), "NaN"),
-    ("integer input", dict(moving=torch.ones(1, 1, 8, 8, 8, dtype=torch.int64), fixed=torch.rand(1, 1, 8, 8, 8)), "floating"),
+    ("integer input", dict(moving=torch.ones(1, 1, 8, 8, 8, dtype=torch.int64), fixed=torch.rand(1, 1, 8, 8, 8)),
+     "floating"),
     ("lam above range", dict(lam=10.5), r"\[0, 10\]"),
     ("negative lam", dict(lam=-0.1), r"\[0, 10\]"),
     ("nan lam", dict(lam=math.nan), "finite"),
@@ -176,7 +177,8 @@ def test_head_equals_up_concatenate_conv(spatial_dims, lite):
     g = torch.Generator().manual_seed(1)
     size = (6, 8, 4)[:spatial_dims]
     h = torch.randn(2, level.up.in_channels, *size, generator=g, requires_grad=True)
-    skip = torch.randn(2, level.head[0].in_channels - level.up.out_channels, *(2 * s for s in size), generator=g, requires_grad=True)
+    skip = torch.randn(2, level.head[0].in_channels - level.up.out_channels, *(2 * s for s in size), generator=g,
+                       requires_grad=True)
     params = [h, skip, level.up.weight, level.head[0].weight]
     ours = level._head_conv(h, skip)
     ref = level.head[0](torch.cat([level.up(h), skip], dim=1))

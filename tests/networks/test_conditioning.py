@@ -46,7 +46,8 @@ def test_instance_moments_and_their_gradient_match_var_mean(layout):
     ref_var, ref_mean = torch.var_mean(x, dim=(2, 3, 4), keepdim=True, unbiased=False)
     torch.testing.assert_close(var, ref_var, rtol=1e-5, atol=1e-6, check_dtype=False)
     torch.testing.assert_close(mean, ref_mean, rtol=1e-5, atol=1e-6, check_dtype=False)
-    gv, gm = torch.randn(var.shape, generator=g, dtype=torch.float64), torch.randn(mean.shape, generator=g, dtype=torch.float64)
+    gv, gm = (torch.randn(var.shape, generator=g, dtype=torch.float64),
+              torch.randn(mean.shape, generator=g, dtype=torch.float64))
     (ours,) = torch.autograd.grad((var * gv).sum() + (mean * gm).sum(), x)
     (ref,) = torch.autograd.grad((ref_var * gv).sum() + (ref_mean * gm).sum(), x)
     torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-6)

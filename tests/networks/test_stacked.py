@@ -26,5 +26,6 @@ def test_stacked_input_gives_the_same_field_and_keys():
                                           (torch.zeros(2, 8, 8, 8), "(2, 8, 8, 8)"), ([1, 2], "list")])
 def test_a_wrong_input_is_named(image, shape):
     net = StackedCLapIRN(spatial_dims=3, start_channels=2)
-    with pytest.raises(ValueError, match=r"image must be \(B, 2, \*spatial\).*got " + shape.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ValueError, match=r"image must be \(B, 2, \*spatial\).*got "
+                       + shape.replace("(", r"\(").replace(")", r"\)")):
         net(image)

@@ -56,7 +56,8 @@ def test_warp_from_another_grid_samples_the_world_point_once():
     image_grid = np.diag([2.0, 2.0, 2.0, 1.0])  # a coarse grid placed 60 mm away along x
     image_grid[:3, 3] = [60.0, -10.0, -10.0]
     index = torch.stack(torch.meshgrid(*[torch.arange(s, dtype=torch.float64) for s in (30, 20, 20)], indexing="ij"))
-    world = torch.einsum("ij,j...->i...", torch.as_tensor(image_grid[:3, :3]), index) + torch.as_tensor(image_grid[:3, 3]).view(3, 1, 1, 1)
+    world = (torch.einsum("ij,j...->i...", torch.as_tensor(image_grid[:3, :3]), index)
+             + torch.as_tensor(image_grid[:3, 3]).view(3, 1, 1, 1))
     ramp = (torch.einsum("i,i...->...", slope, world) + offset)[None, None].float()
     field_grid = np.diag([-1.0, 1.0, 1.5, 1.0])  # flipped, anisotropic, 1 mm in x: the ramp lies off its view
     field_grid[:3, 3] = [20.0, 0.0, 0.0]
@@ -64,7 +65,8 @@ def test_warp_from_another_grid_samples_the_world_point_once():
     ddf[:, 0] = -60.0  # voxels of the field grid, whose x axis points to -x: 60 mm towards +x
     ddf[:, 1] = torch.linspace(0, 2, 10).view(1, 10, 1)  # and a smooth deformation
     out = warp_from_grid(ramp, image_grid, ddf, field_grid)
-    grid_index = torch.stack(torch.meshgrid(*[torch.arange(s, dtype=torch.float64) for s in (12, 10, 8)], indexing="ij"))
+    grid_index = torch.stack(torch.meshgrid(*[torch.arange(s, dtype=torch.float64) for s in (12, 10, 8)],
+                                            indexing="ij"))
     points = torch.einsum("ij,j...->i...", torch.as_tensor(field_grid[:3, :3]), grid_index + ddf[0].double())
     points = points + torch.as_tensor(field_grid[:3, 3]).view(3, 1, 1, 1)
     expected = torch.einsum("i,i...->...", slope, points) + offset
