@@ -62,14 +62,26 @@ def baseline_name(lam: float) -> str:
 
 def models() -> list[dict]:
     """Every model of the experiment: its name, Table 1 method, variant overlay, overrides and seed."""
-    out = [{"name": baseline_name(lam), "method": "Baseline", "variant": "baseline.yaml",
-            "overrides": {"train#trainer#lam_fixed": lam}, "seed": 0, "lams": [lam]} for lam in LAMS]
-    for name, method, variant, seed in (("concat", "Traditional (concat)", "concat.yaml", 0),
-                                        ("CIR-CM", "CIR-CM", "cir_cm.yaml", 0),
-                                        ("CIR-DM", "CIR-DM", "cir_dm.yaml", 0),
-                                        ("CIR-DM seed 1", "CIR-DM seed 1", "cir_dm.yaml", 1)):
-        out.append({"name": name, "method": method, "variant": variant, "overrides": {}, "seed": seed,
-                    "lams": list(LAMS)})
+    out = [
+        {
+            "name": baseline_name(lam),
+            "method": "Baseline",
+            "variant": "baseline.yaml",
+            "overrides": {"train#trainer#lam_fixed": lam},
+            "seed": 0,
+            "lams": [lam],
+        }
+        for lam in LAMS
+    ]
+    for name, method, variant, seed in (
+        ("concat", "Traditional (concat)", "concat.yaml", 0),
+        ("CIR-CM", "CIR-CM", "cir_cm.yaml", 0),
+        ("CIR-DM", "CIR-DM", "cir_dm.yaml", 0),
+        ("CIR-DM seed 1", "CIR-DM seed 1", "cir_dm.yaml", 1),
+    ):
+        out.append(
+            {"name": name, "method": method, "variant": variant, "overrides": {}, "seed": seed, "lams": list(LAMS)}
+        )
     return out
 
 
@@ -85,11 +97,28 @@ def train(model: dict, out: Path, scale: str, threads: int) -> float:
     attempts = json.loads(timing.read_text()) if timing.is_file() else []
     if done.is_file():
         return float(json.loads(done.read_text())["seconds"])
-    configs = [str(ROOT / "bundle" / "configs" / "train.yaml"), str(ROOT / "configs" / "variants" / model["variant"]),
-               str(ROOT / scale)]
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", json.dumps(configs),
-           "--bundle_root", str(ROOT), "--output_dir", str(run_dir), "--ckpt_dir", str(run_dir),
-           "--seed", str(model["seed"])]
+    configs = [
+        str(ROOT / "bundle" / "configs" / "train.yaml"),
+        str(ROOT / "configs" / "variants" / model["variant"]),
+        str(ROOT / scale),
+    ]
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "training",
+        "--config_file",
+        json.dumps(configs),
+        "--bundle_root",
+        str(ROOT),
+        "--output_dir",
+        str(run_dir),
+        "--ckpt_dir",
+        str(run_dir),
+        "--seed",
+        str(model["seed"]),
+    ]
     for key, value in model["overrides"].items():
         cmd += [f"--{key}", str(value)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -128,17 +157,35 @@ def table1(rows: list[dict], seconds: dict[str, float]) -> list[dict]:
 
     table = [{"method": "Initial", "dsc": mean({"identity"}, "dice_mean")}]
     baselines = {baseline_name(lam) for lam in LAMS}
-    table.append({"method": "Baseline", "dsc": mean(baselines, "dice_mean"), "jac_std": mean(baselines, "jac_std"),
-                  "train_h": sum(seconds[n] for n in baselines) / 3600, "test_s": mean(baselines, "seconds")})
-    for name, method in (("concat", "Traditional (concat)"), ("CIR-CM", "CIR-CM"), ("CIR-DM", "CIR-DM"),
-                         ("CIR-DM seed 1", "CIR-DM seed 1")):
-        table.append({"method": method, "name": name, "dsc": mean({name}, "dice_mean"),
-                      "pct_dsc": percent_vs_baseline(rows, name, baseline_name),
-                      "jac_std": mean({name}, "jac_std"),
-                      "pct_jac": percent_vs_baseline(rows, name, baseline_name, key="jac_std"),
-                      "mae_dsc": mean_abs_error_vs_baseline(rows, name, baseline_name),
-                      "mae_jac": mean_abs_error_vs_baseline(rows, name, baseline_name, key="jac_std"),
-                      "train_h": seconds[name] / 3600, "test_s": mean({name}, "seconds")})
+    table.append(
+        {
+            "method": "Baseline",
+            "dsc": mean(baselines, "dice_mean"),
+            "jac_std": mean(baselines, "jac_std"),
+            "train_h": sum(seconds[n] for n in baselines) / 3600,
+            "test_s": mean(baselines, "seconds"),
+        }
+    )
+    for name, method in (
+        ("concat", "Traditional (concat)"),
+        ("CIR-CM", "CIR-CM"),
+        ("CIR-DM", "CIR-DM"),
+        ("CIR-DM seed 1", "CIR-DM seed 1"),
+    ):
+        table.append(
+            {
+                "method": method,
+                "name": name,
+                "dsc": mean({name}, "dice_mean"),
+                "pct_dsc": percent_vs_baseline(rows, name, baseline_name),
+                "jac_std": mean({name}, "jac_std"),
+                "pct_jac": percent_vs_baseline(rows, name, baseline_name, key="jac_std"),
+                "mae_dsc": mean_abs_error_vs_baseline(rows, name, baseline_name),
+                "mae_jac": mean_abs_error_vs_baseline(rows, name, baseline_name, key="jac_std"),
+                "train_h": seconds[name] / 3600,
+                "test_s": mean({name}, "seconds"),
+            }
+        )
     return table
 
 
@@ -149,15 +196,18 @@ def per_lambda(rows: list[dict]) -> dict[str, dict[float, dict]]:
     out: dict[str, dict[float, dict]] = {}
     for lam in LAMS:
         base = [r for r in rows if r["method"] == baseline_name(lam)]
-        out.setdefault("Baseline", {})[lam] = {"dsc": float(np.mean([r["dice_mean"] for r in base])),
-                                               "jac_std": float(np.mean([r["jac_std"] for r in base]))}
+        out.setdefault("Baseline", {})[lam] = {
+            "dsc": float(np.mean([r["dice_mean"] for r in base])),
+            "jac_std": float(np.mean([r["jac_std"] for r in base])),
+        }
         for name in ("concat", "CIR-CM", "CIR-DM", "CIR-DM seed 1"):
             sel = [r for r in rows if r["method"] == name and np.isclose(r["lam"], lam)]
             out.setdefault(name, {})[lam] = {
                 "dsc": float(np.mean([r["dice_mean"] for r in sel])),
                 "jac_std": float(np.mean([r["jac_std"] for r in sel])),
                 "pct_dsc": percent_vs_baseline(rows, name, baseline_name, lams=[lam]),
-                "pct_jac": percent_vs_baseline(rows, name, baseline_name, key="jac_std", lams=[lam])}
+                "pct_jac": percent_vs_baseline(rows, name, baseline_name, key="jac_std", lams=[lam]),
+            }
     return out
 
 
@@ -166,27 +216,41 @@ def fmt(value, spec: str) -> str:
 
 
 def markdown_table1(table: list[dict]) -> str:
-    lines = ["| method | DSC | %DSC | std\\|J\\| | %std\\|J\\| | MAE DSC | Ttrain h | Ttest s | paper: DSC | %DSC | "
-             "std\\|J\\| | %std\\|J\\| | Ttrain h | Ttest s |", "|---" * 14 + "|"]
+    lines = [
+        "| method | DSC | %DSC | std\\|J\\| | %std\\|J\\| | MAE DSC | Ttrain h | Ttest s | paper: DSC | %DSC | "
+        "std\\|J\\| | %std\\|J\\| | Ttrain h | Ttest s |",
+        "|---" * 14 + "|",
+    ]
     for row in table:
         paper = PAPER.get(row["method"], (None,) * 6)
-        lines.append(
-            f"| {row['method']} | {row['dsc']:.3f} | {fmt(row.get('pct_dsc'), '+.2f')} | {fmt(row.get('jac_std'), '.3f')} | "
-            f"{fmt(row.get('pct_jac'), '+.2f')} | {fmt(row.get('mae_dsc'), '.4f')} | {fmt(row.get('train_h'), '.2f')} | "
-            f"{fmt(row.get('test_s'), '.2f')} | {fmt(paper[0], '.3f')} | {fmt(paper[1], '+.2f')} | {fmt(paper[2], '.3f')} | "
-            f"{fmt(paper[3], '+.2f')} | {fmt(paper[4], '.1f')} | {fmt(paper[5], '.3f')} |")
+        ours = [f"{row['dsc']:.3f}", fmt(row.get("pct_dsc"), "+.2f"), fmt(row.get("jac_std"), ".3f"),
+                fmt(row.get("pct_jac"), "+.2f"), fmt(row.get("mae_dsc"), ".4f"), fmt(row.get("train_h"), ".2f"),
+                fmt(row.get("test_s"), ".2f")]
+        theirs = [fmt(v, spec) for v, spec in zip(paper, (".3f", "+.2f", ".3f", "+.2f", ".1f", ".3f"))]
+        lines.append(f"| {row['method']} | " + " | ".join(ours + theirs) + " |")
     return "\n".join(lines)
 
 
 def markdown_per_lambda(lam_table: dict) -> str:
     methods = list(lam_table)
-    lines = ["| λ | " + " | ".join(f"{m} DSC" for m in methods) + " | " + " | ".join(f"{m} std\\|J\\|" for m in methods)
-             + " |", "|---" * (1 + 2 * len(methods)) + "|"]
+    lines = [
+        "| λ | "
+        + " | ".join(f"{m} DSC" for m in methods)
+        + " | "
+        + " | ".join(f"{m} std\\|J\\|" for m in methods)
+        + " |",
+        "|---" * (1 + 2 * len(methods)) + "|",
+    ]
     for lam in LAMS:
-        cells = [f"{lam_table[m][lam]['dsc']:.3f}" + (f" ({lam_table[m][lam]['pct_dsc']:+.1f} %)" if m != "Baseline" else "")
-                 for m in methods]
-        cells += [f"{lam_table[m][lam]['jac_std']:.3f}" + (f" ({lam_table[m][lam]['pct_jac']:+.0f} %)" if m != "Baseline"
-                                                           else "") for m in methods]
+        cells = [
+            f"{lam_table[m][lam]['dsc']:.3f}" + (f" ({lam_table[m][lam]['pct_dsc']:+.1f} %)" if m != "Baseline" else "")
+            for m in methods
+        ]
+        cells += [
+            f"{lam_table[m][lam]['jac_std']:.3f}"
+            + (f" ({lam_table[m][lam]['pct_jac']:+.0f} %)" if m != "Baseline" else "")
+            for m in methods
+        ]
         lines.append(f"| {lam:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -194,15 +258,23 @@ def markdown_per_lambda(lam_table: dict) -> str:
 def verdicts(table: list[dict], lam_table: dict) -> list[str]:
     """The paper's three claims (and its λ = 0.1 std|J| claim), judged against the two CIR-DM seeds' spread."""
     by = {r.get("name", r["method"]): r for r in table}
-    dm, dm1, cm, concat = by["CIR-DM"], by["CIR-DM seed 1"], by["CIR-CM"], by["concat"]
+    dm, dm1, cm = by["CIR-DM"], by["CIR-DM seed 1"], by["CIR-CM"]
     spread = abs(dm["pct_dsc"] - dm1["pct_dsc"])
     spread_mae = abs(dm["mae_dsc"] - dm1["mae_dsc"])
-    out = [f"Noise floor: the two CIR-DM seeds differ by {spread:.2f} points of %DSC and {spread_mae:.4f} in MAE DSC; "
-           "a smaller difference below is no difference."]
+    out = [
+        f"Noise floor: the two CIR-DM seeds differ by {spread:.2f} points of %DSC and {spread_mae:.4f} in MAE DSC; "
+        "a smaller difference below is no difference."
+    ]
     worst = max(abs(dm["pct_dsc"]), abs(dm1["pct_dsc"]))
-    out.append(f"1. Conditional ≈ baseline (paper: CIR-DM −0.19 %DSC): CIR-DM %DSC {dm['pct_dsc']:+.2f} % (seed 1: "
-               f"{dm1['pct_dsc']:+.2f} %). " + ("Agrees: within 1 % of the baselines' Dice."
-                                               if worst < 1.0 else "Does not agree at this scale: more than 1 % apart."))
+    out.append(
+        f"1. Conditional ≈ baseline (paper: CIR-DM −0.19 %DSC): CIR-DM %DSC {dm['pct_dsc']:+.2f} % (seed 1: "
+        f"{dm1['pct_dsc']:+.2f} %). "
+        + (
+            "Agrees: within 1 % of the baselines' Dice."
+            if worst < 1.0
+            else "Does not agree at this scale: more than 1 % apart."
+        )
+    )
     gap = abs(cm["pct_dsc"]) - abs(dm["pct_dsc"])
     mae_gap = cm["mae_dsc"] - dm["mae_dsc"]
     if mae_gap > spread_mae and gap > spread:
@@ -211,43 +283,73 @@ def verdicts(table: list[dict], lam_table: dict) -> list[str]:
         verdict = "Disagrees: CIR-CM is closer to the baselines than CIR-DM by more than the seed spread."
     else:
         verdict = "No difference at this scale: the gap is within the seed spread."
-    out.append(f"2. CIR-DM tracks the baselines more closely than CIR-CM (paper: −0.19 % vs −0.57 %DSC): |%DSC| "
-               f"{abs(dm['pct_dsc']):.2f} vs {abs(cm['pct_dsc']):.2f}, MAE DSC {dm['mae_dsc']:.4f} vs {cm['mae_dsc']:.4f}. "
-               + verdict)
+    out.append(
+        f"2. CIR-DM tracks the baselines more closely than CIR-CM (paper: −0.19 % vs −0.57 %DSC): |%DSC| "
+        f"{abs(dm['pct_dsc']):.2f} vs {abs(cm['pct_dsc']):.2f}, MAE DSC {dm['mae_dsc']:.4f} vs {cm['mae_dsc']:.4f}. "
+        + verdict
+    )
     low = [lam_table["concat"][lam]["pct_dsc"] for lam in LAMS if lam < 2]
     high = [lam_table["concat"][lam]["pct_dsc"] for lam in LAMS if lam >= 2]
     biased = np.mean(high) - np.mean(low)
-    out.append(f"3. Concat is biased in λ, above the baselines for λ ≥ 2 (paper): concat %DSC {np.mean(low):+.2f} % for "
-               f"λ < 2 and {np.mean(high):+.2f} % for λ ≥ 2. "
-               + ("Agrees: better at large λ than at small λ, by more than the seed spread."
-                  if biased > spread else "Not seen at this scale: the difference is within the seed spread or reversed."))
+    out.append(
+        f"3. Concat is biased in λ, above the baselines for λ ≥ 2 (paper): concat %DSC {np.mean(low):+.2f} % for "
+        f"λ < 2 and {np.mean(high):+.2f} % for λ ≥ 2. "
+        + (
+            "Agrees: better at large λ than at small λ, by more than the seed spread."
+            if biased > spread
+            else "Not seen at this scale: the difference is within the seed spread or reversed."
+        )
+    )
     s_dm = lam_table["CIR-DM"][0.1]["pct_jac"]
     s_cm = lam_table["CIR-CM"][0.1]["pct_jac"]
-    out.append(f"4. At λ = 0.1 the conditional models' std|J| is 32-41 % lower than the baseline's (paper): CIR-DM "
-               f"{s_dm:+.0f} %, CIR-CM {s_cm:+.0f} %, seed 1 {lam_table['CIR-DM seed 1'][0.1]['pct_jac']:+.0f} %.")
+    out.append(
+        f"4. At λ = 0.1 the conditional models' std|J| is 32-41 % lower than the baseline's (paper): CIR-DM "
+        f"{s_dm:+.0f} %, CIR-CM {s_cm:+.0f} %, seed 1 {lam_table['CIR-DM seed 1'][0.1]['pct_jac']:+.0f} %."
+    )
     base_std = [lam_table["Baseline"][lam]["jac_std"] for lam in LAMS]
     dm_std = [lam_table["CIR-DM"][lam]["jac_std"] for lam in LAMS]
-    out.append("5. std|J| falls monotonically as λ grows: baselines "
-               + ("yes" if all(a >= b for a, b in zip(base_std, base_std[1:])) else "no") + ", CIR-DM "
-               + ("yes" if all(a >= b for a, b in zip(dm_std, dm_std[1:])) else "no") + ".")
+    out.append(
+        "5. std|J| falls monotonically as λ grows: baselines "
+        + ("yes" if all(a >= b for a, b in zip(base_std, base_std[1:])) else "no")
+        + ", CIR-DM "
+        + ("yes" if all(a >= b for a, b in zip(dm_std, dm_std[1:])) else "no")
+        + "."
+    )
     return out
 
 
 def figure(rows: list[dict], table: list[dict], path: Path) -> Path:
-    """Fig. 3 of the paper, at this scale: Dice and std|J| per λ per method (box plots), and the MAE against the baselines."""
+    """Fig. 3 of the paper at this scale: Dice and std|J| per λ per method (box plots), and the MAE against the
+    baselines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    methods = [("Baseline", None), ("concat", "tab:orange"), ("CIR-CM", "tab:green"), ("CIR-DM", "tab:red"),
-               ("CIR-DM seed 1", "tab:pink")]
+    methods = [
+        ("Baseline", None),
+        ("concat", "tab:orange"),
+        ("CIR-CM", "tab:green"),
+        ("CIR-DM", "tab:red"),
+        ("CIR-DM seed 1", "tab:pink"),
+    ]
     fig, axes = plt.subplots(1, 3, figsize=(18, 5), gridspec_kw={"width_ratios": [3, 3, 1.4]})
     width = 0.8 / len(methods)
-    for ax, key, title in ((axes[0], "dice_mean", "Dice (held-out, 102 CerebrA regions)"), (axes[1], "jac_std", "std|J|")):
+    for ax, key, title in (
+        (axes[0], "dice_mean", "Dice (held-out, 102 CerebrA regions)"),
+        (axes[1], "jac_std", "std|J|"),
+    ):
         for m, (name, color) in enumerate(methods):
-            data = [[r[key] for r in rows if r["method"] == (baseline_name(lam) if name == "Baseline" else name)
-                     and r["lam"] != "" and np.isclose(r["lam"], lam)] for lam in LAMS]
+            data = [
+                [
+                    r[key]
+                    for r in rows
+                    if r["method"] == (baseline_name(lam) if name == "Baseline" else name)
+                    and r["lam"] != ""
+                    and np.isclose(r["lam"], lam)
+                ]
+                for lam in LAMS
+            ]
             pos = np.arange(len(LAMS)) + (m - (len(methods) - 1) / 2) * width
             box = ax.boxplot(data, positions=pos, widths=width * 0.9, patch_artist=True, showfliers=False)
             for patch in box["boxes"]:
@@ -258,8 +360,7 @@ def figure(rows: list[dict], table: list[dict], path: Path) -> Path:
         ax.set_title(title)
         ax.legend(fontsize=8)
     names = [r for r in table if "mae_dsc" in r]
-    axes[2].bar(range(len(names)), [r["mae_dsc"] for r in names],
-                color=[dict(methods)[r["name"]] for r in names])
+    axes[2].bar(range(len(names)), [r["mae_dsc"] for r in names], color=[dict(methods)[r["name"]] for r in names])
     axes[2].set_xticks(range(len(names)), [r["name"] for r in names], rotation=30, ha="right")
     axes[2].set_title("MAE of Dice vs the baseline at each λ")
     fig.tight_layout()
@@ -279,8 +380,11 @@ def write_doc(section: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", default="configs/scale/cpu_4mm.yaml", help="the schedule/grid overlay (relative "
-                        "to the repository root); configs/scale/paper_1mm.yaml is the paper's")
+    parser.add_argument(
+        "--scale",
+        default="configs/scale/cpu_4mm.yaml",
+        help="the schedule/grid overlay (relative to the repository root); configs/scale/paper_1mm.yaml is the paper's",
+    )
     parser.add_argument("--out", default=str(ROOT / "runs" / "paper_table1"))
     parser.add_argument("--evaluate-only", action="store_true", help="only evaluate the models already trained")
     parser.add_argument("--no-append", action="store_true")
@@ -304,9 +408,15 @@ def main() -> int:
         seconds[model["name"]] = train(model, out, args.scale, args.threads)
         elapsed = time.perf_counter() - start
         fresh = time.perf_counter() - t0 > 5
-        print(f"[{k + 1}/{len(todo)}] {model['name']}: trained in {seconds[model['name']] / 60:.1f} min"
-              + (f"; elapsed {elapsed / 60:.1f} min, ETA {elapsed / (k + 1) * (len(todo) - k - 1) / 60:.0f} min"
-                 if fresh else " (done before)"), flush=True)
+        print(
+            f"[{k + 1}/{len(todo)}] {model['name']}: trained in {seconds[model['name']] / 60:.1f} min"
+            + (
+                f"; elapsed {elapsed / 60:.1f} min, ETA {elapsed / (k + 1) * (len(todo) - k - 1) / 60:.0f} min"
+                if fresh
+                else " (done before)"
+            ),
+            flush=True,
+        )
     pairs = heldout_pairs(args)
     rows: list[dict] = []
     for k, model in enumerate(todo):
@@ -321,9 +431,16 @@ def main() -> int:
     table = table1(rows, seconds)
     lam_table = per_lambda(rows)
     claims = verdicts(table, lam_table)
-    (out / "table1.json").write_text(json.dumps({"table1": table, "per_lambda": {m: {f"{k:g}": v for k, v in d.items()}
-                                                                                 for m, d in lam_table.items()},
-                                                 "verdicts": claims}, indent=1))
+    (out / "table1.json").write_text(
+        json.dumps(
+            {
+                "table1": table,
+                "per_lambda": {m: {f"{k:g}": v for k, v in d.items()} for m, d in lam_table.items()},
+                "verdicts": claims,
+            },
+            indent=1,
+        )
+    )
     picture = figure(rows, table, out / "paper_fig3.png")
     (ROOT / "docs" / "images").mkdir(exist_ok=True)
     (ROOT / "docs" / "images" / "paper_fig3.png").write_bytes(picture.read_bytes())
@@ -331,16 +448,22 @@ def main() -> int:
     print(md1, md2, *claims, sep="\n\n")
     total_h = sum(v for v in seconds.values() if np.isfinite(v)) / 3600
     command = "python bench/paper_table1.py " + " ".join(sys.argv[1:])
-    write_doc(f"Command: `{command.strip()}` (scale overlay `{args.scale}`, {args.threads} thread(s) per training, "
-              f"{len(pairs)} held-out pairs ({args.group}), training {total_h:.2f} h in all).\n\n"
-              f"### Table 1 (mean over {len(pairs)} held-out pairs × 7 λ)\n\n{md1}\n\n"
-              f"### Per λ (%: against the baseline trained at that λ)\n\n{md2}\n\n"
-              f"### The claims, judged\n\n" + "\n".join(f"- {c}" for c in claims) +
-              "\n\n![Fig. 3 at CPU scale](images/paper_fig3.png)\n")
+    write_doc(
+        f"Command: `{command.strip()}` (scale overlay `{args.scale}`, {args.threads} thread(s) per training, "
+        f"{len(pairs)} held-out pairs ({args.group}), training {total_h:.2f} h in all).\n\n"
+        f"### Table 1 (mean over {len(pairs)} held-out pairs × 7 λ)\n\n{md1}\n\n"
+        f"### Per λ (%: against the baseline trained at that λ)\n\n{md2}\n\n"
+        f"### The claims, judged\n\n"
+        + "\n".join(f"- {c}" for c in claims)
+        + "\n\n![Fig. 3 at CPU scale](images/paper_fig3.png)\n"
+    )
     if not args.no_append:
-        append_table("Paper Table 1 at CPU scale", "bench/paper_table1.py",
-                     f"scale {args.scale}, {len(pairs)} held-out pairs ({args.group}), training {total_h:.2f} h",
-                     md1 + "\n\n" + md2)
+        append_table(
+            "Paper Table 1 at CPU scale",
+            "bench/paper_table1.py",
+            f"scale {args.scale}, {len(pairs)} held-out pairs ({args.group}), training {total_h:.2f} h",
+            md1 + "\n\n" + md2,
+        )
     return 0
 
 

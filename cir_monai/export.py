@@ -30,6 +30,7 @@ from typing import Optional
 import torch
 from monai.bundle import ConfigParser
 from monai.data import save_net_with_metadata
+
 from cir_monai.atomic import atomic_path
 from cir_monai.engines.checkpoint import load_checkpoint
 
@@ -118,7 +119,9 @@ def checked_trace(net: torch.nn.Module, trace_size: Sequence[int] | None = None)
 
 
 def script_network(net: torch.nn.Module, trace_size: Sequence[int] | None = None) -> torch.jit.ScriptModule:
-    """``net`` as TorchScript: :func:`checked_trace`, scripted. Takes ``(image)`` (the default λ) or ``(image, lam)``."""
+    """``net`` as TorchScript: :func:`checked_trace`, scripted.
+
+    Takes ``(image)`` (the default λ) or ``(image, lam)``."""
     return torch.jit.script(checked_trace(net, trace_size))
 
 

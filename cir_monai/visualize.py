@@ -26,8 +26,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from cir_monai.metrics import jacobian_determinant, jacobian_statistics  # noqa: E402
 from cir_monai.atomic import atomic_path
+from cir_monai.metrics import jacobian_determinant, jacobian_statistics  # noqa: E402
 
 __all__ = ["plot_tradeoff", "plot_lambda_panel", "plot_overlay", "VIEWS"]
 
@@ -96,7 +96,7 @@ def plot_tradeoff(
         right.axvline(lam_star, color="black", lw=1.2, ls="-.")
     left.legend(loc="best", fontsize=8)
     lines = right.get_lines()[:1] + twin.get_lines()[:1]
-    right.legend(lines, [l.get_label() for l in lines], loc="upper right", fontsize=8)
+    right.legend(lines, [line.get_label() for line in lines], loc="upper right", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout(w_pad=3.0)
     return _save(fig, path)

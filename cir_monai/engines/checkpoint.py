@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 import torch
+
 from cir_monai.atomic import atomic_path
 
 __all__ = ["save_checkpoint", "load_checkpoint", "check_model_file", "first_line"]

@@ -40,10 +40,10 @@ from monai.data import MetaTensor
 from monai.transforms import Invertd
 from tqdm import tqdm
 
+from cir_monai.atomic import staged_folder, write_json
 from cir_monai.conventions import ras_to_lps_vectors, voxel_to_world, world_to_voxel
 from cir_monai.convert import infer_config, load_official_checkpoint
 from cir_monai.data.transforms import CheckOverlapd, registration_preprocessing
-from cir_monai.atomic import staged_folder, write_json
 from cir_monai.defaults import default_device, default_model
 from cir_monai.engines.checkpoint import load_checkpoint
 from cir_monai.frame import EMBEDDED_FRAME, OFFICIAL_FRAME, FrameResampler, model_frame
@@ -54,8 +54,8 @@ from cir_monai.nifti import save_nifti
 #: units of the written DDF: voxels of the fixed grid (MONAI Warp), LPS mm (ITK / ANTs / Slicer), RAS mm (NIfTI world)
 DDF_UNITS = ("voxel", "itk", "mm")
 
-__all__ = ["DDF_UNITS", "PAIR_RECORD", "load_network", "resolve_frame", "RegistrationRunner", "register_files", "lam_tag",
-           "checked_lams", "check_options", "check_pair_folder"]
+__all__ = ["DDF_UNITS", "PAIR_RECORD", "load_network", "resolve_frame", "RegistrationRunner", "register_files",
+           "lam_tag", "checked_lams", "check_options", "check_pair_folder"]
 
 logger = logging.getLogger("cir_monai.inference")
 
