@@ -40,7 +40,8 @@ def main() -> int:
 
     from cir_monai.affine import affine_register
     from cir_monai.data import PairConfig, load_template, make_subject
-    from cir_monai.engines import RegistrationRunner, load_network
+    from cir_monai.engines import RegistrationRunner
+    from cir_monai.io import load_network
     from cir_monai.metrics import mean_dice
 
     image, label, grid = load_template(spacing=2.0, shape=(96, 112, 96))

@@ -296,7 +296,7 @@ def main() -> int:
         parser.error(f"unknown methods {sorted(unknown)}")
 
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(args.threads)  # read by ITK when ants first runs
-    from cir_monai.engines import load_network
+    from cir_monai.io import load_network
     from cir_monai.runtime import tune_cpu_allocator
     from cir_monai.workflows import prepared_pairs
 

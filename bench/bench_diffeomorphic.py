@@ -36,7 +36,8 @@ def main() -> int:
     args = parser.parse_args()
     from monai.bundle import ConfigWorkflow
 
-    from cir_monai.engines import RegistrationEvaluator, load_network
+    from cir_monai.engines import RegistrationEvaluator
+    from cir_monai.io import load_network
     from cir_monai.workflows import prepared_pairs
 
     configs = ROOT / "bundle" / "configs"

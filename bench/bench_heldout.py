@@ -123,7 +123,7 @@ def main() -> int:
 
     os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(args.threads))
 
-    from cir_monai.engines import load_network
+    from cir_monai.io import load_network
     from cir_monai.visualize import plot_tradeoff
 
     out = Path(args.out)

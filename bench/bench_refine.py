@@ -61,7 +61,7 @@ def main() -> int:
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from cir_monai.engines import load_network
+    from cir_monai.io import load_network
     from cir_monai.runtime import tune_cpu_allocator
 
     tune_cpu_allocator()

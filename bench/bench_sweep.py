@@ -49,7 +49,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from cir_monai.data.transforms import registration_preprocessing
-    from cir_monai.engines import load_network
+    from cir_monai.io import load_network
     from cir_monai.runtime import tune_cpu_allocator
     from cir_monai.sweep import run_sweep
     from cir_monai.workflows import prepared_pairs

@@ -135,7 +135,7 @@ def train(model: dict, out: Path, scale: str, threads: int) -> float:
 
 def evaluate(model: dict, out: Path, pairs: list[dict]) -> list[dict]:
     """The model's held-out rows at its λ values (cached in ``OUT/eval/<name>.json``)."""
-    from cir_monai.engines import load_network
+    from cir_monai.io import load_network
 
     cache = out / "eval" / (folder(out, model["name"]).name + ".json")
     if cache.is_file():

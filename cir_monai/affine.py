@@ -2,7 +2,7 @@
 """Affine pre-alignment with ITK, and the affine as a voxel DDF that composes with the network's field.
 
 cLapIRN, like every learned deformable method, expects affinely pre-aligned images; users' scans
-often are not (issue 13: a brain rotated by 12° and shifted by 14 mm loses a third of its overlap).
+often are not (a brain rotated by 12° and shifted by 14 mm loses about a third of its overlap).
 :func:`affine_register` runs ITK's multi-resolution registration (``ImageRegistrationMethodv4``,
 Mattes mutual information, regular-step gradient descent with physical-shift scales, an
 ``AffineTransform`` started from the centres of mass), so different contrasts align too. MONAI has

@@ -276,7 +276,7 @@ class ConditionalInferer(Inferer):
 
     MONAI's inferers pass only the image; cLapIRN also takes λ. Works with the eager
     :class:`~cir_monai.networks.StackedCLapIRN` and with the exported TorchScript
-    (:mod:`cir_monai.export`), whose inputs are ``(image, lam)``.
+    (:mod:`cir_monai.io.export`), whose inputs are ``(image, lam)``.
 
     λ is checked against the network's range when it is called, before any work: λ comes with the
     request (MONAI Label's ``displayable_configs``, MONAI Deploy's ``lam`` input), and an error from

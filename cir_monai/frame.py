@@ -2,10 +2,9 @@
 """The frame a model was trained in, in one named place: spacing, orientation, intensities, λ range.
 
 A registration network only works on inputs like those it was trained on: a model trained
-on 2 mm brains sees a 1 mm brain as a brain twice its size and registers nothing (issue 11:
-grey-matter Dice 0.721 → 0.678 on a real 1 mm pair). So a model records its frame, and
-inference resamples both images into it, predicts there, and brings the field back to the
-fixed image's own grid (:class:`cir_monai.engines.RegistrationRunner`).
+on 2 mm brains sees a 1 mm brain as a brain twice its size and registers little of it. So a model records its
+frame, and inference resamples both images into it, predicts there, and brings the field back to the fixed
+image's own grid (:class:`cir_monai.engines.RegistrationRunner`).
 
 A frame is a plain dict (it is saved inside checkpoints and in bundle configs)::
 
@@ -15,8 +14,8 @@ A frame is a plain dict (it is saved inside checkpoints and in bundle configs)::
      "lam_range": [0.0, 10.0],          # λ the model was trained for
      "spatial_size": [80, 96, 80]}      # training crop (informative; inference takes any size)
 
-Where frames come from: this project's checkpoints carry ``"frame"``; older ones without it
-get :data:`EMBEDDED_FRAME` (the only grid this project trained on before frames existed); the
+Where frames come from: this project's checkpoints carry ``"frame"``; a file without one (a plain state dict,
+as the bundle ships ``models/model.pt``) gets :data:`EMBEDDED_FRAME`, the CPU-sized grid of ``train.yaml``; the
 authors' released OASIS checkpoints get :data:`OFFICIAL_FRAME` (1 mm, 160×192×224).
 """
 

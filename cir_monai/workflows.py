@@ -58,7 +58,7 @@ def image_list_pairs(data: Sequence, pairing: str = "atlas", atlas_dir: str | os
     """
     from cir_monai.atlas import ATLAS_FILES
 
-    pairing = "all" if pairing == "pairs" else pairing  # the name bundle 0.4.0 documented
+    pairing = "all" if pairing == "pairs" else pairing  # "pairs": an accepted synonym of "all"
     atlas = None
     if pairing == "atlas":
         if atlas_dir is None:
@@ -102,7 +102,8 @@ def evaluate(model: str | os.PathLike | None = None, lams: Sequence[float] = DEF
     """The bundle's evaluate workflow (``train.yaml`` + ``evaluate.yaml`` + overlays, :func:`overlay_files`) for
     ``model`` (``None``: the shipped one) at ``lams``; the report is written into ``out`` atomically
     (replacing an earlier one). ``cir-monai evaluate``. Returns ``out/summary.md``."""
-    from cir_monai.engines.inference import checked_lams, load_network
+    from cir_monai.engines.inference import checked_lams
+    from cir_monai.io import load_network
 
     check_reserved(overrides, {"ckpt_path": "model", "eval_lams": "lams", "eval_dir": "out"})
     path = Path(model).expanduser() if model else default_model()

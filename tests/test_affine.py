@@ -93,7 +93,8 @@ def test_affine_then_deformable_conventions():
 
 
 def test_register_with_affine_matches_the_aligned_pair(brains, tmp_path):
-    from cir_monai.engines import RegistrationRunner, load_network
+    from cir_monai.engines import RegistrationRunner
+    from cir_monai.io import load_network
     from cir_monai.metrics import mean_dice
 
     paths, _, _ = brains
@@ -117,7 +118,8 @@ def test_register_with_affine_matches_the_aligned_pair(brains, tmp_path):
 def test_a_scan_far_outside_the_fixed_view_is_brought_back_by_affine(brains, tmp_path):
     """150 mm away, the scans share almost no foreground on the fixed grid: without --affine the error advises it;
     with it the scan is moved in world space before it is sampled on the fixed grid, so nothing is lost."""
-    from cir_monai.engines import RegistrationRunner, load_network
+    from cir_monai.engines import RegistrationRunner
+    from cir_monai.io import load_network
     from cir_monai.metrics import mean_dice
 
     paths, grid, _ = brains

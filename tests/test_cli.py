@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from cir_monai.cli import main, parse_lams
-from cir_monai.engines import load_network
-from cir_monai.engines.checkpoint import save_checkpoint
+from cir_monai.io import load_network
+from cir_monai.io.checkpoint import save_checkpoint
 from cir_monai.networks import CLapIRN
 from cir_monai.workflows import prepared_pairs
 
@@ -144,7 +144,7 @@ def test_train_and_convert(tiny, tmp_path, reference_dir):
     assert rc == 0 and load_network(out / "model.pt").config["start_channels"] == 2
     converted = tmp_path / "lite.pt"
     assert main(["convert", str(reference_dir / "official_clapirn_lite_oasis.pth"), "--out", str(converted)]) == 0
-    from cir_monai.convert import load_official_checkpoint
+    from cir_monai.io.official import load_official_checkpoint
 
     original = load_official_checkpoint(reference_dir / "official_clapirn_lite_oasis.pth").state_dict()
     loaded = load_network(converted).state_dict()

@@ -7,9 +7,9 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from cir_monai.engines import load_network, save_checkpoint
 from cir_monai.engines.inference import resolve_frame
 from cir_monai.frame import EMBEDDED_FRAME, OFFICIAL_FRAME, FrameResampler, model_frame
+from cir_monai.io import load_network, save_checkpoint
 from cir_monai.networks import CLapIRN
 
 

@@ -21,7 +21,7 @@ def test_images_paired_among_themselves():
     assert len(pairs) == 6 and {(p["fixed"], p["moving"]) for p in pairs} == {
         (x, y) for x in "abc" for y in "abc" if x != y}
     assert all(len(p) == 2 for p in pairs)  # one side labelled: no labels, so the items batch alike
-    assert image_list_pairs(["a", "b"], "pairs") == image_list_pairs(["a", "b"], "all")  # bundle 0.4.0's name
+    assert image_list_pairs(["a", "b"], "pairs") == image_list_pairs(["a", "b"], "all")  # a synonym
 
 
 @pytest.mark.parametrize("data, pairing, message", [

@@ -42,11 +42,10 @@ from tqdm import tqdm
 
 from cir_monai.atomic import staged_folder, write_json
 from cir_monai.conventions import ras_to_lps_vectors, voxel_to_world, world_to_voxel
-from cir_monai.convert import infer_config, load_official_checkpoint
 from cir_monai.data.transforms import CheckOverlapd, registration_preprocessing
-from cir_monai.defaults import default_device, default_model
-from cir_monai.engines.checkpoint import load_checkpoint
-from cir_monai.frame import EMBEDDED_FRAME, OFFICIAL_FRAME, FrameResampler, model_frame
+from cir_monai.defaults import default_device
+from cir_monai.frame import FrameResampler, model_frame
+from cir_monai.io.models import load_network
 from cir_monai.networks import CLapIRN, Warp, composition_residual, invert_ddf, warp_from_grid
 from cir_monai.networks.clapirn import check_lams
 from cir_monai.nifti import save_nifti
@@ -54,7 +53,7 @@ from cir_monai.nifti import save_nifti
 #: units of the written DDF: voxels of the fixed grid (MONAI Warp), LPS mm (ITK / ANTs / Slicer), RAS mm (NIfTI world)
 DDF_UNITS = ("voxel", "itk", "mm")
 
-__all__ = ["DDF_UNITS", "PAIR_RECORD", "load_network", "resolve_frame", "RegistrationRunner", "register_files",
+__all__ = ["DDF_UNITS", "PAIR_RECORD", "resolve_frame", "RegistrationRunner", "register_files",
            "lam_tag", "checked_lams", "check_options", "check_pair_folder"]
 
 logger = logging.getLogger("cir_monai.inference")
@@ -111,52 +110,8 @@ def lam_tag(lam: float) -> str:
     return f"lam_{lam:g}"
 
 
-def load_network(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> CLapIRN:
-    """A ready :class:`CLapIRN` (evaluation mode) from any of the three kinds of model file
-    (``None``: the bundle's shipped model, :func:`~cir_monai.defaults.default_model`):
-
-    * this project's training checkpoint or ``model.pt`` written by the trainer
-      (``{"model", "network"[, "frame"]}``);
-    * a plain state dict in this package's key layout, as the model zoo ships ``models/model.pt``
-      (the architecture is read off the tensor shapes, :func:`~cir_monai.convert.infer_config`);
-    * one of the authors' ``.pth`` files.
-
-    The returned network carries ``net.frame``, the frame it was trained in (:mod:`cir_monai.frame`):
-    the checkpoint's ``"frame"``; :data:`~cir_monai.frame.EMBEDDED_FRAME` (2 mm) for this project's
-    files without one (the shipped plain state dict: its frame is also stated in the bundle's
-    configs); :data:`~cir_monai.frame.OFFICIAL_FRAME` (1 mm OASIS) for the authors' files.
-
-    Raises:
-        FileNotFoundError: the file does not exist (its path in the message).
-        ValueError: the file is none of these kinds of checkpoint.
-    """
-    shipped = path is None
-    path = default_model() if shipped else Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"no shipped model at {path}: reinstall cir-monai or pass a model file" if shipped
-                                else f"model file not found: {path}")
-    state = load_checkpoint(path, map_location="cpu")
-    frame = None
-    if isinstance(state, dict) and "model" in state and "network" in state:
-        net = CLapIRN(**state["network"])
-        net.load_state_dict(state["model"])
-        frame = state.get("frame")
-    elif isinstance(state, dict) and "levels.0.down.weight" in state:
-        net = CLapIRN(**infer_config(state))
-        net.load_state_dict(state)
-    else:
-        net = load_official_checkpoint(path)
-        frame = OFFICIAL_FRAME
-    if frame is None:
-        log = logger.debug if shipped else logger.info  # the shipped model's frame is stated in the bundle's configs
-        log("%s records no frame: assuming the embedded 2 mm frame it was trained in", path)
-        frame = EMBEDDED_FRAME
-    net.frame = model_frame(frame, net)
-    return net.to(device).eval()
-
-
 def resolve_frame(network: torch.nn.Module, frame: str | dict = "model", pixdim=None) -> dict:
-    """The frame inference runs in: ``"model"`` (the network's ``frame``, see :func:`load_network`),
+    """The frame inference runs in: ``"model"`` (the network's ``frame``, see :func:`~cir_monai.io.load_network`),
     ``"input"`` (the fixed image's own grid) or an explicit frame dict; ``pixdim`` overrides its spacing.
 
     Raises:
@@ -178,7 +133,7 @@ def resolve_frame(network: torch.nn.Module, frame: str | dict = "model", pixdim=
 class RegistrationRunner:
     """Register each pair at each λ and write NIfTI outputs in the fixed image's space.
 
-    The network runs in the model's frame (issue 11): both images are reoriented, the moving
+    The network runs in the model's frame: both images are reoriented, the moving
     one is resampled onto the fixed grid, both are resampled to the frame's spacing
     (:class:`~cir_monai.frame.FrameResampler`), the field predicted there is brought back to
     the fixed image's grid and units, and the moving image and labels are sampled through it once,
@@ -186,7 +141,7 @@ class RegistrationRunner:
     ``frame="input"`` predicts on the fixed image's own grid instead.
 
     Args:
-        network: a :class:`CLapIRN` (see :func:`load_network`).
+        network: a :class:`CLapIRN` (see :func:`~cir_monai.io.load_network`).
         pairs: dicts of file paths ``{"fixed", "moving"[, "moving_label", "fixed_label"]}``
             (e.g. from :func:`cir_monai.data.load_pairs`), optionally with an ``"id"``.
         lams: λ values in ``[0, network.lam_max]``.
@@ -351,7 +306,7 @@ def register_files(fixed: str, moving: str, lams: Sequence[float] = (1.0,), out:
     """Register the file ``moving`` onto ``fixed`` at each λ into ``out/<pair>/lam_<λ>/`` (``cir-monai register``).
 
     The pair is checked first (:func:`~cir_monai.data.check_pairs`), the model loaded
-    (:func:`load_network`; ``None``: the shipped one), and the outputs are written into a staging folder
+    (:func:`~cir_monai.io.load_network`; ``None``: the shipped one), and the outputs are written into a staging folder
     that becomes ``out`` only on success (:func:`~cir_monai.atomic.staged_folder`). ``options`` are
     :class:`RegistrationRunner`'s (``ddf_units``, ``frame``, ``figures``, ``inverse``, ``affine``, ...).
 

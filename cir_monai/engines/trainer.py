@@ -22,12 +22,12 @@ from ignite.engine import Engine, Events
 from torch.utils.data import Dataset
 
 from cir_monai.defaults import default_device
-from cir_monai.engines.checkpoint import load_checkpoint, save_checkpoint
 from cir_monai.engines.evaluation import score_field
 from cir_monai.engines.handlers import default_handlers, is_main_process
-from cir_monai.engines.inference import load_network
 from cir_monai.engines.schedule import LevelSchedule, sample_lambda
 from cir_monai.frame import model_frame
+from cir_monai.io import load_network
+from cir_monai.io.checkpoint import load_checkpoint, save_checkpoint
 from cir_monai.losses import CLapIRNLoss
 from cir_monai.metrics import present_labels
 from cir_monai.networks import CLapIRN

@@ -4,7 +4,7 @@
 Mok & Chung, "Conditional Deformable Image Registration with Convolutional
 Neural Network", MICCAI 2021, built on LapIRN (Mok & Chung, MICCAI 2020).
 ``docs/method.md`` §2 states the architecture this module reproduces; the authors'
-released weights load into it unchanged through :mod:`cir_monai.convert`.
+released weights load into it unchanged through :mod:`cir_monai.io.official`.
 
 Contract: ``ddf = net(moving, fixed, lam)`` returns a dense displacement field
 ``u`` in **voxels**, MONAI convention (channel ``i`` along spatial axis ``i``),

@@ -12,7 +12,7 @@ gradients up to float rounding), used when enabled (the default):
 * the head's transposed and first 3×3 convolutions composed into one
   (:meth:`~cir_monai.networks.clapirn.RegistrationLevel.up_conv_weight`).
 
-A trace for TorchScript (:mod:`cir_monai.export`) always records the plain path.
+A trace for TorchScript (:mod:`cir_monai.io.export`) always records the plain path.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ class StackedCLapIRN(CLapIRN):
     def __prepare_scriptable__(self):
         """What ``torch.jit.script(net)`` compiles (MONAI's ``ckpt_export`` without ``--use_trace``): the network is
         Python control flow that TorchScript cannot script, so it is traced once and put behind the scripted input
-        checks (:func:`cir_monai.export.checked_trace`), the same module as ``models/model.ts``."""
-        from cir_monai.export import checked_trace  # here: cir_monai.export imports the bundle machinery
+        checks (:func:`cir_monai.io.export.checked_trace`), the same module as ``models/model.ts``."""
+        from cir_monai.io.export import checked_trace  # here: cir_monai.io.export imports the bundle machinery
 
         return checked_trace(self)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cir_monai.data.transforms import registration_preprocessing
-from cir_monai.engines import load_network
+from cir_monai.io import load_network
 from cir_monai.metrics import jacobian_statistics, mean_dice
 from cir_monai.networks import Warp
 from cir_monai.workflows import prepared_pairs

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import cir_monai
-from cir_monai.export import load_bundle_network
+from cir_monai.io.export import load_bundle_network
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "bundle"

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from cir_monai.data import synthetic_pair
-from cir_monai.engines import RegistrationRunner, load_network, save_checkpoint
+from cir_monai.engines import RegistrationRunner
 from cir_monai.engines.inference import register_files
+from cir_monai.io import load_network, save_checkpoint
 from cir_monai.networks import CLapIRN, Warp
 
 SHAPE = (36, 40, 32)
@@ -162,7 +163,7 @@ def _ddf(path):
 
 
 def test_same_pair_at_1mm_and_2mm_gives_the_same_registration(tmp_path, brain_pair_1mm_and_2mm):
-    """The network predicts in the model's 2 mm frame whatever the files' grid (issue 11)."""
+    """The network predicts in the model's 2 mm frame whatever the files' grid."""
     from cir_monai.metrics import mean_dice
 
     net = load_network(SHIPPED)

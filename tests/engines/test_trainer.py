@@ -119,7 +119,7 @@ def test_resume_keeps_this_runs_fused_adam(tmp_path, template):
 
 def test_fine_tuning_label_term_and_frame(tmp_path, template):
     from cir_monai.data.generative import SyntheticPairDataset
-    from cir_monai.engines import load_checkpoint, load_network, save_checkpoint
+    from cir_monai.io import load_checkpoint, load_network, save_checkpoint
 
     source = net(seed=5, levels=2)
     save_checkpoint({"model": source.state_dict(), "network": source.config}, tmp_path / "start.pt")

@@ -9,9 +9,9 @@ import pytest
 import torch
 from monai.data import load_net_with_metadata
 
-from cir_monai.export import export_torchscript, load_bundle_network
+from cir_monai.io.export import export_torchscript, load_bundle_network
 
-BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
+BUNDLE = Path(__file__).resolve().parents[2] / "bundle"
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_bundle_files_travel_inside(exported):
 
 def test_shipped_torchscript_is_the_shipped_model_and_config():
     """bundle/models/model.ts is exported from bundle/models/model.pt and the current inference.yaml and metadata
-    (MONAI Deploy runs the config inside it): re-export with `python -m cir_monai.export` after changing either."""
+    (MONAI Deploy runs the config inside it): re-export with `python -m cir_monai.io.export` after changing either."""
     from monai.bundle import ConfigParser
 
     _, meta, extra = load_net_with_metadata(str(BUNDLE / "models" / "model.ts"), more_extra_files=("inference.json",))

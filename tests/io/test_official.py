@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cir_monai.conventions import normalized_to_voxel_ddf
-from cir_monai.convert import infer_official_config, load_official_checkpoint
+from cir_monai.io.official import infer_official_config, load_official_checkpoint
 from cir_monai.metrics import jacobian_statistics
 from cir_monai.networks import Warp
 

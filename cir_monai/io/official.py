@@ -1,5 +1,6 @@
 # Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
-"""Load the authors' cLapIRN checkpoints into :class:`~cir_monai.networks.CLapIRN`.
+"""The authors' cLapIRN checkpoints (``.pth``) as :class:`~cir_monai.networks.CLapIRN`; read through
+:func:`cir_monai.io.load_network` like every other model file.
 
 The authors' code nests one module per level: the finest level's parameters at
 the top (``input_encoder_lvl1``, ``down_conv``, ``resblock_group_lvl1.{0,2,..}``,
@@ -20,10 +21,11 @@ from pathlib import Path
 
 import torch
 
+from cir_monai.frame import OFFICIAL_FRAME, model_frame
+from cir_monai.io.checkpoint import load_checkpoint, save_checkpoint
 from cir_monai.networks.clapirn import CLapIRN
 
-__all__ = ["official_to_cir_state_dict", "infer_official_config", "infer_config", "load_official_checkpoint",
-           "convert_checkpoint"]
+__all__ = ["official_to_cir_state_dict", "infer_official_config", "load_official_checkpoint", "convert_checkpoint"]
 
 _PREFIXES = ("model_lvl2.model_lvl1.", "model_lvl2.", "")  # coarse -> fine
 _RENAMES = (
@@ -115,33 +117,6 @@ def infer_official_config(state: Mapping[str, torch.Tensor]) -> dict:
     )
 
 
-def infer_config(state: Mapping[str, torch.Tensor]) -> dict:
-    """Read the :class:`CLapIRN` arguments off a state dict in THIS package's key layout.
-
-    The model zoo ships weights as a plain state dict (``models/model.pt``); this rebuilds the
-    architecture from it: levels, blocks, widths, conditioning variant and CIN latent size.
-    ``integration_steps`` has no parameters and cannot be read (0 is returned: the paper's network).
-
-    Raises:
-        ValueError: the state dict is not a :class:`CLapIRN`'s.
-    """
-    if "levels.0.down.weight" not in state or "levels.0.encoder.0.weight" not in state:
-        raise ValueError("no levels.0.down.weight / levels.0.encoder.0.weight: not a cir-monai CLapIRN state dict")
-    levels = {int(m.group(1)) for k in state if (m := re.match(r"^levels\.(\d+)\.", k))}
-    blocks = {int(m.group(1)) for k in state if (m := re.match(r"^levels\.0\.blocks\.(\d+)\.", k))}
-    down = state["levels.0.down.weight"]  # (4sc, enc, 3, 3[, 3])
-    feature, encoder = int(down.shape[0]), int(down.shape[1])
-    if "mapping.0.weight" in state:
-        conditioning, latent = "centralized", 64  # CIR-CM sizes its latent itself (256)
-    elif "levels.0.blocks.0.mapping.0.weight" in state:
-        conditioning, latent = "distributed", int(state["levels.0.blocks.0.ai1.style.weight"].shape[1])
-    else:
-        inputs = int(state["levels.0.encoder.0.weight"].shape[1])
-        conditioning, latent = ("concat" if inputs == 3 else "none"), 64
-    return dict(spatial_dims=down.ndim - 2, start_channels=feature // 4, conditioning=conditioning,
-                num_levels=len(levels), num_blocks=len(blocks), lite=encoder != feature, latent_dim=latent)
-
-
 def load_official_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> CLapIRN:
     """Build a :class:`CLapIRN` from one of the authors' ``.pth`` files.
 
@@ -162,8 +137,6 @@ def load_official_checkpoint(path: str | os.PathLike, map_location: str | torch.
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    from cir_monai.engines.checkpoint import load_checkpoint  # here: cir_monai.engines imports this module
-
     state = load_checkpoint(path, map_location=map_location)  # weights only: nothing in the file runs
     if isinstance(state, Mapping):
         for wrapper in ("state_dict", "model"):
@@ -193,16 +166,13 @@ def load_official_checkpoint(path: str | os.PathLike, map_location: str | torch.
 
 def convert_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike = "model.pt") -> CLapIRN:
     """Write one of the authors' ``.pth`` files as this project's model file ``out`` (atomically), which loads
-    with :func:`~cir_monai.engines.load_network` and the bundle's ``ckpt_path``, with the frame the authors
+    with :func:`~cir_monai.io.load_network` and the bundle's ``ckpt_path``, with the frame the authors
     trained in (:data:`~cir_monai.frame.OFFICIAL_FRAME`, 1 mm OASIS), as the ``.pth`` itself. Returns the network.
 
     Raises:
         IsADirectoryError: ``out`` is a folder.
         OSError: ``out`` cannot be written (its path in the message).
     """
-    from cir_monai.engines.checkpoint import save_checkpoint
-    from cir_monai.frame import OFFICIAL_FRAME, model_frame
-
     net = load_official_checkpoint(Path(checkpoint).expanduser())
     target = Path(out).expanduser()
     if target.is_dir():

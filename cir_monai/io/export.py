@@ -32,31 +32,9 @@ from monai.bundle import ConfigParser
 from monai.data import save_net_with_metadata
 
 from cir_monai.atomic import atomic_path
-from cir_monai.engines.checkpoint import load_checkpoint
+from cir_monai.io.models import load_bundle_network
 
-__all__ = ["export_torchscript", "script_network", "checked_trace", "load_bundle_network", "CheckedInputs"]
-
-
-def load_bundle_network(bundle_root: str | os.PathLike, config_file: str = "configs/inference.yaml",
-                        ckpt_file: str | os.PathLike | None = None, net_id: str = "network_def") -> torch.nn.Module:
-    """The bundle's ``net_id`` with the weights of ``ckpt_file`` (default ``models/model.pt``), evaluation mode.
-
-    Raises:
-        FileNotFoundError: the config or the weights are missing (path in the message).
-    """
-    root = Path(bundle_root)
-    config = root / config_file
-    if not config.is_file():
-        raise FileNotFoundError(f"bundle file not found: {config}")
-    parser = ConfigParser()
-    parser.read_config(str(config))
-    parser["bundle_root"] = str(root)
-    net = parser.get_parsed_content(net_id, instantiate=True)
-    state = load_checkpoint(Path(ckpt_file) if ckpt_file is not None else root / "models" / "model.pt")
-    if isinstance(state.get("model"), dict):  # this project's training checkpoint: the weights are under "model"
-        state = state["model"]
-    net.load_state_dict(state)
-    return net.eval()
+__all__ = ["export_torchscript", "script_network", "checked_trace", "CheckedInputs"]
 
 
 class CheckedInputs(torch.nn.Module):
@@ -153,7 +131,7 @@ def export_torchscript(bundle_root: str | os.PathLike, filepath: str | os.PathLi
     return out
 
 
-if __name__ == "__main__":  # python -m cir_monai.export [BUNDLE_ROOT]: re-export BUNDLE_ROOT/models/model.ts
+if __name__ == "__main__":  # python -m cir_monai.io.export [BUNDLE_ROOT]: re-export BUNDLE_ROOT/models/model.ts
     import sys
 
     print(export_torchscript(sys.argv[1] if len(sys.argv) > 1 else "bundle"))

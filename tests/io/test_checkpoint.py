@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cir_monai.engines import load_checkpoint, save_checkpoint
+from cir_monai.io import load_checkpoint, save_checkpoint
 
 
 def test_atomic_save_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
