@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from cir_monai.atomic import write_json
 from cir_monai.defaults import cache_dir as _user_cache_dir
+from cir_monai.frame import EMBEDDED_FRAME
 from cir_monai.nifti import save_nifti
 
 __all__ = [
@@ -50,9 +51,9 @@ EMBEDDED_FILES = {
     "wm": "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
 }
 TISSUE_LABELS = {0: "background", 1: "CSF and other", 2: "grey matter", 3: "white matter"}
-#: working grid of the CPU-sized default (mm, voxels): the brain at 2 mm fits 80×96×80
-DEFAULT_SPACING = 2.0
-DEFAULT_SHAPE = (80, 96, 80)
+#: working grid of the CPU-sized default (mm, voxels): the embedded frame's (the brain at 2 mm fits 80×96×80)
+DEFAULT_SPACING = float(EMBEDDED_FRAME["spacing"][0])
+DEFAULT_SHAPE = tuple(EMBEDDED_FRAME["spatial_size"])
 
 
 def default_cache_dir() -> Path:
