@@ -11,7 +11,7 @@ no intensity-based affine registration; ITK is already a dependency.
 Conventions, converted here only: ITK transforms map **fixed** physical points to **moving** ones
 in **LPS** millimetres; MONAI / NIfTI grids are RAS (:func:`affine_matrix_ras` converts). The
 registration runner moves the moving scan by the affine in world space before sampling it
-(:class:`~cir_monai.data.transforms.MoveInWorldd`); the field it writes is the total one of "affine,
+(:class:`~cir_monai.transforms.MoveInWorldd`); the field it writes is the total one of "affine,
 then deformable ``u``" in voxels of the fixed grid, ``G⁻¹ A G (x + u(x)) − x`` (:func:`affine_then`).
 """
 

@@ -8,12 +8,12 @@ one image in, its label map out, in the image's own space.
 Pipeline (the pieces the tools read from the config):
 
 1. ``preprocessing``: the image is loaded, reoriented to RAS, resampled to the model's frame
-   (2 mm), scaled to [0, 1] and cropped to its foreground; :class:`AtlasStackd` resamples the
+   (2 mm), scaled to [0, 1] and cropped to its foreground; :class:`~cir_monai.transforms.AtlasStackd` resamples the
    shipped atlas (T1 and labels) onto that grid by world coordinates and stacks
    ``image = (atlas, image)``, the network's 2-channel input (moving, fixed).
 2. ``inferer``: :class:`ConditionalInferer` calls ``network(image, lam)`` with the configured λ.
-3. ``postprocessing``: :class:`DDFToWorldd` turns the predicted DDF into world millimetres,
-   MONAI's ``Invertd`` carries it back to the input's grid (bilinear), and :class:`AtlasLabelsd`
+3. ``postprocessing``: :class:`~cir_monai.transforms.DDFToWorldd` turns the predicted DDF into world millimetres,
+   MONAI's ``Invertd`` carries it back to the input's grid (bilinear), and :class:`~cir_monai.transforms.AtlasLabelsd`
    reads the atlas labels through it at the atlas's own resolution (nearest neighbour), as an
    integer (int16) label map, so every consumer (``SaveImaged``, MONAI Label's writer, a MONAI
    Deploy operator) gets integer labels. Warping the labels on the 2 mm working grid instead loses
@@ -33,29 +33,20 @@ The image must be a skull-stripped T1 roughly aligned to MNI space (the model's 
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
-from monai.data import MetaTensor
 from monai.inferers import Inferer
-from monai.transforms import LoadImage, MapTransform, ResampleToMatch
-from monai.transforms import Spacingd as _MonaiSpacingd
 
 from cir_monai.atomic import write_json
-from cir_monai.conventions import voxel_to_world, world_to_voxel
 from cir_monai.networks.clapirn import check_lams
-from cir_monai.networks.warp import warp_from_grid
 from cir_monai.nifti import save_nifti
+from cir_monai.transforms.atlas import ATLAS_FILES
 
-__all__ = ["ATLAS_FILES", "build_cerebra_atlas", "build_tissue_atlas", "atlas_label_names", "AtlasStackd",
-           "DDFToWorldd", "AtlasLabelsd", "ConditionalInferer", "InvalidRequestError", "Spacingd"]
-
-ATLAS_FILES = {"image": "atlas_image.nii.gz", "label": "atlas_label.nii.gz", "names": "atlas_labels.json"}
-
+__all__ = ["build_cerebra_atlas", "build_tissue_atlas", "ConditionalInferer", "InvalidRequestError"]
 
 def _write_atlas(out: str | os.PathLike, image: np.ndarray, label: np.ndarray, affine: np.ndarray,
                  names: Mapping[int, str], source: str) -> Path:
@@ -86,139 +77,6 @@ def build_tissue_atlas(out: str | os.PathLike) -> Path:
     names = {int(k): v for k, v in TISSUE_LABELS.items() if int(k) > 0}
     return _write_atlas(out, image, label.astype(np.int16), affine, names,
                         "MNI ICBM152 2009a nonlinear symmetric with tissue labels (nilearn wheel), 1 mm")
-
-
-def _missing(path: Path) -> str:
-    return (f"atlas file not found: {path} (an atlas folder holds {', '.join(ATLAS_FILES.values())}; "
-            "set atlas_dir, e.g. --atlas_dir DIR, or build one with cir_monai.atlas.build_cerebra_atlas)")
-
-
-def atlas_label_names(atlas_dir: str | os.PathLike) -> dict[int, str]:
-    """``{value: name}`` of an atlas folder's labels, background (0) included."""
-    path = Path(atlas_dir) / ATLAS_FILES["names"]
-    if not path.is_file():
-        raise FileNotFoundError(_missing(path).replace("atlas file not found", "atlas label names not found"))
-    return {int(k): v for k, v in json.loads(path.read_text())["labels"].items()}
-
-
-class Spacingd(_MonaiSpacingd):
-    """MONAI's ``Spacingd``, tolerant of non-dict ``<key>_*`` entries beside the image.
-
-    MONAI Label puts the request's path under ``image_path``; MONAI 1.6's ``Spacingd`` calls
-    ``.update()`` on every ``image_*`` entry after resampling a NIfTI image and fails on that string
-    (``'str' object has no attribute 'update'``). Such entries are set aside during the call.
-    """
-
-    def __call__(self, data, lazy: bool | None = None):
-        d = dict(data)
-        aside = {k: d.pop(k) for k in list(d) if isinstance(k, str) and not isinstance(d[k], dict)
-                 and any(k.startswith(f"{key}_") for key in self.keys)}
-        out = super().__call__(d, lazy=lazy)
-        out.update(aside)
-        return out
-
-
-class AtlasStackd(MapTransform):
-    """Stack the atlas before the image: ``d[key]`` ``(1, *S)`` → ``(2, *S)`` = (atlas, image).
-
-    The atlas T1 (scaled to [0, 1]) is resampled onto ``d[key]``'s grid by world coordinates
-    (MONAI ``ResampleToMatch``, bilinear, zeros outside). The stacked tensor keeps the image's
-    metadata and transform history, so ``Invertd`` can bring outputs back to the input's grid.
-
-    Args:
-        keys: the image key (``"image"``).
-        atlas_dir: folder with :data:`ATLAS_FILES`.
-
-    Raises:
-        FileNotFoundError: the atlas image is missing (path in the message).
-    """
-
-    def __init__(self, keys: str = "image", atlas_dir: str | os.PathLike = "atlas") -> None:
-        super().__init__(keys)
-        path = Path(atlas_dir) / ATLAS_FILES["image"]
-        if not path.is_file():
-            raise FileNotFoundError(_missing(path))
-        atlas = LoadImage(image_only=True, ensure_channel_first=True)(str(path)).float()
-        self.atlas = atlas / atlas.max().clamp_min(1e-12)
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            image = d[key]
-            if not isinstance(image, MetaTensor) or image.shape[0] != 1:
-                raise ValueError(f"{key} must be a 1-channel MetaTensor (a loaded image), got "
-                                 f"{type(image).__name__} of shape {tuple(getattr(image, 'shape', ()))}")
-            atlas = ResampleToMatch(mode="bilinear", padding_mode="zeros")(self.atlas, img_dst=image)
-            stacked = torch.cat([atlas.as_tensor().to(image.dtype), image.as_tensor()])
-            d[key] = MetaTensor(stacked, meta=dict(image.meta), applied_operations=list(image.applied_operations))
-        return d
-
-
-class DDFToWorldd(MapTransform):
-    """The DDF ``d[key]`` ``(n, *S)`` in voxels of ``d[image_key]``'s grid → world displacement in mm (``(n, *S)``).
-
-    World vectors do not change under the reorientation, resampling and cropping of the
-    preprocessing, so MONAI's ``Invertd`` (bilinear) can then carry the field back to the input's
-    grid. The result carries ``d[image_key]``'s metadata and transform history for that.
-    """
-
-    def __init__(self, keys: str = "pred", image_key: str = "image") -> None:
-        super().__init__(keys)
-        self.image_key = image_key
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
-        d = dict(data)
-        image = d[self.image_key]
-        for key in self.key_iterator(d):
-            world = voxel_to_world(torch.as_tensor(d[key]).float(), image.affine)
-            d[key] = MetaTensor(world, meta=dict(image.meta), applied_operations=list(image.applied_operations))
-        return d
-
-
-class AtlasLabelsd(MapTransform):
-    """Replace the world field ``d[key]`` ``(n, *S)`` (mm, on the input's grid) by the atlas labels it maps:
-    ``(1, *S)``.
-
-    Input voxel ``x`` (world point ``p = A x``, ``A`` the field's affine) takes the atlas label at
-    world point ``p + u(x)``, read from the atlas at its own resolution by nearest neighbour (0
-    outside the atlas; :func:`~cir_monai.networks.warp_from_grid`). The result is an integer label
-    map (``dtype``, int16 by default: what MONAI Label's writer and a MONAI Deploy operator pass on
-    as is) and keeps the field's metadata (the input's grid and affine).
-
-    Args:
-        keys: the field's key (``"pred"``).
-        atlas_dir: folder with :data:`ATLAS_FILES`.
-        dtype: the label map's integer type.
-
-    Raises:
-        FileNotFoundError: the atlas labels are missing (path in the message).
-        ValueError: ``dtype`` is not an integer type, or the atlas holds labels it cannot represent.
-    """
-
-    def __init__(self, keys: str = "pred", atlas_dir: str | os.PathLike = "atlas",
-                 dtype: torch.dtype = torch.int16) -> None:
-        super().__init__(keys)
-        path = Path(atlas_dir) / ATLAS_FILES["label"]
-        if not path.is_file():
-            raise FileNotFoundError(_missing(path))
-        self.label = LoadImage(image_only=True, ensure_channel_first=True)(str(path)).float()
-        if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:
-            raise ValueError(f"AtlasLabelsd: dtype must be an integer type, got {dtype}")
-        info = torch.iinfo(dtype)
-        low, high = float(self.label.min()), float(self.label.max())
-        if low < info.min or high > info.max:
-            raise ValueError(f"atlas labels in [{low:g}, {high:g}] do not fit {dtype}: {path}")
-        self.dtype = dtype
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            field = d[key]
-            ddf = world_to_voxel(torch.as_tensor(field).double(), field.affine)[None]  # voxels of the input grid
-            sampled = warp_from_grid(self.label.as_tensor()[None], self.label.affine, ddf, field.affine,
-                                     "nearest", "zeros")
-            d[key] = MetaTensor(sampled[0].round().to(self.dtype), meta=dict(field.meta))
-        return d
 
 
 def _http_exception_base() -> tuple[type[Exception], ...]:

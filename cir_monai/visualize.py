@@ -7,7 +7,7 @@
   coronal and sagittal slices through the centre, std|J| in the corner.
 - :func:`plot_overlay`: fixed (magenta) over moving (green) before and after registration.
 
-Arrays are ``(X, Y, Z)`` in RAS (what :func:`cir_monai.data.registration_preprocessing` gives);
+Arrays are ``(X, Y, Z)`` in RAS (what :func:`cir_monai.transforms.registration_preprocessing` gives);
 DDFs are ``(3, X, Y, Z)`` in voxels, MONAI convention (sampled point = voxel + ddf). A slice
 is drawn with its first array axis to the right and its second up (radiological left/right
 is not flipped). Every function writes one PNG atomically and returns its path.

@@ -18,9 +18,9 @@ from cir_monai.data.generative import SynthConfig, SyntheticPairDataset
 from cir_monai.data.pairs import PairConfig
 from cir_monai.data.prepare import TRAIN_SEED, load_template_tensors, prepare_embedded
 from cir_monai.data.training import RandomPairDataset
-from cir_monai.data.transforms import registration_preprocessing
 from cir_monai.defaults import DEFAULT_LAMS, bundle_configs, bundle_root, default_model, embedded_dir, overlay_files
 from cir_monai.overrides import check_override_keys, check_reserved
+from cir_monai.transforms import registration_preprocessing
 
 __all__ = ["image_list_pairs", "data_pairs", "run_bundle", "evaluate", "train", "training_dataset",
            "validation_dataset", "embedded_training_dataset", "synthetic_training_dataset", "prepared_pairs",
@@ -50,13 +50,13 @@ def image_list_pairs(data: Sequence, pairing: str = "atlas", atlas_dir: str | os
         pairing: ``"atlas"``: each image is a fixed image with the atlas (``atlas_dir``) as the moving
             one (what the inference workflow does); ``"all"``: every ordered pair of two images
             (:func:`~cir_monai.data.pairs_from_images`).
-        atlas_dir: folder with the atlas (:data:`cir_monai.atlas.ATLAS_FILES`), for ``"atlas"``.
+        atlas_dir: folder with the atlas (:data:`cir_monai.transforms.ATLAS_FILES`), for ``"atlas"``.
 
     Returns:
         ``[{"fixed", "moving"[, "fixed_label", "moving_label"]}]``; labels only when both sides have one
         (items of one data set then batch alike).
     """
-    from cir_monai.atlas import ATLAS_FILES
+    from cir_monai.transforms import ATLAS_FILES
 
     pairing = "all" if pairing == "pairs" else pairing  # "pairs": an accepted synonym of "all"
     atlas = None

@@ -12,8 +12,9 @@ import pytest
 import torch
 from monai.transforms import Compose, Invertd, LoadImaged, Orientationd, Spacingd
 
-from cir_monai.atlas import ATLAS_FILES, AtlasLabelsd, AtlasStackd, ConditionalInferer, DDFToWorldd, atlas_label_names
+from cir_monai.atlas import ConditionalInferer
 from cir_monai.nifti import save_nifti
+from cir_monai.transforms import ATLAS_FILES, AtlasLabelsd, AtlasStackd, DDFToWorldd, atlas_label_names
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "bundle"

@@ -13,7 +13,6 @@ from cir_monai.data.embedded import (
 from cir_monai.data.pairs import PairConfig, make_pair, make_subject, random_affine_ddf, synthetic_pair
 from cir_monai.data.prepare import TEST_SEED, TRAIN_SEED, VALIDATION_SEED, load_template_tensors, prepare_embedded
 from cir_monai.data.synthetic import phantom, random_diffeomorphic_ddf
-from cir_monai.data.transforms import CheckVolumed, MatchGridd, registration_preprocessing
 
 __all__ = [
     "DEFAULT_SHAPE",
@@ -22,9 +21,7 @@ __all__ = [
     "TISSUE_LABELS",
     "TRAIN_SEED",
     "VALIDATION_SEED",
-    "CheckVolumed",
     "DatalistError",
-    "MatchGridd",
     "PairConfig",
     "build_embedded_template",
     "check_pairs",
@@ -39,7 +36,6 @@ __all__ = [
     "prepare_embedded",
     "random_affine_ddf",
     "random_diffeomorphic_ddf",
-    "registration_preprocessing",
     "synthetic_pair",
 ]
 

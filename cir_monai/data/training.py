@@ -69,7 +69,7 @@ class FilePairDataset(Dataset):
 
     Args:
         pairs: file pairs (e.g. :func:`cir_monai.data.load_pairs`).
-        preprocessing: a transform of a pair dict (e.g. :func:`cir_monai.data.registration_preprocessing`
+        preprocessing: a transform of a pair dict (e.g. :func:`cir_monai.transforms.registration_preprocessing`
             with a fixed ``spatial_size`` so that pairs batch).
         seed: shuffling seed; the order depends only on ``k`` and the seed.
         cache: keep preprocessed pairs in memory (small data sets).

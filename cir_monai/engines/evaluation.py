@@ -21,13 +21,13 @@ import torch
 from tqdm import tqdm
 
 from cir_monai.conventions import voxel_to_world
-from cir_monai.data.transforms import registration_preprocessing
 from cir_monai.defaults import DEFAULT_LAMS, default_device
 from cir_monai.engines.inference import checked_lams, resolve_frame
 from cir_monai.engines.reporting import COLUMNS, write_pair_csv, write_report
 from cir_monai.frame import FrameResampler
 from cir_monai.metrics import dice_per_label, hd95_per_label, jacobian_statistics, present_labels
 from cir_monai.networks import CLapIRN, Warp
+from cir_monai.transforms import registration_preprocessing
 
 __all__ = ["RegistrationEvaluator", "PANEL_LAMS", "score_field"]
 

@@ -13,7 +13,7 @@ LPS millimetres, the convention ITK, ANTs (``antsApplyTransforms``) and 3D Slice
 (the NIfTI intent is "vector", whose components ITK reads as LPS); ``ddf_units="mm"`` gives world displacements in mm
 in the NIfTI (RAS+) frame.
 
-How: the pair is preprocessed without cropping (:func:`~cir_monai.data.registration_preprocessing`,
+How: the pair is preprocessed without cropping (:func:`~cir_monai.transforms.registration_preprocessing`,
 the network pads internally): reoriented, the moving image resampled onto the fixed grid. Both
 are resampled into the model's frame (:class:`~cir_monai.frame.FrameResampler`; e.g. 2 mm for the
 shipped model), the field predicted there is brought back to the reoriented fixed grid in its
@@ -21,7 +21,7 @@ voxels, the moving image and label are sampled through it once, from their own g
 resolution (:func:`~cir_monai.networks.warp_from_grid`), and every output is brought back to the
 fixed file's grid with MONAI's ``Invertd`` (nearest for labels; the DDF as world vectors, then in
 the file grid's voxels or mm). With ``affine=True`` the moving scan is first moved in world space by
-ITK's affine (:class:`~cir_monai.data.transforms.MoveInWorldd`: its header, no resampling), so a scan
+ITK's affine (:class:`~cir_monai.transforms.MoveInWorldd`: its header, no resampling), so a scan
 outside the fixed field of view is brought back, and the written DDF is the total field.
 """
 
@@ -42,13 +42,13 @@ from tqdm import tqdm
 
 from cir_monai.atomic import staged_folder, write_json
 from cir_monai.conventions import ras_to_lps_vectors, voxel_to_world, world_to_voxel
-from cir_monai.data.transforms import CheckOverlapd, registration_preprocessing
 from cir_monai.defaults import default_device
 from cir_monai.frame import FrameResampler, model_frame
 from cir_monai.io.models import load_network
 from cir_monai.networks import CLapIRN, Warp, composition_residual, invert_ddf, warp_from_grid
 from cir_monai.networks.clapirn import check_lams
 from cir_monai.nifti import save_nifti
+from cir_monai.transforms import CheckOverlapd, registration_preprocessing
 
 #: units of the written DDF: voxels of the fixed grid (MONAI Warp), LPS mm (ITK / ANTs / Slicer), RAS mm (NIfTI world)
 DDF_UNITS = ("voxel", "itk", "mm")

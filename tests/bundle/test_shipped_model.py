@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from cir_monai.data.transforms import registration_preprocessing
 from cir_monai.io import load_network
 from cir_monai.metrics import jacobian_statistics, mean_dice
 from cir_monai.networks import Warp
+from cir_monai.transforms import registration_preprocessing
 from cir_monai.workflows import prepared_pairs
 
 MODEL = Path(__file__).resolve().parents[2] / "bundle" / "models" / "model.pt"

@@ -38,13 +38,13 @@ from monai.transforms import (
     ResampleToMatch,
     ResizeWithPadOrCropd,
     ScaleIntensityRangePercentilesd,
-    Spacingd,
 )
-from monai.transforms.inverse import InvertibleTransform
+
+from cir_monai.transforms.spacing import KeywiseSpacingd
 
 __all__ = [
     "IMAGE_KEYS", "LABEL_KEYS", "ReadableLoadImaged", "CheckVolumed", "CheckOverlapd", "MoveInWorldd", "MatchGridd",
-    "KeywiseSpacingd", "PairPreprocessing",
+    "PairPreprocessing",
     "registration_preprocessing",
 ]
 
@@ -237,35 +237,6 @@ class PairPreprocessing(Compose):
             if root is err:
                 raise
             raise root.with_traceback(None) from None
-
-
-class KeywiseSpacingd(MapTransform, InvertibleTransform):
-    """MONAI's ``Spacingd`` applied to each key on its own (and inverted the same way).
-
-    ``Spacingd`` treats every ``"<key>_..."`` entry as metadata of ``key``, so with the keys
-    ``fixed`` and ``fixed_label`` in one dictionary it fails (``MetaTensor`` has no ``update``).
-
-    Args:
-        keys: image and label keys.
-        pixdim: output spacing in mm.
-        modes: interpolation per key (``"bilinear"`` for images, ``"nearest"`` for labels).
-    """
-
-    def __init__(self, keys: KeysCollection, pixdim, modes: Sequence[str]) -> None:
-        super().__init__(keys, allow_missing_keys=True)
-        self.spacers = {key: Spacingd(key, pixdim=pixdim, mode=mode) for key, mode in zip(self.keys, modes)}
-
-    def __call__(self, data):
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.spacers[key]({key: d[key]})[key]
-        return d
-
-    def inverse(self, data):
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.spacers[key].inverse({key: d[key]})[key]
-        return d
 
 
 def registration_preprocessing(

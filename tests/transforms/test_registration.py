@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from cir_monai.data import registration_preprocessing
+from cir_monai.transforms import registration_preprocessing
 
 
 def blob(shape, centre, radius=4.0, background=0.0, scale=100.0):
