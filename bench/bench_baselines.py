@@ -84,8 +84,8 @@ class _SpacingEach:
 def network_rows(method: str, net, pairs: list[dict], lams: list[float], pixdim: float | None, orientation: str,
                  device: str, grid: str) -> list[dict]:
     """Rows (pair × {before, λ...}) of a CLapIRN through the project's evaluator."""
-    from cir_monai.data.transforms import registration_preprocessing
     from cir_monai.engines import RegistrationEvaluator
+    from cir_monai.transforms import registration_preprocessing
 
     evaluator = RegistrationEvaluator(net, pairs, lams, output_dir=tempfile.gettempdir(), orientation=orientation,
                                       device=device, progress=False)  # only evaluate_pair is used: writes nothing

@@ -48,10 +48,10 @@ def main() -> int:
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
 
-    from cir_monai.data.transforms import registration_preprocessing
     from cir_monai.io import load_network
     from cir_monai.runtime import tune_cpu_allocator
     from cir_monai.sweep import run_sweep
+    from cir_monai.transforms import registration_preprocessing
     from cir_monai.workflows import prepared_pairs
 
     tune_cpu_allocator()
