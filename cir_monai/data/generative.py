@@ -47,6 +47,7 @@ from monai.networks.layers import GaussianFilter
 from torch.utils.data import Dataset
 
 from cir_monai.data.pairs import PairConfig, random_affine_ddf
+from cir_monai.data.training import NOMINAL_LENGTH
 from cir_monai.networks.warp import Warp
 
 __all__ = [
@@ -346,13 +347,16 @@ class SyntheticPairDataset(Dataset):
         length: nominal length (items are generated on demand).
     """
 
+    #: items are made on demand, there is no epoch (the trainer trains for ``iterations`` whatever ``max_epochs``)
+    generated = True
+
     def __init__(
         self,
         template_image: torch.Tensor,
         template_label: torch.Tensor,
         config: SynthConfig = SynthConfig(),
         seed: int = 0,
-        length: int = 10**9,
+        length: int = NOMINAL_LENGTH,
     ) -> None:
         self.image, self.label = template_image.float(), template_label.long()
         self.config, self.seed, self.length = config, int(seed), int(length)

@@ -12,6 +12,9 @@ from cir_monai.data.prepare import TRAIN_SEED
 __all__ = ["RandomPairDataset", "FilePairDataset"]
 
 
+#: the nominal length of a generated data set (a sampler needs one; no run reaches it)
+NOMINAL_LENGTH = 10**9
+
 class RandomPairDataset(Dataset):
     """Pairs of random subjects of a labelled template, for training.
 
@@ -31,6 +34,9 @@ class RandomPairDataset(Dataset):
     Items: ``{"fixed", "moving"[, "fixed_label", "moving_label"]}``, each ``(1, *S)``.
     """
 
+    #: items are made on demand, there is no epoch (the trainer trains for ``iterations`` whatever ``max_epochs``)
+    generated = True
+
     def __init__(
         self,
         image: torch.Tensor,
@@ -38,7 +44,7 @@ class RandomPairDataset(Dataset):
         pool_size: int = 16,
         config: PairConfig = PairConfig(),
         seed: int = TRAIN_SEED,
-        length: int = 10**9,
+        length: int = NOMINAL_LENGTH,
     ) -> None:
         if pool_size < 2:
             raise ValueError(f"pool_size must be >= 2, got {pool_size}")

@@ -170,7 +170,7 @@ class CLapIRNTrainer:
         self.world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
         if max_epochs is not None:
             length = len(train_data) if hasattr(train_data, "__len__") else None
-            if length is None or length >= 10**9:
+            if length is None or getattr(train_data, "generated", False):
                 logger.warning("max_epochs=%s ignored: the training data are generated (no epochs); "
                                "training for iterations=%s", max_epochs, list(self.schedule.iterations))
             else:

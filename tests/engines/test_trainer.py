@@ -144,3 +144,17 @@ def test_fine_tuning_label_term_and_frame(tmp_path, template):
     with pytest.raises(ValueError, match="architecture"):
         CLapIRNTrainer(wrong, SyntheticPairDataset(*template), tmp_path / "other", iterations=(1, 1),
                        init_from=tmp_path / "start.pt").run()
+
+
+def test_max_epochs_sets_the_schedule_of_a_list_but_not_of_generated_data(tmp_path, template):
+    generated = RandomPairDataset(*template, pool_size=2)
+    trainer = CLapIRNTrainer(net(), generated, tmp_path / "g", iterations=(2, 2, 4), freeze_steps=0, max_epochs=3)
+    assert tuple(trainer.schedule.iterations) == (2, 2, 4)  # no epoch: the iterations stand
+
+    class FivePairs(FixedPair):
+        def __len__(self):
+            return 5
+
+    listed = FivePairs(make_pair(*template, seed=1))
+    trainer = CLapIRNTrainer(net(), listed, tmp_path / "l", iterations=(2, 2, 4), freeze_steps=0, max_epochs=2)
+    assert sum(trainer.schedule.iterations) == 10  # 2 passes over 5 pairs, spread over the levels
