@@ -386,7 +386,8 @@ def main() -> int:
         help="the schedule/grid overlay (relative to the repository root); configs/scale/paper_1mm.yaml is the paper's",
     )
     parser.add_argument("--out", default=str(ROOT / "runs" / "paper_table1"))
-    parser.add_argument("--evaluate-only", action="store_true", help="only evaluate the models already trained")
+    parser.add_argument("--evaluate-only", action="store_true", help="only evaluate the models already trained (the "
+                        "table is written once every model is; can run beside the training run)")
     parser.add_argument("--no-append", action="store_true")
     add_pair_options(parser)
     parser.set_defaults(threads=1)
@@ -419,10 +420,17 @@ def main() -> int:
         )
     pairs = heldout_pairs(args)
     rows: list[dict] = []
+    missing = []
     for k, model in enumerate(todo):
+        if not (folder(out, model["name"]) / "done.json").is_file():
+            missing.append(model["name"])  # --evaluate-only beside a training run: evaluate what is trained
+            continue
         model_rows = evaluate(model, out, pairs)
         rows += [r for r in model_rows if r["method"] != "identity" or k == 0]
         print(f"[{k + 1}/{len(todo)}] evaluated {model['name']}", flush=True)
+    if missing:
+        print(f"not trained yet: {', '.join(missing)}; run the command again when they are", flush=True)
+        return 0
     with open(out / "rows.csv", "w", newline="") as f:
         keys = ["method", "pair", "lam", "dice_mean", "jac_std", "folding_pct", "sdlogj", "epe_mm", "seconds"]
         writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
