@@ -10,7 +10,7 @@ is an input of the exported module rather than a constant (``ckpt_export`` trace
 The network is written so that a trace records no size: padding, instance-norm averages, the
 normalised→voxel scale and the warp's grid are all computed from the input's sizes as traced
 values (``torch.jit.is_tracing`` paths in :mod:`cir_monai.networks`), and every size is served
-(the network pads to a multiple of 8 internally). ``tests/test_export.py`` checks the exported
+(the network pads to a multiple of 8 internally). ``tests/io/test_export.py`` checks the exported
 module against the eager network at three sizes other than the traced one (≤ 1e-4 voxel).
 A trace cannot record the eager network's input checks (they are Python control flow), so the
 traced network is wrapped in :class:`CheckedInputs`, compiled with ``torch.jit.script``: the
