@@ -123,10 +123,12 @@ def train(model: dict, out: Path, scale: str, threads: int) -> float:
         cmd += [f"--{key}", str(value)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     start = time.perf_counter()
-    with open(run_dir / "train.log", "a") as log:
-        result = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    attempts.append(time.perf_counter() - start)
-    timing.write_text(json.dumps(attempts))
+    try:
+        with open(run_dir / "train.log", "a") as log:
+            result = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    finally:  # an interrupted attempt's time counts too: Ttrain is the sum over attempts
+        attempts.append(time.perf_counter() - start)
+        timing.write_text(json.dumps(attempts))
     if result.returncode != 0:
         raise SystemExit(f"training {model['name']!r} failed (exit {result.returncode}); see {run_dir / 'train.log'}")
     done.write_text(json.dumps({"seconds": sum(attempts), "command": cmd}))
