@@ -38,6 +38,8 @@ def main() -> int:
 
     from cir_monai.data import DEFAULT_SHAPE, DEFAULT_SPACING, load_pairs, prepare_embedded
     from cir_monai.engines import CLapIRNTrainer, validate
+    from cir_monai.engines.handlers import TrainingCheckpoint, default_handlers
+    from cir_monai.engines.validation import LevelValidation, LevelValidator
     from cir_monai.networks import CLapIRN
     from cir_monai.runtime import tune_cpu_allocator
     from cir_monai.workflows import embedded_training_dataset, validation_tensors
@@ -49,11 +51,14 @@ def main() -> int:
     torch.manual_seed(0)
     net = CLapIRN(3, start_channels=7)
     iterations = tuple(int(v) for v in args.iterations.split(","))
+    optimizer = torch.optim.Adam(net.parameters(), lr=args.lr, fused=True)
+    out = Path(args.out)
+    handlers = [TrainingCheckpoint(out / "checkpoint.pt", net, optimizer, every=50),
+                LevelValidation(LevelValidator(net, val, (0.1, 1.0, 4.0), "cpu"), args.val_every),
+                *default_handlers(out, 10)]
     trainer = CLapIRNTrainer(
-        net, embedded_training_dataset(args.data, DEFAULT_SPACING, DEFAULT_SHAPE), args.out, iterations=iterations,
-        freeze_steps=args.freeze, lr=args.lr, val_pairs=val, val_every=args.val_every, val_lams=(0.1, 1.0, 4.0),
-        log_every=10, checkpoint_every=50,
-        resume=False,
+        net, embedded_training_dataset(args.data, DEFAULT_SPACING, DEFAULT_SHAPE), out, optimizer=optimizer,
+        iterations=iterations, freeze_steps=args.freeze, log_every=10, handlers=handlers, resume=False,
     )
     start = time.perf_counter()
     trainer.run()

@@ -52,7 +52,7 @@ def main() -> int:
                                       output_dir=str(out), dataset_dir=str(Path(tmp) / "data"), spacing=args.spacing,
                                       spatial_size=[int(v) for v in args.size.split(",")], val_interval=10**6,
                                       **{"train#trainer#iterations": [int(v) for v in args.iterations.split(",")],
-                                         "train#trainer#freeze_steps": 10, "train#trainer#lr": 1e-3,
+                                         "train#trainer#freeze_steps": 10, "optimizer#lr": 1e-3,
                                          "log_every": 50})
             workflow.initialize()
             workflow.run()

@@ -25,7 +25,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from monai.data import MetaTensor
 from monai.transforms import Spacing
 from monai.transforms.utils import generate_spatial_bounding_box
@@ -106,12 +105,11 @@ class FrameResampler:
     With ``spacing=None``, or when the grid already has the frame's spacing, both steps are the
     identity (no resampling).
 
-    :meth:`predict` also gives the network the field of view it was trained on: the box of the
-    two images' foreground plus ``margin`` voxels (training crops are the brain's box with a few
-    voxels around it). Instance normalisation computes its statistics over the whole input, so
-    a scan with wide empty margins would otherwise shift every feature (measured: a full-field
-    193×229×193 scan at 1 mm went from Dice 0.812 to 0.741 without the crop). The field is
-    continued outside the box by replicating its border.
+    :meth:`foreground_box` is the field of view the network is given
+    (:func:`cir_monai.engines.prediction.predict_in_frame`): the box of the two images' foreground plus
+    ``margin`` voxels, as training crops are the brain's box with a few voxels around it. Instance
+    normalisation computes its statistics over the whole input, so a scan with wide empty margins would
+    otherwise shift every feature.
 
     Args:
         spacing: the frame's voxel size in mm (see :func:`frame_spacing`), or ``None``.
@@ -145,41 +143,6 @@ class FrameResampler:
         if any(e <= s for s, e in zip(start, end)):
             return tuple(slice(None) for _ in start)
         return tuple(slice(int(s), int(e)) for s, e in zip(start, end))
-
-    def predict(self, network, moving_w, fixed_w, lam, grid=None, device=None, refine: int = 0):
-        """The network's DDF, predicted on the foreground box of the frame grid (see above), refined for the pair
-        by ``refine`` steps of the network's own objective there (:func:`cir_monai.refine.refine_ddf`).
-
-        Args:
-            network: the registration network (evaluation mode).
-            moving_w, fixed_w: ``(1, *S_w)`` images on the frame grid (from :meth:`to_frame`).
-            lam: λ.
-            grid: the image ``fixed_w`` was made from: the field is returned on its grid, in its
-                voxels (:meth:`field_to_grid`); ``None`` keeps the frame grid.
-            device: where to run (default: the images').
-            refine: per-pair refinement steps (0: the network's field as it is).
-
-        Returns:
-            ``(1, n, *S)`` displacement in voxels of ``grid`` (``*S_w`` of the frame grid when ``grid`` is ``None``).
-        """
-        box = self.foreground_box(fixed_w, moving_w)
-        crop = (slice(None), slice(None), *box)
-        moving = torch.as_tensor(moving_w)[None][crop]
-        fixed = torch.as_tensor(fixed_w)[None][crop]
-        if device is not None:
-            moving, fixed = moving.to(device), fixed.to(device)
-        ddf = network(moving, fixed, lam)
-        if refine:
-            from cir_monai.refine import refine_ddf
-
-            ddf = refine_ddf(moving, fixed, ddf, lam, refine, num_levels=int(getattr(network, "num_levels", 3)))
-        shape = tuple(fixed_w.shape[1:])
-        pads = []
-        for sl, size in reversed(list(zip(box, shape))):
-            start, stop, _ = sl.indices(size)
-            pads += [start, size - stop]
-        ddf = F.pad(ddf, pads, mode="replicate") if any(pads) else ddf
-        return ddf if grid is None else self.field_to_grid(ddf, fixed_w, grid)
 
     def field_to_grid(self, ddf, work, grid):
         """A DDF predicted on ``work`` (the output of :meth:`to_frame` for ``grid``) on ``grid``'s voxels.

@@ -179,7 +179,7 @@ def sweep(data: str | os.PathLike = "embedded", out: str | os.PathLike = "runs/s
     """
     from cir_monai.atomic import staged_folder
     from cir_monai.defaults import default_device, default_model
-    from cir_monai.engines.inference import check_options, checked_lams
+    from cir_monai.engines.prediction import check_options, checked_lams
     from cir_monai.io import load_network
     from cir_monai.workflows import data_pairs
 

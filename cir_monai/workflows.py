@@ -5,11 +5,11 @@ and the bundle workflows run from Python (:func:`run_bundle`, :func:`evaluate`, 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+import ignite.distributed as idist
 import torch
-import torch.distributed as dist
 
 from cir_monai.atomic import staged_folder
 from cir_monai.data.datalist import check_pairs, load_pairs, pairs_from_images
@@ -24,22 +24,7 @@ from cir_monai.transforms import registration_preprocessing
 
 __all__ = ["image_list_pairs", "data_pairs", "run_bundle", "evaluate", "train", "training_dataset",
            "validation_dataset", "embedded_training_dataset", "synthetic_training_dataset", "prepared_pairs",
-           "validation_tensors", "pairs_or_single", "rank_zero_first"]
-
-
-def rank_zero_first(fn: Callable, *args, **kwargs):
-    """Run ``fn`` on rank 0 first, then on the other ranks (which then find its files cached).
-
-    Without ``torch.distributed`` initialised it just calls ``fn``.
-    """
-    if not (dist.is_available() and dist.is_initialized()):
-        return fn(*args, **kwargs)
-    if dist.get_rank() == 0:
-        result = fn(*args, **kwargs)
-        dist.barrier()
-        return result
-    dist.barrier()
-    return fn(*args, **kwargs)
+           "validation_tensors", "pairs_or_single"]
 
 
 def image_list_pairs(data: Sequence, pairing: str = "atlas", atlas_dir: str | os.PathLike | None = None) -> list[dict]:
@@ -102,7 +87,7 @@ def evaluate(model: str | os.PathLike | None = None, lams: Sequence[float] = DEF
     """The bundle's evaluate workflow (``train.yaml`` + ``evaluate.yaml`` + overlays, :func:`overlay_files`) for
     ``model`` (``None``: the shipped one) at ``lams``; the report is written into ``out`` atomically
     (replacing an earlier one). ``cir-monai evaluate``. Returns ``out/summary.md``."""
-    from cir_monai.engines.inference import checked_lams
+    from cir_monai.engines.prediction import checked_lams
     from cir_monai.io import load_network
 
     check_reserved(overrides, {"ckpt_path": "model", "eval_lams": "lams", "eval_dir": "out"})
@@ -190,8 +175,9 @@ def synthetic_training_dataset(
 def _template(dataset_dir: str | os.PathLike, spacing: float, spatial_size: Sequence[int]) -> tuple:
     """The embedded template's image and labels at the working grid (built under ``dataset_dir/.cache`` once)."""
     size = tuple(int(s) for s in spatial_size)
-    return load_template_tensors(rank_zero_first(build_embedded_template, Path(dataset_dir) / ".cache", float(spacing),
-                                                 size))[:2]
+    with idist.one_rank_first():  # rank 0 builds the cache, the others then read it
+        files = build_embedded_template(Path(dataset_dir) / ".cache", float(spacing), size)
+    return load_template_tensors(files)[:2]
 
 
 def prepared_pairs(
@@ -199,9 +185,9 @@ def prepared_pairs(
     num_test: int = 8,
 ) -> list[dict]:
     """Write the embedded validation/test pairs if needed and return the file pairs of ``split``."""
-    datalist = rank_zero_first(
-        prepare_embedded, dataset_dir, num_validation, num_test, float(spacing), tuple(int(s) for s in spatial_size)
-    )
+    with idist.one_rank_first():  # rank 0 writes the pairs, the others then find them
+        datalist = prepare_embedded(dataset_dir, num_validation, num_test, float(spacing),
+                                    tuple(int(s) for s in spatial_size))
     return load_pairs(datalist, split=split)
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from cir_monai.engines.inference import resolve_frame
+from cir_monai.engines.prediction import predict_in_frame, resolve_frame
 from cir_monai.frame import EMBEDDED_FRAME, OFFICIAL_FRAME, FrameResampler, model_frame
 from cir_monai.io import load_network, save_checkpoint
 from cir_monai.networks import CLapIRN
@@ -92,7 +92,7 @@ def test_predict_on_the_foreground_box_and_continue_the_field():
     image[0, 10:20, 12:30, 8:16] = 1.0  # the "brain"
     resampler = FrameResampler(2.0, margin=3)
     assert resampler.foreground_box(image) == (slice(7, 23), slice(9, 33), slice(5, 19))
-    ddf = resampler.predict(Probe(), image, image, 1.0)
+    ddf = predict_in_frame(Probe(), resampler, image, image, 1.0)
     assert seen["shape"] == (16, 24, 14) and ddf.shape == (1, 3, 40, 44, 36)
     assert torch.all(ddf[0, 0, :8] == 0) and torch.all(ddf[0, 0, 23:] == 15)  # replicated beyond the box
     assert torch.equal(ddf[0, 0, 7:23, 20, 10], torch.arange(16, dtype=torch.float32))

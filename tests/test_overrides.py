@@ -21,7 +21,7 @@ def test_known_overrides_pass():
     files = f"['{CONFIGS / 'train.yaml'}','{CONFIGS / 'evaluate.yaml'}']"
     check_bundle_overrides(["run", "evaluate", "--config_file", files, "--meta_file", "m.json",
                             "--eval_lams", "[1]", "--train#trainer#iterations=[1,1,1]", "--ckpt_path", "x.pt",
-                            "--train::trainer::lr", "0.1"])  # MONAI's '::' separator too
+                            "--optimizer::lr", "0.1"])  # MONAI's '::' separator too
     check_bundle_overrides(["run", "--args_file", "a.yaml", "--anything", "1"])  # args files are not checked
 
 

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from cir_monai.data.pairs import PairConfig, make_subject
 from cir_monai.data.prepare import TRAIN_SEED
 
-__all__ = ["RandomPairDataset", "FilePairDataset"]
+__all__ = ["RandomPairDataset", "FilePairDataset", "StepSampler"]
 
 
 #: the nominal length of a generated data set (a sampler needs one; no run reaches it)
@@ -103,3 +103,33 @@ class FilePairDataset(Dataset):
                 return item
             self._cached[index] = item
         return self._cached[index]
+
+
+class StepSampler(Sampler[int]):
+    """The item indices of training steps ``start + 1, start + 2, …`` for this process, without end.
+
+    Step ``k`` of process ``rank`` (of ``world``) reads items ``((k − 1)·world + rank)·batch_size + j``,
+    ``j < batch_size``: every process its own items, and the items of a step depend only on ``k``, so a run resumed
+    at step ``start`` (the trainer sets ``start`` from its checkpoint) reads what an uninterrupted run would. The
+    process group is read when iteration starts (``torch.distributed``, initialised by then under ``torchrun``).
+
+    Args:
+        batch_size: the ``DataLoader``'s batch size (the indices of one step are consecutive).
+        start: the last step already trained.
+    """
+
+    def __init__(self, batch_size: int = 1, start: int = 0) -> None:
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size, self.start = int(batch_size), int(start)
+
+    def __iter__(self):
+        import torch.distributed as dist
+
+        distributed = dist.is_available() and dist.is_initialized()
+        world, rank = (dist.get_world_size(), dist.get_rank()) if distributed else (1, 0)
+        k = self.start + 1
+        while True:
+            first = ((k - 1) * world + rank) * self.batch_size
+            yield from range(first, first + self.batch_size)
+            k += 1

@@ -5,7 +5,8 @@
 from cir_monai.engines.evaluation import RegistrationEvaluator
 from cir_monai.engines.inference import RegistrationRunner
 from cir_monai.engines.schedule import LevelSchedule, sample_lambda
-from cir_monai.engines.trainer import CLapIRNTrainer, validate
+from cir_monai.engines.trainer import CLapIRNTrainer
+from cir_monai.engines.validation import validate
 
 __all__ = [
     "CLapIRNTrainer",

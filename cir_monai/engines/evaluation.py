@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from cir_monai.conventions import voxel_to_world
 from cir_monai.defaults import DEFAULT_LAMS, default_device
-from cir_monai.engines.inference import checked_lams, resolve_frame
+from cir_monai.engines.prediction import checked_lams, predict_in_frame, resolve_frame
 from cir_monai.engines.reporting import COLUMNS, write_pair_csv, write_report
 from cir_monai.frame import FrameResampler
 from cir_monai.metrics import dice_per_label, hd95_per_label, jacobian_statistics, present_labels
@@ -45,7 +45,7 @@ class RegistrationEvaluator:
         output_dir: where the tables go.
         spatial_size, pixdim, orientation, percentiles: preprocessing (the grid metrics are measured on).
         frame: where the network predicts: ``"model"`` (its training frame, default), ``"input"`` (the
-            measurement grid) or a frame dict (:func:`~cir_monai.engines.inference.resolve_frame`);
+            measurement grid) or a frame dict (:func:`~cir_monai.engines.prediction.resolve_frame`);
             the field is brought back to the measurement grid (:class:`~cir_monai.frame.FrameResampler`).
         hd95: compute HD95 (slow with many labels at 1 mm; NaN when off).
         labels: label values to score (default: those present in both segmentations of a pair).
@@ -126,8 +126,8 @@ class RegistrationEvaluator:
                 ddf, seconds = identity, 0.0
             else:
                 start = time.perf_counter()
-                ddf = self.resampler.predict(self.network, moving_w, fixed_w, lam, grid=fixed, device=self.device,
-                                             refine=self.refine)
+                ddf = predict_in_frame(self.network, self.resampler, moving_w, fixed_w, lam, grid=fixed,
+                                       device=self.device, refine=self.refine)
                 seconds = time.perf_counter() - start
                 ddf = ddf.cpu()
                 if lam in keep:

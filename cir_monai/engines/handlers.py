@@ -1,5 +1,6 @@
 # Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
-"""The training engine's logging, as MONAI handlers: progress lines, TensorBoard, ``metrics.jsonl``.
+"""The training engine's handlers: checkpointing, and logging as MONAI handlers (progress lines, TensorBoard,
+``metrics.jsonl``).
 
 :class:`~cir_monai.engines.CLapIRNTrainer` runs an ignite engine whose output is ``[record]``
 (MONAI's decollated form), one record per iteration: ``iteration`` (the global index ``k``, which a
@@ -11,7 +12,11 @@ bookkeeping ``seconds_per_iteration`` and ``eta_seconds``. Validation puts its s
   with losses, seconds per iteration and ETA (MONAI's own line has no ETA);
 * MONAI's ``TensorBoardStatsHandler`` with :func:`tensorboard_scalars` as ``iteration_event_writer``
   (the scalars at the global ``k``, so a resumed run continues its curves);
-* :class:`MetricsFile`: ``metrics.jsonl``, one JSON line per logged record and per validation.
+* :class:`MetricsFile`: ``metrics.jsonl``, one JSON line per logged record and per validation;
+* :class:`TrainingCheckpoint`: the training state (weights, optimizer, iteration, RNG, frame), written atomically,
+  from which a re-run resumes exactly. MONAI's ``CheckpointSaver`` saves objects' state dicts through ignite's
+  ``ModelCheckpoint``; an exact resume also needs the global iteration and the RNG states, so this writes the one
+  file :meth:`~cir_monai.engines.CLapIRNTrainer.load_state` reads.
 
 :func:`default_handlers` builds the three (``bundle/configs/train.yaml`` lists them as
 ``train#handlers``, which MONAI Label extends). They write on rank 0 only.
@@ -25,10 +30,15 @@ import os
 import time
 from pathlib import Path
 
+import torch
 import torch.distributed as dist
 from ignite.engine import Engine, Events
 
-__all__ = ["is_main_process", "every", "progress_line", "tensorboard_scalars", "MetricsFile", "default_handlers"]
+from cir_monai.frame import model_frame
+from cir_monai.io.checkpoint import save_checkpoint
+
+__all__ = ["is_main_process", "every", "progress_line", "tensorboard_scalars", "MetricsFile", "TrainingCheckpoint",
+           "default_handlers"]
 
 logger = logging.getLogger("cir_monai.train")
 
@@ -107,6 +117,48 @@ class MetricsFile:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a") as f:
                 f.writelines(json.dumps(line) + "\n" for line in lines)
+
+
+class TrainingCheckpoint:
+    """Write the training state to ``path`` every ``every`` global iterations and at the last, on rank 0, atomically.
+
+    The state: ``model`` (plain state dict), ``network`` (its configuration, so the file loads as a model),
+    ``frame``, ``optimizer``, ``iteration``, ``level`` and ``rng`` (torch and CUDA generator states).
+
+    Args:
+        path: the checkpoint file (the trainer resumes from ``output_dir/checkpoint.pt``).
+        network: the network being trained (``DistributedDataParallel`` is looked through).
+        optimizer: its optimizer.
+        frame: the frame it is trained in (:func:`~cir_monai.frame.model_frame`).
+        every: iterations between checkpoints.
+    """
+
+    def __init__(self, path: str | os.PathLike, network: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 frame: dict | None = None, every: int = 500) -> None:
+        self.path, self.network, self.optimizer = Path(path), network, optimizer
+        self.model = network.module if hasattr(network, "module") else network
+        self.frame = model_frame(frame, self.model)
+        self.every = max(1, int(every))
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def state(self, iteration: int, level: int) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "network": self.model.config,
+            "frame": self.frame,
+            "optimizer": self.optimizer.state_dict(),
+            "iteration": int(iteration),
+            "level": int(level),
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+        }
+
+    def __call__(self, engine: Engine) -> None:
+        r = _record(engine)
+        if (r["iteration"] % self.every == 0 or r["iteration"] == r.get("total")) and is_main_process():
+            save_checkpoint(self.state(r["iteration"], r["level"]), self.path)
 
 
 def default_handlers(output_dir: str | os.PathLike, log_every: int = 50, tensorboard: bool | None = None) -> list:

@@ -5,13 +5,9 @@ For every pair and every λ: ``warped.nii.gz`` (the moving image, original inten
 onto the fixed image), ``ddf.nii.gz`` and, when a moving label is given, ``warped_label.nii.gz``
 (nearest neighbour). All carry the fixed image's affine and grid as read from its file.
 
-The DDF is written as a NIfTI vector field of shape ``(X, Y, Z, 1, 3)`` (intent "vector"):
-``ddf_units="voxel"`` (default) gives displacements in voxels of the written grid, component
-``i`` along array axis ``i`` (so ``monai.networks.blocks.Warp("bilinear", "zeros")`` of the moving image on
-the fixed grid reproduces ``warped``); ``ddf_units="itk"`` gives world displacements in
-LPS millimetres, the convention ITK, ANTs (``antsApplyTransforms``) and 3D Slicer apply directly
-(the NIfTI intent is "vector", whose components ITK reads as LPS); ``ddf_units="mm"`` gives world displacements in mm
-in the NIfTI (RAS+) frame.
+The DDF's shape and units (``ddf_units``: ``"voxel"``, ``"itk"`` or ``"mm"``) and the folder layout are
+:mod:`cir_monai.engines.writing`'s; the network runs through :mod:`cir_monai.engines.prediction` and the outputs
+are made by :mod:`cir_monai.engines.sampling`. This module runs the three for each pair and λ.
 
 How: the pair is preprocessed without cropping (:func:`~cir_monai.transforms.registration_preprocessing`,
 the network pads internally): reoriented, the moving image resampled onto the fixed grid. Both
@@ -27,8 +23,6 @@ outside the fixed field of view is brought back, and the written DDF is the tota
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import time
 from collections.abc import Sequence
@@ -36,98 +30,27 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.data import MetaTensor
-from monai.transforms import Invertd
 from tqdm import tqdm
 
 from cir_monai.atomic import staged_folder, write_json
-from cir_monai.conventions import ras_to_lps_vectors, voxel_to_world, world_to_voxel
 from cir_monai.defaults import default_device
-from cir_monai.frame import FrameResampler, model_frame
+from cir_monai.engines.prediction import check_options, checked_lams, predict_in_frame, resolve_frame
+from cir_monai.engines.sampling import FileGridInverter, field_in_world, sample_moving
+from cir_monai.engines.writing import (
+    PAIR_RECORD,
+    check_pair_folder,
+    ddf_array,
+    image_array,
+    lam_tag,
+    pair_record,
+    write_outputs,
+)
+from cir_monai.frame import FrameResampler
 from cir_monai.io.models import load_network
-from cir_monai.networks import CLapIRN, Warp, composition_residual, invert_ddf, warp_from_grid
-from cir_monai.networks.clapirn import check_lams
-from cir_monai.nifti import save_nifti
+from cir_monai.networks import CLapIRN, Warp, composition_residual, invert_ddf
 from cir_monai.transforms import CheckOverlapd, registration_preprocessing
 
-#: units of the written DDF: voxels of the fixed grid (MONAI Warp), LPS mm (ITK / ANTs / Slicer), RAS mm (NIfTI world)
-DDF_UNITS = ("voxel", "itk", "mm")
-
-__all__ = ["DDF_UNITS", "PAIR_RECORD", "resolve_frame", "RegistrationRunner", "register_files",
-           "lam_tag", "checked_lams", "check_options", "check_pair_folder"]
-
-logger = logging.getLogger("cir_monai.inference")
-
-
-#: the record of which files a pair folder's results are of (``pair.json``)
-PAIR_RECORD = "pair.json"
-
-
-def pair_record(pair: dict) -> dict:
-    """The two images of a pair as absolute paths, for :data:`PAIR_RECORD`."""
-    return {k: str(Path(pair[k]).expanduser().absolute()) for k in ("fixed", "moving")}
-
-
-def check_options(ddf_units: str = "voxel", frame: str | dict = "model", refine: int = 0) -> None:
-    """The runner's output units, frame and refinement steps, checked before any work (model loading included).
-
-    Raises:
-        ValueError: ``ddf_units`` not one of :data:`DDF_UNITS`, ``frame`` neither ``"model"``, ``"input"``
-            nor a frame dict, or ``refine`` not a whole number >= 0.
-    """
-    if isinstance(refine, bool) or not isinstance(refine, (int, float)) or refine < 0 or int(refine) != refine:
-        raise ValueError(f"refine must be a whole number of steps >= 0, got {refine!r}")
-    if ddf_units not in DDF_UNITS:
-        raise ValueError(f"ddf_units must be one of {', '.join(DDF_UNITS)}, got {ddf_units!r}")
-    if not isinstance(frame, dict) and frame not in ("model", "input"):
-        raise ValueError(f"frame must be model or input (or a frame dict), got {frame!r}")
-
-
-def check_pair_folder(folder: str | os.PathLike, pair: dict) -> None:
-    """Refuse to write ``pair``'s results into ``folder`` when its :data:`PAIR_RECORD` names another pair.
-
-    Raises:
-        ValueError: the folder holds another pair's results (their λ folders would mix).
-    """
-    record = Path(folder) / PAIR_RECORD
-    if record.is_file() and json.loads(record.read_text()) != pair_record(pair):
-        raise ValueError(f"{record.parent} holds the results of another pair ({record}): its λ folders would mix; "
-                         "give this pair another output folder")
-
-
-def checked_lams(lams: Sequence[float], network: torch.nn.Module) -> list[float]:
-    """``lams`` as floats, checked against the network's range ``[0, network.lam_max]``
-    (:func:`~cir_monai.networks.clapirn.check_lams`, the one λ check).
-
-    Raises:
-        ValueError: empty, or a value outside the range (all of them in the message).
-    """
-    return check_lams(lams, float(getattr(network, "lam_max", 10.0)))
-
-
-def lam_tag(lam: float) -> str:
-    """Folder name of a λ value: ``lam_1``, ``lam_0.1``."""
-    return f"lam_{lam:g}"
-
-
-def resolve_frame(network: torch.nn.Module, frame: str | dict = "model", pixdim=None) -> dict:
-    """The frame inference runs in: ``"model"`` (the network's ``frame``, see :func:`~cir_monai.io.load_network`),
-    ``"input"`` (the fixed image's own grid) or an explicit frame dict; ``pixdim`` overrides its spacing.
-
-    Raises:
-        ValueError: an unknown ``frame`` name.
-    """
-    check_options(frame=frame)
-    if isinstance(frame, str):
-        base = dict(getattr(network, "frame", None) or {}) if frame == "model" else {}
-        base.pop("lam_range", None)
-        if frame == "input":
-            base["spacing"] = None
-    else:
-        base = {k: v for k, v in dict(frame).items() if k != "lam_range"}
-    if pixdim is not None:
-        base["spacing"] = pixdim
-    return model_frame(base, network)
+__all__ = ["RegistrationRunner", "register_files"]
 
 
 class RegistrationRunner:
@@ -205,10 +128,7 @@ class RegistrationRunner:
             overlap_advice=("even after the affine alignment: do the scans show the same anatomy?" if self.affine
                             else CheckOverlapd.ADVICE),
         )
-        self.invert = {
-            key: Invertd(key, transform=self.preprocessing, orig_keys="fixed", nearest_interp=key == "warped_label")
-            for key in ("warped", "warped_label", "ddf")
-        }
+        self.to_file_grid = FileGridInverter(self.preprocessing)
 
     @staticmethod
     def pair_id(index: int, pair: dict) -> str:
@@ -217,11 +137,6 @@ class RegistrationRunner:
             return str(pair["id"])
         name = Path(pair["moving"]).name.split(".")[0]
         return f"pair_{index:03d}_{name}"
-
-    def _back_to_file_grid(self, key: str, data: torch.Tensor, fixed: MetaTensor) -> np.ndarray:
-        meta = MetaTensor(data, meta=dict(fixed.meta), applied_operations=list(fixed.applied_operations))
-        out = self.invert[key]({key: meta, "fixed": fixed})[key]
-        return np.asarray(out.detach().cpu())
 
     @torch.no_grad()
     def register(self, pair: dict, pair_id: str) -> dict[float, dict[str, str]]:
@@ -243,8 +158,8 @@ class RegistrationRunner:
         written: dict[float, dict[str, str]] = {}
         for lam in self.lams:
             start = time.perf_counter()
-            deformable = self.resampler.predict(self.network, moving_w, fixed_w, lam, grid=fixed, device=self.device,
-                                                refine=self.refine)
+            deformable = predict_in_frame(self.network, self.resampler, moving_w, fixed_w, lam, grid=fixed,
+                                          device=self.device, refine=self.refine)
             ddf = deformable
             if moving_world is not None:  # the written field: the total one, from the moving scan's own position
                 from cir_monai.affine import affine_then
@@ -252,31 +167,21 @@ class RegistrationRunner:
                 ddf = affine_then(deformable, moving_world, np.asarray(fixed.affine))
             seconds = time.perf_counter() - start
             folder = self.output_dir / pair_id / lam_tag(lam)
-            folder.mkdir(parents=True, exist_ok=True)
-            outputs = {}  # sampled once from the moving grid (world-moved by the affine step) through the field
-            for key, name, mode in (("moving_raw", "warped", "bilinear"), ("moving_label", "warped_label", "nearest")):
-                if key in own_grid:  # zeros outside the moving scan: no data there
-                    outputs[name] = warp_from_grid(*own_grid[key], deformable, fixed.affine, mode, "zeros")[0]
-            outputs["ddf"] = voxel_to_world(ddf, fixed.affine)[0]
+            # sampled once from the moving grid (world-moved by the affine step) through the field
+            outputs = sample_moving(own_grid, deformable, fixed.affine)
+            outputs["ddf"] = field_in_world(ddf, fixed.affine)
             residual = None
             if self.inverse:
                 inverse = invert_ddf(ddf)
-                outputs["ddf_inverse"] = voxel_to_world(inverse, fixed.affine)[0]
+                outputs["ddf_inverse"] = field_in_world(inverse, fixed.affine)
                 residual = composition_residual(ddf, inverse)[0][fixed.as_tensor()[0].to(ddf.device) > 0]
-            paths = {}
+            arrays = {}
             for key, value in outputs.items():
-                array = self._back_to_file_grid("ddf" if key == "ddf_inverse" else key, value.cpu(), fixed)
-                if key.startswith("ddf"):
-                    if self.ddf_units == "voxel":
-                        array = world_to_voxel(torch.from_numpy(array), file_affine).numpy()
-                    elif self.ddf_units == "itk":
-                        array = ras_to_lps_vectors(array, axis=0)
-                    array = np.moveaxis(array, 0, -1)[..., None, :].astype(np.float32)  # (X, Y, Z, 1, 3)
-                else:
-                    array = array[0]
-                    array = np.rint(array).astype(np.int16) if key == "warped_label" else array.astype(np.float32)
-                save_nifti(array, file_affine, folder / f"{key}.nii.gz", vector=key.startswith("ddf"))
-                paths[key] = str(folder / f"{key}.nii.gz")
+                array = self.to_file_grid("ddf" if key == "ddf_inverse" else key, value.cpu(), fixed)
+                arrays[key] = (ddf_array(array, self.ddf_units, file_affine) if key.startswith("ddf")
+                               else image_array(array, label=key == "warped_label"))
+            paths = write_outputs(folder, arrays, file_affine)
+            del arrays
             if self.figures:
                 from cir_monai.visualize import plot_overlay
 

@@ -73,7 +73,7 @@ def check_lams(values, lam_max: float) -> list[float]:
     """The one λ range check: ``values`` (a number or a list) as floats, each finite and in ``[0, lam_max]``.
 
     Used by :meth:`CLapIRN.lam_to_code` and by the engines before any work
-    (:func:`cir_monai.engines.inference.checked_lams`), so every entry point says the same thing.
+    (:func:`cir_monai.engines.prediction.checked_lams`), so every entry point says the same thing.
 
     Raises:
         ValueError: no value, or a value outside the range (all of them in the message).
@@ -332,7 +332,7 @@ class CLapIRN(nn.Module):
     def set_channels_last(self, enabled: bool = True) -> CLapIRN:
         """Run 3D convolutions in the channels-last layout (default for 3D) or the contiguous one.
 
-        Channels-last 3D convolutions are 1.5–2× faster with oneDNN on CPU (docs/benchmarks.md)
+        Channels-last 3D convolutions are faster with oneDNN on CPU (measured: docs/benchmarks.md)
         and are supported by cuDNN. The layout survives ``.to(device)`` and ``load_state_dict``
         (values are copied, not layouts); results are the same up to float rounding.
         """

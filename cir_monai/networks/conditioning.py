@@ -21,8 +21,8 @@ def instance_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     Plain path: ``torch.var_mean`` over the spatial axes. Fast path (:mod:`cir_monai.networks.fast`):
     one matrix product over a copy-free ``(B, N, C)`` or ``(B, C, N)`` view of ``x``
-    (whichever its memory layout allows) gives the sums of ``x²``: about 3× faster on CPU
-    than ``torch.var_mean`` over the spatial axes, with float32 rounding. The backward pass
+    (whichever its memory layout allows) gives the sums of ``x²``: faster on CPU
+    than ``torch.var_mean`` over the spatial axes (docs/benchmarks.md), with float32 rounding. The backward pass
     is one fused pass over ``x`` (:class:`_SpatialSums`).
 
     Args:

@@ -42,7 +42,7 @@ def conv3d(
     oneDNN directly; with gradients the volume is cut along depth into two slabs (each with the
     rows its kernel reads; an odd output depth gets one extra zero row, dropped afterwards) run
     as a batch of two, which PyTorch sends to oneDNN both ways, and the two output slabs are
-    joined again: the same sums, ~3× faster forward + backward at 16×20×16 (docs/benchmarks.md).
+    joined again: the same sums, faster forward + backward (measured: docs/benchmarks.md).
     Everything else (CUDA, other dtypes, autocast, contiguous layout, larger inputs, the fast paths
     switched off or a trace for TorchScript: :mod:`cir_monai.networks.fast`) is ``F.conv3d`` unchanged.
 

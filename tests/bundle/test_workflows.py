@@ -25,7 +25,7 @@ def trained(tmp_path_factory):
         output_dir=str(work / "runs"),
         dataset_dir=str(work / "data"),
         **{"network_def#start_channels": 2, "train#trainer#iterations": [2, 2, 2], "train#trainer#freeze_steps": 1,
-           "train#trainer#checkpoint_every": 3, "num_validation": 1, "num_test": 2},
+           "checkpoint_every": 3, "num_validation": 1, "num_test": 2},
     )
     workflow = ConfigWorkflow(str(CONFIGS / "train.yaml"), workflow_type="train", run_id="training",
                               meta_file=str(CONFIGS / "metadata.json"), logging_file=str(CONFIGS / "logging.conf"),

@@ -7,7 +7,11 @@ import torch
 from ignite.engine import Events
 
 from cir_monai.data import RandomPairDataset, make_pair, phantom
+from cir_monai.data.training import StepSampler
 from cir_monai.engines import CLapIRNTrainer
+from cir_monai.engines.handlers import TrainingCheckpoint, default_handlers
+from cir_monai.engines.validation import LevelValidation, LevelValidator
+from cir_monai.losses import CLapIRNLoss
 from cir_monai.networks import CLapIRN
 
 SHAPE = (24, 24, 24)
@@ -34,9 +38,22 @@ def net(seed=0, levels=3):
     return CLapIRN(3, start_channels=2, num_levels=levels)
 
 
+def make_trainer(network, data, out, lr=1e-4, checkpoint_every=500, val_pairs=None, val_every=1000,
+                 val_lams=(0.1, 1.0, 4.0), log_every=1, label_weight=0.0, **kwargs):
+    """The trainer as the bundle builds it: optimizer, loss and handlers (checkpoint, validation, logs) as objects."""
+    optimizer = torch.optim.Adam(network.parameters(), lr=lr, fused=True)
+    handlers = [TrainingCheckpoint(out / "checkpoint.pt", network, optimizer, kwargs.get("frame"), checkpoint_every)]
+    if val_pairs:
+        handlers.append(LevelValidation(LevelValidator(network, val_pairs, val_lams, "cpu"), val_every))
+    handlers += default_handlers(out, log_every, tensorboard=False)
+    return CLapIRNTrainer(network, data, out, optimizer=optimizer,
+                          loss_function=CLapIRNLoss(3, network.num_levels, label_weight=label_weight),
+                          handlers=handlers, log_every=log_every, **kwargs)
+
+
 def test_training_on_a_fixed_pair_lowers_the_similarity_loss(tmp_path, template):
     pair = make_pair(*template, seed=1)
-    trainer = CLapIRNTrainer(net(levels=1), FixedPair(pair), tmp_path, iterations=(40,), freeze_steps=0, lr=3e-3,
+    trainer = make_trainer(net(levels=1), FixedPair(pair), tmp_path, iterations=(40,), freeze_steps=0, lr=3e-3,
                              log_every=1, checkpoint_every=100)
     result = trainer.run()
     sims = [r["similarity"] for r in trainer.history if "similarity" in r]
@@ -48,11 +65,11 @@ def test_training_on_a_fixed_pair_lowers_the_similarity_loss(tmp_path, template)
 def test_resume_continues_with_identical_losses(tmp_path, template):
     data = RandomPairDataset(*template, pool_size=4)
     kwargs = dict(iterations=(4, 3, 3), freeze_steps=1, checkpoint_every=5, log_every=1, lr=1e-3)
-    full = CLapIRNTrainer(net(0), data, tmp_path / "full", **kwargs)
+    full = make_trainer(net(0), data, tmp_path / "full", **kwargs)
     full.run()
     reference = {r["iteration"]: r["loss"] for r in full.history if "loss" in r}
 
-    interrupted = CLapIRNTrainer(net(0), data, tmp_path / "cut", **kwargs)
+    interrupted = make_trainer(net(0), data, tmp_path / "cut", **kwargs)
 
     def kill(engine):
         if engine.state.output[0]["iteration"] == 7:
@@ -63,7 +80,7 @@ def test_resume_continues_with_identical_losses(tmp_path, template):
         interrupted.run()
     assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["iteration"] == 5
 
-    resumed = CLapIRNTrainer(net(123), data, tmp_path / "cut", **kwargs)  # other init: the checkpoint must win
+    resumed = make_trainer(net(123), data, tmp_path / "cut", **kwargs)  # other init: the checkpoint must win
     resumed.run()
     after = {r["iteration"]: r["loss"] for r in resumed.history if "loss" in r}
     assert sorted(after) == [6, 7, 8, 9, 10]
@@ -74,7 +91,7 @@ def test_resume_continues_with_identical_losses(tmp_path, template):
 def test_validation_and_frozen_levels(tmp_path, template):
     data = RandomPairDataset(*template, pool_size=3)
     val = [make_pair(*template, seed=99)]
-    trainer = CLapIRNTrainer(net(), data, tmp_path, iterations=(2, 2, 2), freeze_steps=1, val_pairs=val, val_every=3,
+    trainer = make_trainer(net(), data, tmp_path, iterations=(2, 2, 2), freeze_steps=1, val_pairs=val, val_every=3,
                              val_lams=(0.5, 5.0), log_every=1)
     frozen_grads = []
 
@@ -105,12 +122,12 @@ def test_resume_keeps_this_runs_fused_adam(tmp_path, template):
     """A checkpoint saved by a run with the loop Adam (release 0.2.0) resumes with the fused one."""
     data = RandomPairDataset(*template, pool_size=4)
     kwargs = dict(iterations=(2, 1, 1), freeze_steps=0, checkpoint_every=2, log_every=1)
-    first = CLapIRNTrainer(net(0), data, tmp_path, **kwargs)
+    first = make_trainer(net(0), data, tmp_path, **kwargs)
     first.run()
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     for group in state["optimizer"]["param_groups"]:
         group["fused"] = None
-    again = CLapIRNTrainer(net(0), data, tmp_path / "again", **kwargs)
+    again = make_trainer(net(0), data, tmp_path / "again", **kwargs)
     again.load_state(state)
     assert all(group["fused"] is True for group in again.optimizer.param_groups)
     assert all(slot["step"].dtype == torch.float32 for slot in again.optimizer.state.values())
@@ -125,7 +142,7 @@ def test_fine_tuning_label_term_and_frame(tmp_path, template):
     save_checkpoint({"model": source.state_dict(), "network": source.config}, tmp_path / "start.pt")
     model = net(seed=0, levels=2)
     frame = {"spacing": 1.5, "spatial_size": list(SHAPE)}
-    trainer = CLapIRNTrainer(model, SyntheticPairDataset(*template, seed=3), tmp_path / "run", iterations=(2, 1),
+    trainer = make_trainer(model, SyntheticPairDataset(*template, seed=3), tmp_path / "run", iterations=(2, 1),
                              freeze_steps=0, label_weight=1.0, init_from=tmp_path / "start.pt", frame=frame,
                              log_every=1, checkpoint_every=1)
     trainer.run()
@@ -158,3 +175,26 @@ def test_max_epochs_sets_the_schedule_of_a_list_but_not_of_generated_data(tmp_pa
     listed = FivePairs(make_pair(*template, seed=1))
     trainer = CLapIRNTrainer(net(), listed, tmp_path / "l", iterations=(2, 2, 4), freeze_steps=0, max_epochs=2)
     assert sum(trainer.schedule.iterations) == 10  # 2 passes over 5 pairs, spread over the levels
+
+
+def test_step_sampler_reads_the_items_of_each_step_from_start():
+    """Step k reads items (k − 1)·batch … k·batch − 1 (one process), from step start + 1 on: a resumed loader reads
+    what an uninterrupted one would."""
+    sampler = StepSampler(batch_size=2, start=3)
+    first = [index for _, index in zip(range(4), sampler)]
+    assert first == [6, 7, 8, 9]
+    with pytest.raises(ValueError, match="batch_size"):
+        StepSampler(batch_size=0)
+
+
+def test_a_training_loader_needs_a_step_sampler(tmp_path, template):
+    data = RandomPairDataset(*template, pool_size=2)
+    with pytest.raises(ValueError, match="StepSampler"):
+        CLapIRNTrainer(net(), torch.utils.data.DataLoader(data, batch_size=1), tmp_path, iterations=(1, 1, 1))
+    mismatched = torch.utils.data.DataLoader(data, batch_size=2, sampler=StepSampler(batch_size=1))
+    with pytest.raises(ValueError, match="batch_size"):
+        CLapIRNTrainer(net(), mismatched, tmp_path, iterations=(1, 1, 1))
+    loader = torch.utils.data.DataLoader(data, batch_size=2, sampler=StepSampler(batch_size=2))
+    trainer = make_trainer(net(), loader, tmp_path / "b2", iterations=(1, 1, 1), freeze_steps=0)
+    trainer.run()
+    assert trainer.batch_size == 2 and [r["iteration"] for r in trainer.history if "loss" in r] == [1, 2, 3]

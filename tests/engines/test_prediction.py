@@ -1,0 +1,48 @@
+"""The one way to run the network on a pair: the plain call, the stacked input, levels, refinement."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cir_monai.engines.prediction import check_options, predict_field
+from cir_monai.networks import CLapIRN, StackedCLapIRN
+from cir_monai.refine import refine_ddf
+
+
+@pytest.fixture(scope="module")
+def pair():
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(1, 1, 24, 24, 24, generator=g), torch.rand(1, 1, 24, 24, 24, generator=g)
+
+
+def test_predict_field_is_the_network_then_its_refinement(pair):
+    moving, fixed = pair
+    torch.manual_seed(0)
+    net = CLapIRN(3, start_channels=2).eval()
+    with torch.no_grad():
+        plain = net(moving, fixed, 1.0)
+        assert torch.equal(predict_field(net, moving, fixed, 1.0), plain)
+        coarse = predict_field(net, moving, fixed, 1.0, active_levels=1)
+        assert torch.equal(coarse, net(moving, fixed, 1.0, active_levels=1)) and not torch.equal(coarse, plain)
+        refined = predict_field(net, moving, fixed, 1.0, refine=3)
+    assert torch.equal(refined, refine_ddf(moving, fixed, plain, 1.0, 3, num_levels=net.num_levels))
+    assert (refined - plain).abs().max() > 1e-4
+
+
+def test_predict_field_stacked_equals_the_plain_network(pair):
+    """The stacked network (what model.ts exports) through predict_field gives the plain network's field."""
+    moving, fixed = pair
+    torch.manual_seed(0)
+    stacked = StackedCLapIRN(3, start_channels=2).eval()
+    with torch.no_grad():
+        got = predict_field(stacked, moving, fixed, torch.tensor([4.0]), stacked=True)
+        want = CLapIRN.forward(stacked, moving, fixed, 4.0)
+    assert got.shape == (1, 3, 24, 24, 24) and torch.equal(got, want)
+
+
+def test_check_options_names_the_bad_value():
+    for kwargs, message in (({"refine": -1}, "refine"), ({"refine": 2.5}, "refine"), ({"ddf_units": "cm"}, "cm"),
+                            ({"frame": "native"}, "native")):
+        with pytest.raises(ValueError, match=message):
+            check_options(**kwargs)
