@@ -163,7 +163,8 @@ def test_bundle_error_for_pairs_without_overlap(trained, tmp_path):
 
 
 def test_training_as_monai_label_drives_it(tmp_path):
-    """BundleTrainTask's overrides: image/label lists, max_epochs, handlers, bundle_root; weights in models/model.pt.
+    """BundleTrainTask's overrides: image/label lists, max_epochs, handlers, device (a string), bundle_root; weights
+    in models/model.pt.
 
     A copy of the bundle outside the repository (its atlas included), trained on 2 embedded test images paired
     to the atlas for 1 epoch (2 steps over the 3 levels: each level gets at least one).
@@ -191,6 +192,7 @@ def test_training_as_monai_label_drives_it(tmp_path):
     overrides = {
         "bundle_root": str(bundle), "train#dataset#data": images, "validate#dataset#data": images[:1],
         "train#trainer#max_epochs": 1, "train#handlers": handlers,
+        "device": "cpu",  # a string: BundleTrainTask passes monailabel's name_to_device(request["device"])
         "spacing": 8.0, "spatial_size": [24, 24, 24], "network_def#start_channels": 2, "val_interval": 100,
     }
     loaded_at = (bundle / "models" / "model.pt").stat().st_mtime_ns
