@@ -10,9 +10,10 @@ from cir_monai.data.embedded import (
     default_cache_dir,
     load_template,
 )
-from cir_monai.data.pairs import PairConfig, make_pair, make_subject, random_affine_ddf, synthetic_pair
+from cir_monai.data.pairs import PairConfig, make_pair, make_subject, synthetic_pair
 from cir_monai.data.prepare import TEST_SEED, TRAIN_SEED, VALIDATION_SEED, load_template_tensors, prepare_embedded
-from cir_monai.data.synthetic import phantom, random_diffeomorphic_ddf
+from cir_monai.data.synthesis import random_affine_ddf, random_diffeomorphic_ddf
+from cir_monai.data.synthetic import phantom
 
 __all__ = [
     "DEFAULT_SHAPE",

@@ -16,15 +16,18 @@ template under smooth warps. This module writes that idea for cir-monai (our own
   - ``"random"``: a label map made from smoothed noise (argmax of ``num_labels`` noise
     channels, themselves warped), inside a random head-shaped mask.
 
-* **deformations**: a stationary velocity field summed over several scales (coarse noise
-  upsampled, random amplitude per scale), integrated by scaling and squaring (MONAI's
-  :class:`~monai.networks.blocks.DVF2DDF`), composed with a small random affine. Fixed and
-  moving each get their own, so the pair differs by the composition of two.
-  :func:`multiscale_svf` exposes the velocity, whose negation integrates to the inverse.
+* **deformations**: a stationary velocity field summed over several scales, integrated by
+  scaling and squaring and composed with a small random affine
+  (:func:`~cir_monai.data.synthesis.smooth_random_ddf`, :func:`~cir_monai.data.synthesis.random_affine_ddf`).
+  Fixed and moving each get their own, so the pair differs by the composition of two.
 
-* **images**: per-label intensities (shared by fixed and moving unless ``same_contrast`` is
-  off), per-label noise, Gaussian blur, smooth multiplicative bias field, gamma, min-max
-  normalisation; the background (label 0) is exactly 0 (docs/method.md §4).
+* **images**: :func:`~cir_monai.data.synthesis.synthesize_image`: per-label intensities (shared by
+  fixed and moving unless ``same_contrast`` is off), per-label noise, Gaussian blur, smooth
+  multiplicative bias field, gamma, min-max normalisation; the background (label 0) is exactly 0
+  (docs/method.md §4).
+
+The random fields and intensity changes live in :mod:`cir_monai.data.synthesis`; this module
+makes the label maps and assembles the pairs.
 
 Everything is a pure function of a seed: :class:`SyntheticPairDataset` item ``k`` uses seed
 ``seed + k``, so training resumes exactly.
@@ -35,31 +38,24 @@ Shapes: label maps ``(1, 1, *S)`` int64, images ``(1, 1, *S)`` float32 in [0, 1]
 
 from __future__ import annotations
 
-import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from monai.networks.blocks import DVF2DDF
-from monai.networks.layers import GaussianFilter
 from torch.utils.data import Dataset
 
-from cir_monai.data.pairs import PairConfig, random_affine_ddf
+from cir_monai.data.pairs import PairConfig
+from cir_monai.data.synthesis import coarse_noise, random_affine_ddf, smooth_random_ddf, synthesize_image
 from cir_monai.data.training import NOMINAL_LENGTH
 from cir_monai.networks.warp import Warp
 
 __all__ = [
     "SOURCES",
     "SynthConfig",
-    "multiscale_svf",
-    "integrate_svf",
-    "smooth_random_ddf",
     "random_label_map",
     "subdivide_labels",
     "perturb_labels",
-    "synthesize_image",
     "synth_pair",
     "SyntheticPairDataset",
 ]
@@ -111,63 +107,6 @@ class SynthConfig:
     variability_scale: float = 4.0
 
 
-def _coarse_noise(shape: Sequence[int], channels: int, spacing: float, gen: torch.Generator) -> torch.Tensor:
-    """White noise on a grid ``spacing`` times coarser, upsampled (trilinear) to ``shape``:
-    ``(1, channels, *shape)``."""
-    coarse = [max(2, int(math.ceil(s / spacing)) + 1) for s in shape]
-    noise = torch.randn((1, channels, *coarse), generator=gen)
-    mode = "trilinear" if len(shape) == 3 else "bilinear"
-    return F.interpolate(noise, size=tuple(shape), mode=mode, align_corners=True)
-
-
-def multiscale_svf(
-    shape: Sequence[int], scales: Sequence[float], amplitudes: Sequence[float], gen: torch.Generator
-) -> torch.Tensor:
-    """A random stationary velocity field, the sum of smooth components at several scales.
-
-    Component ``i`` is noise on a grid ``scales[i]`` times coarser, upsampled, scaled so its
-    largest value is a random fraction of ``amplitudes[i]`` voxels. Returns ``(1, n, *shape)``.
-    """
-    if len(scales) != len(amplitudes):
-        raise ValueError(f"svf_scales and svf_amplitudes differ in length: {len(scales)} vs {len(amplitudes)}")
-    n = len(shape)
-    velocity = torch.zeros((1, n, *shape))
-    for spacing, amplitude in zip(scales, amplitudes):
-        component = _coarse_noise(shape, n, spacing, gen)
-        component = component / component.abs().amax().clamp_min(1e-6)
-        velocity += component * float(torch.rand((), generator=gen)) * amplitude
-    return velocity
-
-
-def integrate_svf(velocity: torch.Tensor, num_steps: int = 7) -> torch.Tensor:
-    """Scaling and squaring of a velocity field (MONAI's ``DVF2DDF``): a diffeomorphic DDF in voxels.
-
-    ``integrate_svf(-v)`` is the inverse of ``integrate_svf(v)`` up to the integration error.
-    """
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # MONAI notes that it uses torch's grid_sample
-        return DVF2DDF(num_steps=num_steps, mode="bilinear", padding_mode="border")(velocity)
-
-
-def smooth_random_ddf(
-    shape: Sequence[int], scales: Sequence[float], amplitudes: Sequence[float], gen: torch.Generator, factor: int = 2
-) -> torch.Tensor:
-    """A random diffeomorphic DDF ``(1, n, *shape)`` in voxels, integrated on a grid ``factor`` times coarser.
-
-    The velocity's finest component varies over ``min(scales)`` voxels, so integrating it at
-    half resolution and upsampling the displacement (trilinear, values × ``factor``) changes
-    little and costs ~``factor**n`` times less (the generator's main cost). The upsampled grid
-    maps coarse voxel ``j`` to fine voxel ``j·(s−1)/(c−1)``, within ~1–2 % of ``factor``: the
-    amplitude is random anyway, so training data keep the simple factor (the held-out set, whose
-    fields are the truth, scales each axis exactly).
-    """
-    coarse = [max(2, int(math.ceil(s / factor))) for s in shape]
-    velocity = multiscale_svf(coarse, [s / factor for s in scales], [a / factor for a in amplitudes], gen)
-    ddf = integrate_svf(velocity)
-    mode = "trilinear" if len(shape) == 3 else "bilinear"
-    return F.interpolate(ddf, size=tuple(shape), mode=mode, align_corners=True) * factor
-
-
 def random_label_map(shape: Sequence[int], config: SynthConfig, gen: torch.Generator) -> torch.Tensor:
     """A random label map: argmax of warped smooth noise channels, inside a random head-shaped mask.
 
@@ -175,7 +114,7 @@ def random_label_map(shape: Sequence[int], config: SynthConfig, gen: torch.Gener
     """
     n = len(shape)
     scale = config.label_scale * (0.6 + 0.8 * float(torch.rand((), generator=gen)))
-    channels = _coarse_noise(shape, config.num_labels, scale, gen)
+    channels = coarse_noise(shape, config.num_labels, scale, gen)
     warp = smooth_random_ddf(shape, (2 * scale,), (scale,), gen)
     channels = Warp("bilinear", "border")(channels, warp)
     labels = channels.argmax(1, keepdim=True) + 1
@@ -183,7 +122,7 @@ def random_label_map(shape: Sequence[int], config: SynthConfig, gen: torch.Gener
     coords = torch.stack(torch.meshgrid(*axes, indexing="ij"))
     radii = (0.7 + 0.2 * torch.rand(n, generator=gen)).view(n, *([1] * n))
     radius = (coords / radii).pow(2).sum(0).sqrt()
-    wobble = _coarse_noise(shape, 1, max(shape) / 4, gen)[0, 0]
+    wobble = coarse_noise(shape, 1, max(shape) / 4, gen)[0, 0]
     mask = radius < 1.0 + 0.1 * wobble / wobble.abs().amax().clamp_min(1e-6)
     return torch.where(mask[None, None], labels, torch.zeros_like(labels))
 
@@ -204,7 +143,7 @@ def subdivide_labels(label: torch.Tensor, config: SynthConfig, gen: torch.Genera
         if parts == 1:
             part = torch.zeros_like(out)
         else:
-            part = _coarse_noise(shape, parts, config.label_scale, gen).argmax(1, keepdim=True)
+            part = coarse_noise(shape, parts, config.label_scale, gen).argmax(1, keepdim=True)
         out = torch.where(inside, next_label + part, out)
         next_label += parts
     return out
@@ -230,46 +169,8 @@ def perturb_labels(label: torch.Tensor, config: SynthConfig, gen: torch.Generato
     # smoothing as 2×2×2 block means upsampled back (about a Gaussian of σ 1 voxel; 10× cheaper than a filter)
     soft = F.interpolate(pool(soft, kernel_size=2, stride=2, ceil_mode=True), size=tuple(label.shape[2:]), mode=mode,
                          align_corners=False)
-    noise = _coarse_noise(label.shape[2:], classes, config.variability_scale, gen)
+    noise = coarse_noise(label.shape[2:], classes, config.variability_scale, gen)
     return (soft + config.variability * noise / noise.abs().amax().clamp_min(1e-6)).argmax(1, keepdim=True)
-
-
-def synthesize_image(
-    label: torch.Tensor, gen: torch.Generator, config: SynthConfig, means: torch.Tensor | None = None,
-    base: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """An image of a label map with random contrast and artefacts; background exactly 0.
-
-    Args:
-        label: ``(1, 1, *S)`` int64.
-        gen: random generator.
-        config: intensity settings.
-        means: per-label intensity (index = label); drawn when ``None``.
-        base: a real image ``(1, 1, *S)`` to use instead of per-label intensities (the
-            ``"template"`` source); artefacts are applied to it.
-
-    Returns:
-        ``(1, 1, *S)`` float32 in [0, 1].
-    """
-    shape = label.shape[2:]
-    foreground = label > 0
-    if base is None:
-        if means is None:
-            means = torch.rand(int(label.max()) + 1, generator=gen) * 0.9 + 0.1
-        sigma = torch.rand(means.shape, generator=gen) * config.noise
-        image = means[label] + sigma[label] * torch.randn(label.shape, generator=gen)
-    else:
-        image = base.clone()
-    blur = float(torch.rand((), generator=gen)) * config.blur
-    if blur > 0.1:
-        image = GaussianFilter(len(shape), sigma=blur)(image)
-    bias = _coarse_noise(shape, 1, max(shape) / 3, gen)
-    image = image.clamp_min(0) * torch.exp(config.bias * float(torch.rand((), generator=gen)) * bias)
-    image = image + config.noise * float(torch.rand((), generator=gen)) * torch.randn(label.shape, generator=gen)
-    image = torch.where(foreground, image.clamp_min(0), torch.zeros_like(image))
-    image = image / image.amax().clamp_min(1e-6)
-    gamma = math.exp(config.gamma * (2 * float(torch.rand((), generator=gen)) - 1))
-    return image.pow(gamma).float()
 
 
 def _subject_ddf(shape: Sequence[int], config: SynthConfig, gen: torch.Generator) -> torch.Tensor:

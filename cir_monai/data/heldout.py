@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from cir_monai.atomic import write_json
-from cir_monai.data.generative import integrate_svf, multiscale_svf, smooth_random_ddf
+from cir_monai.data.synthesis import degrade, integrate_svf, multiscale_svf, smooth_random_ddf
 from cir_monai.networks.warp import Warp
 from cir_monai.nifti import save_nifti
 
@@ -129,11 +129,9 @@ def _subject(image: torch.Tensor, label: torch.Tensor, gen: torch.Generator, gro
     moved = Warp("bilinear", "zeros")(image, ddf)
     bias = smooth_random_ddf(shape, (48.0,), (1.0,), gen, factor=4)[:, :1]  # a smooth field, used as log-bias
     gamma = float(np.exp(config["gamma"] * (2 * float(torch.rand((), generator=gen)) - 1)))
-    noisy = (moved.clamp(0, 1).pow(gamma) * torch.exp(config["bias"] * bias)
-             + config["noise"] * torch.randn(moved.shape, generator=gen))
-    noisy = torch.where(moved > 1e-3, noisy.clamp_min(0), torch.zeros_like(noisy))
+    degraded = degrade(moved, gamma, config["bias"] * bias, config["noise"], gen)
     warped_label = Warp("nearest", "zeros")(label.float(), ddf).round().to(torch.int16)
-    return noisy / noisy.max(), warped_label, ddf, inverse
+    return degraded, warped_label, ddf, inverse
 
 
 def heldout_pair(image: np.ndarray, label: np.ndarray, seed: int, group: str = "standard") -> dict[str, torch.Tensor]:

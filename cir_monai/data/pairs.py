@@ -22,10 +22,11 @@ from dataclasses import dataclass
 
 import torch
 
-from cir_monai.data.synthetic import phantom, random_diffeomorphic_ddf, smooth_noise
+from cir_monai.data.synthesis import degrade, random_affine_ddf, random_diffeomorphic_ddf, smooth_noise, uniform
+from cir_monai.data.synthetic import phantom
 from cir_monai.networks.warp import Warp
 
-__all__ = ["PairConfig", "random_affine_ddf", "make_subject", "make_pair", "synthetic_pair"]
+__all__ = ["PairConfig", "make_subject", "make_pair", "synthetic_pair"]
 
 
 @dataclass(frozen=True)
@@ -53,39 +54,6 @@ class PairConfig:
     noise: float = 0.01
 
 
-def _uniform(gen: torch.Generator, n: int, bound: float) -> torch.Tensor:
-    return (torch.rand(n, generator=gen, dtype=torch.float64) * 2 - 1) * bound
-
-
-def _rotation(angles: torch.Tensor) -> torch.Tensor:
-    if angles.numel() == 1:  # 2D
-        c, s = math.cos(angles[0]), math.sin(angles[0])
-        return torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
-    rot = torch.eye(3, dtype=torch.float64)
-    for axis, angle in enumerate(angles.tolist()):
-        i, j = [a for a in range(3) if a != axis]
-        r = torch.eye(3, dtype=torch.float64)
-        r[i, i], r[i, j], r[j, i], r[j, j] = math.cos(angle), -math.sin(angle), math.sin(angle), math.cos(angle)
-        rot = r @ rot
-    return rot
-
-
-def random_affine_ddf(shape, config: PairConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """A small random affine about the grid centre, as a matrix and as a voxel DDF.
-
-    Returns:
-        ``A`` ``(n, n)`` float64 and the DDF ``(1, n, *shape)`` of ``x ↦ A (x − c) + c + t``.
-    """
-    n = len(shape)
-    angles = _uniform(gen, 1 if n == 2 else 3, math.radians(config.rotation_deg))
-    matrix = _rotation(angles) @ torch.diag(1.0 + _uniform(gen, n, config.scale))
-    shift = _uniform(gen, n, config.translation)
-    grid = torch.stack(torch.meshgrid(*[torch.arange(s, dtype=torch.float64) for s in shape], indexing="ij"))
-    centre = torch.tensor([(s - 1) / 2 for s in shape], dtype=torch.float64).view(n, *([1] * n))
-    moved = torch.einsum("ij,j...->i...", matrix, grid - centre) + centre + shift.view(n, *([1] * n))
-    return matrix, (moved - grid)[None].float()
-
-
 def make_subject(
     image: torch.Tensor, label: torch.Tensor | None, seed: int, config: PairConfig = PairConfig()
 ) -> dict[str, torch.Tensor]:
@@ -109,12 +77,9 @@ def make_subject(
     # φ(x) = A (x + u(x) − c) + c + t  =>  ddf = affine_ddf + A u
     ddf = affine_ddf + torch.einsum("ij,bj...->bi...", matrix.float(), deform)
     moved = Warp("bilinear", "zeros")(image.float(), ddf)
-    foreground = moved > 1e-3
-    bias = torch.exp(config.bias * smooth_noise(shape, 1, sigma=max(shape) / 4, generator=gen))
-    gamma = math.exp(float(_uniform(gen, 1, config.gamma)))
-    noisy = moved.clamp(0, 1).pow(gamma) * bias + config.noise * torch.randn(moved.shape, generator=gen)
-    noisy = torch.where(foreground, noisy.clamp_min(0), torch.zeros_like(noisy))
-    out = {"image": noisy / noisy.max().clamp_min(1e-6), "ddf": ddf}
+    log_bias = config.bias * smooth_noise(shape, 1, sigma=max(shape) / 4, generator=gen)
+    gamma = math.exp(float(uniform(gen, 1, config.gamma)))
+    out = {"image": degrade(moved, gamma, log_bias, config.noise, gen), "ddf": ddf}
     if label is not None:
         out["label"] = Warp("nearest", "zeros")(label.float(), ddf).round().to(label.dtype)
     return out

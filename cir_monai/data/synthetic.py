@@ -1,5 +1,5 @@
 # Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
-"""Seeded synthetic data: smooth diffeomorphic deformations and a labelled brain-like phantom.
+"""A seeded, labelled brain-like phantom (its random fields come from :mod:`cir_monai.data.synthesis`).
 
 The phantom is not anatomy: it is a head-shaped ellipsoid with a white-matter
 core, a grey-matter ribbon, a CSF rim and two ventricles, with boundaries made
@@ -10,48 +10,16 @@ irregular by smooth noise, T1-like intensities in [0, 1] and background exactly
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import torch
-from monai.networks.blocks import DVF2DDF
-from monai.networks.layers import GaussianFilter
 
-__all__ = ["smooth_noise", "random_diffeomorphic_ddf", "phantom"]
+from cir_monai.data.synthesis import smooth_noise
+
+__all__ = ["phantom"]
 
 #: phantom labels -> T1-like intensity
 PHANTOM_TISSUES = {0: 0.0, 1: 0.25, 2: 0.6, 3: 0.9}  # background, CSF, grey matter, white matter
-
-
-def smooth_noise(
-    shape: Sequence[int], channels: int, sigma: float, generator: torch.Generator, dtype=torch.float32
-) -> torch.Tensor:
-    """Gaussian-smoothed white noise, each channel scaled to max |value| = 1. Shape ``(1, channels, *shape)``."""
-    noise = torch.randn((1, channels, *shape), generator=generator, dtype=dtype)
-    smooth = GaussianFilter(len(shape), sigma=sigma)(noise)
-    return smooth / smooth.flatten(2).abs().amax(-1).clamp_min(1e-8).reshape(1, channels, *([1] * len(shape)))
-
-
-def random_diffeomorphic_ddf(
-    shape: Sequence[int], max_displacement: float = 4.0, sigma: float = 8.0, seed: int = 0, num_steps: int = 7
-) -> torch.Tensor:
-    """A smooth, invertible random deformation (scaling and squaring of a smooth velocity field).
-
-    Args:
-        shape: spatial size ``(D, H, W)`` or ``(H, W)``.
-        max_displacement: largest velocity component in voxels (the displacement is of that order).
-        sigma: smoothing of the velocity field in voxels (larger = smoother).
-        seed: random seed.
-        num_steps: squaring steps of MONAI's :class:`~monai.networks.blocks.DVF2DDF`.
-
-    Returns:
-        ``(1, n, *shape)`` DDF in voxels (MONAI convention) whose Jacobian determinant is positive.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    velocity = smooth_noise(shape, len(shape), sigma, gen) * max_displacement
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # MONAI notes that it uses torch's grid_sample
-        return DVF2DDF(num_steps=num_steps, mode="bilinear", padding_mode="border")(velocity)
 
 
 def phantom(shape: Sequence[int] = (96, 112, 96), seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

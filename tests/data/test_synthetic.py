@@ -1,17 +1,11 @@
+"""The phantom and its pairs: labels and intensities as documented, seeded, misaligned."""
+
 from __future__ import annotations
 
 import torch
 
-from cir_monai.data import phantom, random_diffeomorphic_ddf, synthetic_pair
-from cir_monai.metrics import jacobian_statistics, mean_dice
-
-
-def test_random_ddf_is_invertible_and_seeded():
-    ddf = random_diffeomorphic_ddf((24, 28, 20), max_displacement=4.0, sigma=4.0, seed=3)
-    assert ddf.shape == (1, 3, 24, 28, 20) and ddf.abs().max() > 1.0
-    assert jacobian_statistics(ddf)["folding_pct"].item() == 0.0
-    assert torch.equal(ddf, random_diffeomorphic_ddf((24, 28, 20), 4.0, 4.0, seed=3))
-    assert not torch.equal(ddf, random_diffeomorphic_ddf((24, 28, 20), 4.0, 4.0, seed=4))
+from cir_monai.data import phantom, synthetic_pair
+from cir_monai.metrics import mean_dice
 
 
 def test_phantom_labels_and_intensities():

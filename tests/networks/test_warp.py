@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cir_monai.data.generative import integrate_svf, multiscale_svf
+from cir_monai.data.synthesis import integrate_svf, multiscale_svf
 from cir_monai.networks import Warp, composition_residual, invert_ddf, warp_from_grid
 
 

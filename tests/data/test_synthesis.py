@@ -1,0 +1,102 @@
+"""The synthesis pieces: fields invert, affines are what they say, intensity changes keep the background 0."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from cir_monai.data.generative import SynthConfig, random_label_map
+from cir_monai.data.pairs import PairConfig
+from cir_monai.data.synthesis import (
+    degrade,
+    integrate_svf,
+    multiscale_svf,
+    random_affine_ddf,
+    random_diffeomorphic_ddf,
+    rotation_matrix,
+    smooth_noise,
+    synthesize_image,
+)
+from cir_monai.metrics import jacobian_statistics
+from cir_monai.networks import Warp
+
+SHAPE = (40, 48, 40)
+
+
+def test_fields_are_invertible():
+    gen = torch.Generator().manual_seed(4)
+    velocity = multiscale_svf(SHAPE, (16.0, 8.0), (4.0, 2.0), gen)
+    forward, inverse = integrate_svf(velocity), integrate_svf(-velocity)
+    residual = forward + Warp("bilinear", "border")(inverse, forward)  # x + φ(x) + φ⁻¹(x + φ(x)) - x
+    inner = residual[:, :, 4:-4, 4:-4, 4:-4]
+    assert forward.abs().max() > 1.0  # a real deformation (voxels)
+    assert inner.abs().max() < 0.1 * forward.abs().max(), (inner.abs().max(), forward.abs().max())
+    assert inner.abs().mean() < 0.02
+
+
+def test_multiscale_svf_needs_one_amplitude_per_scale():
+    with pytest.raises(ValueError, match="differ in length: 2 vs 1"):
+        multiscale_svf(SHAPE, (16.0, 8.0), (4.0,), torch.Generator())
+
+
+def test_random_ddf_is_invertible_and_seeded():
+    ddf = random_diffeomorphic_ddf((24, 28, 20), max_displacement=4.0, sigma=4.0, seed=3)
+    assert ddf.shape == (1, 3, 24, 28, 20) and ddf.abs().max() > 1.0
+    assert jacobian_statistics(ddf)["folding_pct"].item() == 0.0
+    assert torch.equal(ddf, random_diffeomorphic_ddf((24, 28, 20), 4.0, 4.0, seed=3))
+    assert not torch.equal(ddf, random_diffeomorphic_ddf((24, 28, 20), 4.0, 4.0, seed=4))
+
+
+def test_smooth_noise_is_scaled_per_channel():
+    noise = smooth_noise((20, 24, 20), 3, sigma=3.0, generator=torch.Generator().manual_seed(0))
+    assert noise.shape == (1, 3, 20, 24, 20)
+    assert torch.allclose(noise.flatten(2).abs().amax(-1), torch.ones(1, 3))
+
+
+def test_rotation_matrix_is_a_rotation():
+    rot = rotation_matrix(torch.tensor([0.1, -0.2, 0.3], dtype=torch.float64))
+    assert torch.allclose(rot @ rot.T, torch.eye(3, dtype=torch.float64), atol=1e-12)
+    assert torch.det(rot).item() == pytest.approx(1.0)
+    quarter = rotation_matrix(torch.tensor([math.pi / 2], dtype=torch.float64))  # 2D: x ↦ (−y, x)
+    assert torch.allclose(quarter @ torch.tensor([1.0, 0.0], dtype=torch.float64),
+                          torch.tensor([0.0, 1.0], dtype=torch.float64), atol=1e-12)
+
+
+def test_random_affine_ddf_is_its_matrix_about_the_centre():
+    shape = (9, 11, 7)
+    matrix, ddf = random_affine_ddf(shape, PairConfig(rotation_deg=10.0, scale=0.1, translation=0.0),
+                                    torch.Generator().manual_seed(2))
+    assert ddf.shape == (1, 3, *shape)
+    assert not torch.allclose(matrix, torch.eye(3, dtype=torch.float64))
+    centre = tuple((s - 1) // 2 for s in shape)  # odd sides: the centre is a voxel, and it does not move
+    assert ddf[0, :, centre[0], centre[1], centre[2]].abs().max() < 1e-5
+    corner = torch.zeros(3, dtype=torch.float64) - torch.tensor([(s - 1) / 2 for s in shape], dtype=torch.float64)
+    expected = matrix @ corner - corner  # the displacement of voxel (0, 0, 0)
+    assert torch.allclose(ddf[0, :, 0, 0, 0].double(), expected, atol=1e-5)
+
+
+def test_degrade_keeps_the_background_and_the_contrast_order():
+    gen = torch.Generator().manual_seed(0)
+    image = torch.zeros(1, 1, 16, 16, 16)
+    image[..., 4:12, 4:12, 4:12] = 0.5
+    image[..., 6:10, 6:10, 6:10] = 1.0
+    plain = degrade(image, 1.0, torch.zeros(1), 0.0, gen)
+    assert torch.equal(plain, image)  # gamma 1, no bias, no noise: the image itself (already max 1)
+    changed = degrade(image, 2.0, 0.2 * torch.ones(1, 1, 16, 16, 16), 0.01, gen)
+    assert torch.all(changed[image == 0] == 0) and changed.max() == 1.0 and changed.min() >= 0
+    assert changed[image == 1.0].mean() > 2 * changed[image == 0.5].mean()  # gamma 2: 0.5 → ~0.25 of the max
+    again = degrade(image, 2.0, 0.2 * torch.ones(1, 1, 16, 16, 16), 0.01, torch.Generator().manual_seed(0))
+    first = degrade(image, 2.0, 0.2 * torch.ones(1, 1, 16, 16, 16), 0.01, torch.Generator().manual_seed(0))
+    assert torch.equal(again, first)  # the noise comes from the generator passed in
+
+
+def test_image_intensities_follow_labels_without_artefacts():
+    config = SynthConfig(blur=0.0, bias=0.0, gamma=0.0, noise=0.0)
+    label = random_label_map(SHAPE, config, torch.Generator().manual_seed(0))
+    means = torch.linspace(0.0, 1.0, int(label.max()) + 1)
+    image = synthesize_image(label, torch.Generator().manual_seed(1), config, means=means)
+    expected = means[label] / means[label].max()
+    assert torch.allclose(image, expected, atol=1e-6)  # one intensity per label, nothing else
+    assert 1 < len(torch.unique(label)) <= config.num_labels + 1
