@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """`cir-monai register` on a 1 mm brain pair end to end, against ANTs SyN on the same pair, in one run.
 
-    python bench/bench_register_1mm.py [--model bundle/models/model.pt] [--lam 1] [--refine 0,50] [--threads 2]
-        [--no-ants] [--no-append]
+    python bench/bench_register_1mm.py [--model bundle/models/model.pt] [--lam 1] [--refine 0,50]
+        [--input-frame-refine 0] [--threads 2] [--no-ants] [--no-append]
 
 The pair: a held-out pair (:func:`cir_monai.data.heldout.heldout_pair`, seed 31000: two "subjects" of
 the MNI ICBM152 2009c T1 brain under independent deformations, with their CerebrA labels) on the
@@ -14,6 +14,8 @@ that process's maximum resident set size:
 * ``cir-monai register FIXED MOVING --moving-label LABEL --lam 1 --refine N`` for each N of ``--refine`` (the
   shipped model predicts in its 2 mm frame, refined by N steps there; warped image, label and DDF are written
   at 1 mm);
+* the same with ``--frame input`` for each N of ``--input-frame-refine``: the network predicts on the fixed
+  image's own 1 mm grid (the resolution the shipped weights were trained at) instead of the 2 mm frame;
 * the import floor: a process that only imports the runner (torch, MONAI and what MONAI imports), the part of
   every ``cir-monai register`` time that no registration work can remove;
 * ANTs SyN (``ants.registration(type_of_transform="SyN")`` plus the warped label and image written),
@@ -104,6 +106,8 @@ def main() -> int:
     parser.add_argument("--model", default=str(ROOT / "bundle" / "models" / "model.pt"))
     parser.add_argument("--lam", default="1")
     parser.add_argument("--refine", default="0,50", help="refinement steps, one register run each")
+    parser.add_argument("--input-frame-refine", default="0",
+                        help="refinement steps of the --frame input runs (1 mm), one each; empty: none")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-ants", action="store_true")
     parser.add_argument("--no-append", action="store_true")
@@ -114,13 +118,15 @@ def main() -> int:
         tmp = Path(tmp)
         paths = write_pair(tmp)
         shape = "×".join(str(s) for s in nib.load(paths["fixed"]).shape)
-        for steps in [int(v) for v in args.refine.split(",")]:
-            ours = tmp / f"ours_{steps}"
+        runs = [(int(v), []) for v in args.refine.split(",") if v]
+        runs += [(int(v), ["--frame", "input"]) for v in args.input_frame_refine.split(",") if v]
+        for steps, extra in runs:
+            ours = tmp / f"ours_{steps}{'_'.join(['', *extra])}"
             seconds, peak = timed([sys.executable, "-m", "cir_monai", "register", paths["fixed"], paths["moving"],
                                    "--moving-label", paths["moving_label"], "--lam", args.lam, "--model", args.model,
-                                   "--refine", str(steps), "--out", str(ours)], env)
+                                   "--refine", str(steps), *extra, "--out", str(ours)], env)
             warped = next(ours.glob("*/lam_*/warped_label.nii.gz"))
-            rows.append((f"cir-monai register --refine {steps}", seconds, peak,
+            rows.append((" ".join(["cir-monai register --refine", str(steps), *extra]), seconds, peak,
                          gm_free_dice(str(warped), paths["fixed_label"])))
         rows.insert(0, ("identity", 0.0, 0.0, gm_free_dice(paths["moving_label"], paths["fixed_label"])))
         # the floor under any `cir-monai register`: starting Python and importing torch, MONAI (which imports
