@@ -109,7 +109,8 @@ class CLapIRNTrainer:
             ``train#handlers``, which MONAI Label extends). ``None``: a :class:`TrainingCheckpoint` every 500
             iterations and :func:`~cir_monai.engines.handlers.default_handlers`.
         bundle_model: also write the final weights here as a plain state dict, the model zoo's
-            ``models/model.pt`` (``None``: only ``output_dir/model.pt``).
+            ``models/model.pt`` (``None`` or ``""``: only ``output_dir/model.pt``; from MONAI's command line pass
+            ``""``, since it drops overrides whose value is ``None``).
     """
 
     LEVEL_COST_RATIO = 5.0

@@ -209,3 +209,20 @@ def test_training_as_monai_label_drives_it(tmp_path):
     assert (bundle / "runs" / "train" / "checkpoint.pt").is_file()
     records = [json.loads(line) for line in (bundle / "runs" / "train" / "metrics.jsonl").read_text().splitlines()]
     assert any("val_dice@1" in r for r in records)
+
+
+def test_the_documented_switch_keeps_the_bundle_model(tmp_path):
+    """`--train#trainer#bundle_model ""` (bundle/docs/README.md) writes no models/model.pt through MONAI's own `run`.
+
+    MONAI's `run` drops overrides whose value is None, so `None` would leave the default (replace the bundle's
+    model) in place; the empty string is the switch the docs give.
+    """
+    from monai.bundle.scripts import run
+
+    overrides = dict(TINY, bundle_root=str(tmp_path / "bundle"), output_dir=str(tmp_path / "runs"),
+                     dataset_dir=str(tmp_path / "data"),
+                     **{"network_def#start_channels": 2, "train#trainer#iterations": [1, 1, 1],
+                        "num_validation": 1, "num_test": 1, "val_interval": 100})
+    run("training", config_file=str(CONFIGS / "train.yaml"), **overrides, **{"train#trainer#bundle_model": ""})
+    assert (tmp_path / "runs" / "model.pt").is_file()
+    assert not (tmp_path / "bundle" / "models").exists()
