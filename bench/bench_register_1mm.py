@@ -15,7 +15,7 @@ that process's maximum resident set size:
   shipped model predicts in its 2 mm frame, refined by N steps there; warped image, label and DDF are written
   at 1 mm);
 * the same with ``--frame input`` for each N of ``--input-frame-refine``: the network predicts on the fixed
-  image's own 1 mm grid (the resolution the shipped weights were trained at) instead of the 2 mm frame;
+  image's own 1 mm grid instead of its 2 mm frame (how much a model loses outside the frame it was trained in);
 * the import floor: a process that only imports the runner (torch, MONAI and what MONAI imports), the part of
   every ``cir-monai register`` time that no registration work can remove;
 * ANTs SyN (``ants.registration(type_of_transform="SyN")`` plus the warped label and image written),
