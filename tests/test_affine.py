@@ -112,7 +112,12 @@ def test_register_with_affine_matches_the_aligned_pair(brains, tmp_path):
     moved_with = dice("moved", "moved_label", True)
     assert (tmp_path / "moved" / "affine.tfm").is_file()
     assert moved_without < aligned - 0.1, (moved_without, aligned)  # the deformable step alone cannot undo it
-    assert abs(moved_with - aligned) <= 0.01, (moved_with, aligned)
+    # regression values (λ = 1, network alone): bundle 0.7.0 aligned 0.843, moved + --affine 0.818 (bundle 0.6.0:
+    # 0.801 and 0.804). The moved scan and its labels were resampled once more than the aligned pair (scipy, a 7 %
+    # scale and 12° rotation, the labels by nearest neighbour), which costs the sharper 0.7.0 network ~0.025; the
+    # bounds leave ~0.01 for ITK's sampling and fail when the affine misses by more than a voxel or two
+    assert abs(moved_with - aligned) <= 0.035, (moved_with, aligned)
+    assert moved_with > 0.80, moved_with
 
 
 def test_a_scan_far_outside_the_fixed_view_is_brought_back_by_affine(brains, tmp_path):
