@@ -15,8 +15,9 @@ model run through :class:`cir_monai.engines.RegistrationEvaluator`
 in their own frames (the shipped model: 2 mm; the lite model: 1 mm), the field brought back to the 1 mm
 grid; ANTs through ``bench_baselines.ants_rows`` (needs ``pip install -r requirements-bench.txt``).
 
-Writes ``per_pair.csv``, ``summary.json`` and ``heldout_tradeoff.png`` to ``--out`` (and the picture
-to docs/images/), prints a markdown table and appends it with the command to docs/benchmarks.md.
+Writes ``per_pair.csv``, ``summary.json`` and ``heldout_tradeoff.png`` to ``--out``, prints a markdown table
+and, unless ``--no-append``, copies the picture to docs/images/ and appends the table with the command to
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -169,7 +170,7 @@ def main() -> int:
             else "2009c + CerebrA" + (f", {args.group}" if args.group != "standard" else ""))
     picture = plot_tradeoff(per_lam, out / "heldout_tradeoff.png", references=references,
                             title=f"Held-out anatomy ({data}, 1 mm): one model, every λ ({curve})")
-    if args.group in ("standard", "cross"):
+    if args.group in ("standard", "cross") and not args.no_append:  # a quick check leaves the docs alone
         name = "heldout_tradeoff.png" if args.group == "standard" else f"heldout_{args.group}_tradeoff.png"
         shutil.copyfile(picture, ROOT / "docs" / "images" / name)
     table = markdown(summary)

@@ -25,7 +25,7 @@ from cir_monai.metrics import jacobian_determinant
 from cir_monai.networks.clapirn import PyramidOutput
 from cir_monai.networks.warp import Warp
 
-__all__ = ["MultiResolutionNCC", "SmoothnessLoss", "FoldingLoss", "LabelDiceLoss", "CLapIRNLoss"]
+__all__ = ["MultiResolutionNCC", "SmoothnessLoss", "FoldingLoss", "LabelDiceLoss", "FieldErrorLoss", "CLapIRNLoss"]
 
 
 class MultiResolutionNCC(nn.Module):
@@ -141,6 +141,41 @@ class LabelDiceLoss(nn.Module):
         return (per_class * present).sum(1) / present.sum(1).clamp_min(1)
 
 
+class FieldErrorLoss(nn.Module):
+    """Mean end-point error of a field against the pair's true field, inside the fixed image (per sample).
+
+    The supervised term that issue 21 asked to try beside the paper's objective: generated pairs
+    (:class:`~cir_monai.data.training.RandomPairDataset` with ``with_truth``) know their true field, so the
+    network can be told the answer as well as how well the images match. The error is averaged over the
+    level's fixed-image foreground (``fixed > 0``: the images are skull-stripped, background exactly 0). The
+    true field is average-pooled as the network pools its images until it reaches the level's grid and
+    divided by the pooling factor (voxels of that grid). MONAI has no end-point-error loss (its losses
+    compare images or label maps, not vector fields), hence this class.
+
+    Shapes:
+        ``ddf`` ``(B, n, *S_l)`` voxels of the level grid; ``truth`` ``(B, n, *S)`` voxels of the full grid;
+        ``fixed`` ``(B, 1, *S_l)`` the level's fixed image; ``S = S_l · 2^j`` -> ``(B,)`` in voxels of the
+        level grid.
+    """
+
+    def __init__(self, spatial_dims: int = 3, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.pool = Pool[Pool.AVG, spatial_dims](kernel_size=3, stride=2, padding=1, count_include_pad=False)
+        self.eps = float(eps)
+
+    def forward(self, ddf: torch.Tensor, truth: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+        shape = tuple(ddf.shape[2:])
+        truth, factor = truth.float(), 1.0
+        while tuple(truth.shape[2:]) != shape:
+            if any(s < t for s, t in zip(truth.shape[2:], shape)):
+                raise ValueError(f"true field grid {tuple(truth.shape[2:])} does not pool to the field's grid "
+                                 f"{shape}: training images must be a multiple of 2**num_levels in size")
+            truth, factor = self.pool(truth), factor * 2
+        error = ((ddf.float() - truth / factor).pow(2).sum(1, keepdim=True) + self.eps).sqrt()
+        mask = (fixed > 0).float()
+        return (error * mask).flatten(1).sum(1) / mask.flatten(1).sum(1).clamp_min(1)
+
+
 class CLapIRNLoss(nn.Module):
     """The loss of the deepest active pyramid level: similarity pyramid + λ · smoothness (+ folding).
 
@@ -151,20 +186,24 @@ class CLapIRNLoss(nn.Module):
         reference_scaling: see :class:`SmoothnessLoss`.
         label_weight: weight of :class:`LabelDiceLoss` on the level's field (0 = off, the
             paper; the shipped model's recipe uses it beside NCC, see configs/data/synth.yaml).
+        field_weight: weight of :class:`FieldErrorLoss`, the end-point error against the true field of
+            generated pairs (0 = off, the paper; see configs/scale/cpu_lite_supervised.yaml). For a warm-up,
+            train with it and then resume with 0.
 
     Forward:
         ``out``: the network's training-mode :class:`PyramidOutput`;
         ``lam``: λ in user units, a number or ``(B,)`` tensor (the same λ fed to the network);
-        ``moving_label``, ``fixed_label``: ``(B, 1, *S)`` label maps (needed when ``label_weight > 0``).
+        ``moving_label``, ``fixed_label``: ``(B, 1, *S)`` label maps (needed when ``label_weight > 0``);
+        ``ddf_truth``: ``(B, n, *S)`` true field in voxels (needed when ``field_weight > 0``).
 
     Returns:
         dict with the scalar ``loss`` (batch mean) and the ``(B,)`` terms ``similarity``,
-        ``smoothness``, ``folding``, ``label``.
+        ``smoothness``, ``folding``, ``label``, ``field`` (voxels of the level grid).
     """
 
     def __init__(
         self, spatial_dims: int = 3, num_levels: int = 3, folding_weight: float = 0.0, reference_scaling: bool = True,
-        label_weight: float = 0.0,
+        label_weight: float = 0.0, field_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.similarity = nn.ModuleList(
@@ -176,10 +215,12 @@ class CLapIRNLoss(nn.Module):
         self.folding_weight = float(folding_weight)
         self.label_weight = float(label_weight)
         self.label = LabelDiceLoss(spatial_dims)
+        self.field_weight = float(field_weight)
+        self.field = FieldErrorLoss(spatial_dims)
 
     def forward(
         self, out: PyramidOutput, lam: float | torch.Tensor, moving_label: torch.Tensor | None = None,
-        fixed_label: torch.Tensor | None = None,
+        fixed_label: torch.Tensor | None = None, ddf_truth: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         level = len(out.levels)
         if not 1 <= level <= len(self.similarity):
@@ -199,7 +240,13 @@ class CLapIRNLoss(nn.Module):
                 raise ValueError("label_weight > 0 needs moving_label and fixed_label in every training pair")
             label = self.label(last.ddf, moving_label, fixed_label)
             total = total + self.label_weight * label
+        field = torch.zeros_like(smoothness)
+        if self.field_weight > 0:
+            if ddf_truth is None:
+                raise ValueError("field_weight > 0 needs ddf_truth (the true field) in every training pair")
+            field = self.field(last.ddf, ddf_truth, last.fixed)
+            total = total + self.field_weight * field
         return {
             "loss": total.mean(), "similarity": similarity, "smoothness": smoothness, "folding": folding,
-            "label": label,
+            "label": label, "field": field,
         }

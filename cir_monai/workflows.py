@@ -123,19 +123,25 @@ def train(config=(), out: str | os.PathLike = "runs/train", init_from: str | os.
 
 def training_dataset(data: Sequence | None = None, pairing: str = "atlas", atlas_dir: str | os.PathLike | None = None,
                      dataset_dir: str | os.PathLike = "data/embedded", spacing: float = 2.0,
-                     spatial_size: Sequence[int] = (80, 96, 80), pool_size: int = 16, seed: int = TRAIN_SEED):
+                     spatial_size: Sequence[int] = (80, 96, 80), pool_size: int = 16, seed: int = TRAIN_SEED,
+                     with_truth: bool = False):
     """The bundle's ``train#dataset``: the user's images when ``data`` is given, else generated embedded pairs.
 
     ``data`` is what MONAI Label overrides (``train#dataset#data``): a list of ``{"image", "label"}``,
     paired by :func:`image_list_pairs`, preprocessed to the working grid (``spacing`` mm, cropped or
     padded to ``spatial_size``) and cached (:class:`~cir_monai.data.training.FilePairDataset`).
+    ``with_truth``: the embedded pairs also carry their true fields (``train.yaml`` sets it when
+    ``loss#field_weight > 0``); users' files have none, so it is an error with ``data``.
     """
+    if data and with_truth:
+        raise ValueError("loss#field_weight > 0 needs the true field of every training pair: only the generated "
+                         "embedded pairs have one, not train#dataset#data (set loss#field_weight to 0)")
     if data:
         from cir_monai.data.training import FilePairDataset
 
         pre = registration_preprocessing(spatial_size=spatial_size, pixdim=spacing)
         return FilePairDataset(image_list_pairs(data, pairing, atlas_dir), pre, seed=int(seed))
-    return embedded_training_dataset(dataset_dir, spacing, spatial_size, pool_size)
+    return embedded_training_dataset(dataset_dir, spacing, spatial_size, pool_size, with_truth)
 
 
 def validation_dataset(data: Sequence | None = None, pairing: str = "atlas", atlas_dir: str | os.PathLike | None = None,
@@ -153,11 +159,13 @@ def validation_dataset(data: Sequence | None = None, pairing: str = "atlas", atl
 
 
 def embedded_training_dataset(
-    dataset_dir: str | os.PathLike, spacing: float, spatial_size: Sequence[int], pool_size: int = 16
+    dataset_dir: str | os.PathLike, spacing: float, spatial_size: Sequence[int], pool_size: int = 16,
+    with_truth: bool = False,
 ) -> RandomPairDataset:
-    """On-the-fly training pairs of the embedded MNI152 template at the working grid."""
+    """On-the-fly training pairs of the embedded MNI152 template at the working grid (with their true fields
+    when ``with_truth``)."""
     image, label = _template(dataset_dir, spacing, spatial_size)
-    return RandomPairDataset(image, label, pool_size=int(pool_size))
+    return RandomPairDataset(image, label, pool_size=int(pool_size), with_truth=bool(with_truth))
 
 
 def synthetic_training_dataset(

@@ -104,3 +104,41 @@ def test_clapirn_loss_adds_the_label_term_only_when_weighted():
     assert weighted["loss"].item() == pytest.approx(plain["loss"].item() + 2.0 * weighted["label"].item(), rel=1e-5)
     with pytest.raises(ValueError, match="needs moving_label"):
         CLapIRNLoss(3, 2, label_weight=1.0)(out, 1.0)
+
+
+def test_field_error_is_the_mean_end_point_error_in_the_foreground_at_every_level():
+    from cir_monai.losses import FieldErrorLoss
+
+    term = FieldErrorLoss(3)
+    fixed = torch.zeros(1, 1, 16, 16, 16)
+    fixed[..., 4:12, 4:12, 4:12] = 1.0
+    truth = torch.zeros(1, 3, 16, 16, 16)
+    truth[:, 0], truth[:, 2] = 3.0, 4.0  # |truth| = 5 voxels everywhere
+    assert term(truth.clone(), truth, fixed).item() == pytest.approx(0.0, abs=1e-2)
+    assert term(torch.zeros_like(truth), truth, fixed).item() == pytest.approx(5.0, rel=1e-4)
+    # only the foreground counts: an error outside the brain costs nothing
+    off = truth.clone()
+    off[..., :2, :, :] += 10.0
+    assert term(off, truth, fixed).item() == pytest.approx(0.0, abs=1e-2)
+    # a coarse level: its field is in voxels of its own grid (half the size: half the voxels)
+    coarse_fixed = torch.nn.functional.avg_pool3d(fixed, 2)
+    coarse = torch.zeros(1, 3, 8, 8, 8)
+    coarse[:, 0], coarse[:, 2] = 1.5, 2.0
+    assert term(coarse, truth, coarse_fixed).item() == pytest.approx(0.0, abs=1e-2)
+    assert term(torch.zeros(1, 3, 8, 8, 8), truth, coarse_fixed).item() == pytest.approx(2.5, rel=1e-4)
+    with pytest.raises(ValueError, match="does not pool"):
+        term(torch.zeros(1, 3, 5, 5, 5), truth, torch.ones(1, 1, 5, 5, 5))
+
+
+def test_clapirn_loss_adds_the_field_term_only_when_weighted():
+    torch.manual_seed(0)
+    net = CLapIRN(3, start_channels=2, num_levels=2).train()
+    fixed, moving = torch.rand(1, 1, 16, 16, 16), torch.rand(1, 1, 16, 16, 16)
+    truth = torch.randn(1, 3, 16, 16, 16)
+    out = net(moving, fixed, 1.0)
+    plain = CLapIRNLoss(3, 2)(out, 1.0)
+    weighted = CLapIRNLoss(3, 2, field_weight=0.5)(out, 1.0, ddf_truth=truth)
+    assert plain["field"].item() == 0.0 and weighted["field"].item() > 0.5
+    assert weighted["loss"].item() == pytest.approx(plain["loss"].item() + 0.5 * weighted["field"].item(), rel=1e-5)
+    with pytest.raises(ValueError, match="needs ddf_truth"):
+        CLapIRNLoss(3, 2, field_weight=1.0)(out, 1.0)

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from cir_monai.atomic import write_json
+from cir_monai.data.pairs import pair_truth
 from cir_monai.data.synthesis import degrade, integrate_svf, multiscale_svf, smooth_random_ddf
 from cir_monai.networks.warp import Warp
 from cir_monai.nifti import save_nifti
@@ -169,7 +170,7 @@ def heldout_pair(image: np.ndarray, label: np.ndarray, seed: int, group: str = "
     lab = torch.from_numpy(label.astype(np.int64))[None, None]
     fixed, fixed_label, d_f, _ = _subject(img, lab, gen, group)
     moving, moving_label, _, inv_m = _subject(img, lab, gen, group)
-    truth = d_f + Warp("bilinear", "border")(inv_m, d_f)  # u(x) = d_f(x) + d_m⁻¹(x + d_f(x))
+    truth = pair_truth(d_f, inv_m)  # u(x) = d_f(x) + d_m⁻¹(x + d_f(x))
     return {"fixed": fixed, "moving": moving, "fixed_label": fixed_label, "moving_label": moving_label,
             "ddf_truth": truth}
 

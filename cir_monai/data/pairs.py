@@ -22,11 +22,19 @@ from dataclasses import dataclass
 
 import torch
 
-from cir_monai.data.synthesis import degrade, random_affine_ddf, random_diffeomorphic_ddf, smooth_noise, uniform
+from cir_monai.data.synthesis import (
+    affine_ddf,
+    degrade,
+    integrate_svf,
+    random_affine,
+    random_velocity,
+    smooth_noise,
+    uniform,
+)
 from cir_monai.data.synthetic import phantom
 from cir_monai.networks.warp import Warp
 
-__all__ = ["PairConfig", "make_subject", "make_pair", "synthetic_pair"]
+__all__ = ["PairConfig", "make_subject", "pair_truth", "make_pair", "synthetic_pair"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,8 @@ class PairConfig:
 
 
 def make_subject(
-    image: torch.Tensor, label: torch.Tensor | None, seed: int, config: PairConfig = PairConfig()
+    image: torch.Tensor, label: torch.Tensor | None, seed: int, config: PairConfig = PairConfig(),
+    inverse: bool = False,
 ) -> dict[str, torch.Tensor]:
     """One random subject from a template.
 
@@ -64,25 +73,47 @@ def make_subject(
         label: ``(1, 1, *spatial)`` integer label map, or ``None``.
         seed: random seed.
         config: deformation and intensity settings.
+        inverse: also return the inverse field (the subject's values do not depend on it).
 
     Returns:
         ``image``, ``label`` (if given) and the ``ddf`` ``(1, n, *spatial)`` that made them
-        (``subject(x) = template(x + ddf(x))``).
+        (``subject(x) = template(x + ddf(x))``); with ``inverse``, ``inverse`` ``(1, n, *spatial)``,
+        the DDF of ``φ⁻¹`` (``template(y) ≈ subject(y + inverse(y))``, the diffeomorphism inverted by
+        integrating its negated velocity, the affine exactly).
     """
     shape = tuple(image.shape[2:])
     gen = torch.Generator().manual_seed(int(seed))
     sigma = config.smoothness * max(shape)
-    deform = random_diffeomorphic_ddf(shape, config.max_displacement, sigma=sigma, seed=int(seed) * 7919 + 1)
-    matrix, affine_ddf = random_affine_ddf(shape, config, gen)
+    velocity = random_velocity(shape, config.max_displacement, sigma=sigma, seed=int(seed) * 7919 + 1)
+    deform = integrate_svf(velocity)  # = random_diffeomorphic_ddf(shape, max_displacement, sigma, seed)
+    matrix, shift = random_affine(config, gen, len(shape))
     # φ(x) = A (x + u(x) − c) + c + t  =>  ddf = affine_ddf + A u
-    ddf = affine_ddf + torch.einsum("ij,bj...->bi...", matrix.float(), deform)
+    ddf = affine_ddf(shape, matrix, shift) + torch.einsum("ij,bj...->bi...", matrix.float(), deform)
     moved = Warp("bilinear", "zeros")(image.float(), ddf)
     log_bias = config.bias * smooth_noise(shape, 1, sigma=max(shape) / 4, generator=gen)
     gamma = math.exp(float(uniform(gen, 1, config.gamma)))
     out = {"image": degrade(moved, gamma, log_bias, config.noise, gen), "ddf": ddf}
     if label is not None:
         out["label"] = Warp("nearest", "zeros")(label.float(), ddf).round().to(label.dtype)
+    if inverse:
+        # φ⁻¹(y) = ψ⁻¹(z(y)) with z(y) = A⁻¹ (y − c − t) + c and ψ⁻¹(z) = z + v(z), v = exp(−velocity)
+        a_inv = torch.linalg.inv(matrix)
+        z = affine_ddf(shape, a_inv, -(a_inv @ shift))
+        out["inverse"] = z + Warp("bilinear", "border")(integrate_svf(-velocity), z)
     return out
+
+
+def pair_truth(fixed_ddf: torch.Tensor, moving_inverse: torch.Tensor) -> torch.Tensor:
+    """The true field of a pair of subjects of one template, ``(B, n, *S)`` voxels.
+
+    With ``fixed(x) = T(x + d_f(x))`` and ``moving(y) = T(y + d_m(y))``, the field ``u`` with
+    ``moving(x + u(x)) = fixed(x)`` is ``u(x) = d_f(x) + d_m⁻¹(x + d_f(x))``.
+
+    Args:
+        fixed_ddf: ``d_f``, the fixed subject's ``ddf`` (:func:`make_subject`).
+        moving_inverse: ``d_m⁻¹``, the moving subject's ``inverse``.
+    """
+    return fixed_ddf + Warp("bilinear", "border")(moving_inverse, fixed_ddf)
 
 
 def make_pair(

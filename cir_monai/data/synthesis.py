@@ -51,8 +51,11 @@ __all__ = [
     "integrate_svf",
     "smooth_random_ddf",
     "random_diffeomorphic_ddf",
+    "random_velocity",
+    "affine_ddf",
     "uniform",
     "rotation_matrix",
+    "random_affine",
     "random_affine_ddf",
     "degrade",
     "synthesize_image",
@@ -143,9 +146,16 @@ def random_diffeomorphic_ddf(
     Returns:
         ``(1, n, *shape)`` DDF in voxels (MONAI convention) whose Jacobian determinant is positive.
     """
+    return integrate_svf(random_velocity(shape, max_displacement, sigma, seed), num_steps)
+
+
+def random_velocity(
+    shape: Sequence[int], max_displacement: float = 4.0, sigma: float = 8.0, seed: int = 0
+) -> torch.Tensor:
+    """The stationary velocity field of :func:`random_diffeomorphic_ddf` (same arguments), ``(1, n, *shape)``
+    voxels: ``integrate_svf(v)`` is that deformation and ``integrate_svf(-v)`` its inverse."""
     gen = torch.Generator().manual_seed(seed)
-    velocity = smooth_noise(shape, len(shape), sigma, gen) * max_displacement
-    return integrate_svf(velocity, num_steps)
+    return smooth_noise(shape, len(shape), sigma, gen) * max_displacement
 
 
 def uniform(gen: torch.Generator, n: int, bound: float) -> torch.Tensor:
@@ -168,25 +178,42 @@ def rotation_matrix(angles: torch.Tensor) -> torch.Tensor:
     return rot
 
 
+def random_affine(config: PairConfig, gen: torch.Generator, spatial_dims: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """A small random affine: rotation up to ``config.rotation_deg`` about each axis, scaling up to ``config.scale``
+    per axis, translation up to ``config.translation`` voxels per axis.
+
+    Returns:
+        ``A`` ``(n, n)`` and ``t`` ``(n,)``, float64, of ``x ↦ A (x − c) + c + t`` about the grid centre ``c``
+        (:func:`affine_ddf` turns them into a field).
+    """
+    n = int(spatial_dims)
+    angles = uniform(gen, 1 if n == 2 else 3, math.radians(config.rotation_deg))
+    matrix = rotation_matrix(angles) @ torch.diag(1.0 + uniform(gen, n, config.scale))
+    return matrix, uniform(gen, n, config.translation)
+
+
 def random_affine_ddf(
     shape: Sequence[int], config: PairConfig, gen: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A small random affine about the grid centre, as a matrix and as a voxel DDF.
-
-    Rotation up to ``config.rotation_deg`` about each axis, scaling up to ``config.scale`` per axis, translation up
-    to ``config.translation`` voxels per axis.
+    """:func:`random_affine` as a matrix and a voxel DDF.
 
     Returns:
-        ``A`` ``(n, n)`` float64 and the DDF ``(1, n, *shape)`` float32 of ``x ↦ A (x − c) + c + t``.
+        ``A`` ``(n, n)`` float64 and the DDF ``(1, n, *shape)`` float32 of ``x ↦ A (x − c) + c + t``
+        (:func:`affine_ddf`).
     """
+    matrix, shift = random_affine(config, gen, len(shape))
+    return matrix, affine_ddf(shape, matrix, shift)
+
+
+def affine_ddf(shape: Sequence[int], matrix: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """The voxel DDF ``(1, n, *shape)`` float32 of ``x ↦ A (x − c) + c + t`` about the grid centre ``c``
+    (``matrix`` ``A`` ``(n, n)``, ``shift`` ``t`` ``(n,)``; float64 arithmetic)."""
     n = len(shape)
-    angles = uniform(gen, 1 if n == 2 else 3, math.radians(config.rotation_deg))
-    matrix = rotation_matrix(angles) @ torch.diag(1.0 + uniform(gen, n, config.scale))
-    shift = uniform(gen, n, config.translation)
+    matrix, shift = torch.as_tensor(matrix, dtype=torch.float64), torch.as_tensor(shift, dtype=torch.float64)
     grid = torch.stack(torch.meshgrid(*[torch.arange(s, dtype=torch.float64) for s in shape], indexing="ij"))
     centre = torch.tensor([(s - 1) / 2 for s in shape], dtype=torch.float64).view(n, *([1] * n))
     moved = torch.einsum("ij,j...->i...", matrix, grid - centre) + centre + shift.view(n, *([1] * n))
-    return matrix, (moved - grid)[None].float()
+    return (moved - grid)[None].float()
 
 
 def degrade(

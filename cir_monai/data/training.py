@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from cir_monai.data.pairs import PairConfig, make_subject
+from cir_monai.data.pairs import PairConfig, make_subject, pair_truth
 from cir_monai.data.prepare import TRAIN_SEED
 
 __all__ = ["RandomPairDataset", "FilePairDataset", "StepSampler"]
@@ -30,8 +30,11 @@ class RandomPairDataset(Dataset):
         config: deformation and intensity settings.
         seed: first seed (disjoint from the validation and test seeds).
         length: nominal length (items are generated on demand).
+        with_truth: also give each pair's true field (:func:`~cir_monai.data.pairs.pair_truth`), for the
+            supervised term of :class:`~cir_monai.losses.CLapIRNLoss` (``field_weight``).
 
-    Items: ``{"fixed", "moving"[, "fixed_label", "moving_label"]}``, each ``(1, *S)``.
+    Items: ``{"fixed", "moving"[, "fixed_label", "moving_label"]}``, each ``(1, *S)``; with ``with_truth``, also
+    ``"ddf_truth"`` ``(n, *S)`` voxels (``moving(x + ddf_truth(x)) ≈ fixed(x)``).
     """
 
     #: items are made on demand, there is no epoch (the trainer trains for ``iterations`` whatever ``max_epochs``)
@@ -45,11 +48,13 @@ class RandomPairDataset(Dataset):
         config: PairConfig = PairConfig(),
         seed: int = TRAIN_SEED,
         length: int = NOMINAL_LENGTH,
+        with_truth: bool = False,
     ) -> None:
         if pool_size < 2:
             raise ValueError(f"pool_size must be >= 2, got {pool_size}")
         self.image, self.label = image, label
         self.pool_size, self.config, self.seed, self.length = pool_size, config, int(seed), int(length)
+        self.with_truth = bool(with_truth)
         self._pool: dict[int, dict] = {}
 
     def __len__(self) -> int:
@@ -57,7 +62,7 @@ class RandomPairDataset(Dataset):
 
     def subject(self, i: int) -> dict:
         if i not in self._pool:
-            self._pool[i] = make_subject(self.image, self.label, self.seed + i, self.config)
+            self._pool[i] = make_subject(self.image, self.label, self.seed + i, self.config, inverse=self.with_truth)
         return self._pool[i]
 
     def __getitem__(self, k: int) -> dict:
@@ -67,6 +72,8 @@ class RandomPairDataset(Dataset):
         item = {"fixed": fixed["image"][0], "moving": moving["image"][0]}
         if self.label is not None:
             item["fixed_label"], item["moving_label"] = fixed["label"][0], moving["label"][0]
+        if self.with_truth:
+            item["ddf_truth"] = pair_truth(fixed["ddf"], moving["inverse"])[0]
         return item
 
 

@@ -43,7 +43,7 @@ __all__ = ["is_main_process", "every", "progress_line", "tensorboard_scalars", "
 logger = logging.getLogger("cir_monai.train")
 
 #: the record entries written as TensorBoard scalars
-SCALARS = ("loss", "similarity", "smoothness", "label", "lam", "level", "seconds_per_iteration")
+SCALARS = ("loss", "similarity", "smoothness", "label", "field", "lam", "level", "seconds_per_iteration")
 
 
 def is_main_process() -> bool:
@@ -70,9 +70,11 @@ def progress_line(engine: Engine) -> None:
     """The console line of an iteration: ``iter k/total level l loss … s/it ETA hh:mm:ss``."""
     r = _record(engine)
     logger.info(
-        "iter %d/%d level %d%s loss %.4f (sim %.4f, smooth %.4f, label %.4f, λ %.2f) %.2f s/it ETA %s",
+        "iter %d/%d level %d%s loss %.4f (sim %.4f, smooth %.4f, label %.4f, field %.4f, λ %.2f) %.2f s/it "
+        "ETA %s",
         r["iteration"], r.get("total", 0), r["level"], " (lower frozen)" if r["frozen"] else "", r["loss"],
-        r["similarity"], r["smoothness"], r["label"], r["lam"], r.get("seconds_per_iteration", float("nan")),
+        r["similarity"], r["smoothness"], r["label"], r.get("field", 0.0), r["lam"],
+        r.get("seconds_per_iteration", float("nan")),
         time.strftime("%H:%M:%S", time.gmtime(r.get("eta_seconds", 0.0))),
     )
 

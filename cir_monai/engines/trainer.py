@@ -241,10 +241,12 @@ class CLapIRNTrainer:
         k = self.start_iteration + engine.state.iteration
         level, frozen = self.schedule.at(k)
         self._set_trainable(level, frozen)
-        keys = ("fixed", "moving") + (("fixed_label", "moving_label") if self.loss.label_weight > 0 else ())
+        keys = (("fixed", "moving") + (("fixed_label", "moving_label") if self.loss.label_weight > 0 else ())
+                + (("ddf_truth",) if self.loss.field_weight > 0 else ()))
         missing = [key for key in keys if key not in batch]
         if missing:
-            raise ValueError(f"training step {k} lacks {missing}: label_weight > 0 needs labelled training pairs")
+            raise ValueError(f"training step {k} lacks {missing}: label_weight > 0 needs labelled training pairs, "
+                             "field_weight > 0 generated pairs with their true fields (train#dataset#with_truth)")
         batch = {key: batch[key].to(self.device) for key in keys}
         rank = dist.get_rank() if self.world > 1 else 0
         if self.lam_fixed is not None:
@@ -256,7 +258,8 @@ class CLapIRNTrainer:
         self.network.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.network(batch["moving"], batch["fixed"], lam, active_levels=level)
-        terms = self.loss(out, lam, batch.get("moving_label"), batch.get("fixed_label"))
+        truth = {"ddf_truth": batch["ddf_truth"]} if "ddf_truth" in batch else {}
+        terms = self.loss(out, lam, batch.get("moving_label"), batch.get("fixed_label"), **truth)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         self.optimizer.step()
@@ -268,6 +271,7 @@ class CLapIRNTrainer:
             "similarity": terms["similarity"].mean().item(),
             "smoothness": terms["smoothness"].mean().item(),
             "label": terms["label"].mean().item(),
+            "field": terms["field"].mean().item(),
             "lam": lam.mean().item(),
         }]
 

@@ -47,3 +47,19 @@ def test_file_pairs_follow_a_seeded_order_per_epoch():
     assert len(data) == 5
     with pytest.raises(ValueError, match="at least one pair"):
         FilePairDataset([], identity)
+
+
+def test_items_with_truth_carry_the_pairs_true_field(template):
+    """``with_truth``: the same pairs (bit for bit) plus ``ddf_truth`` = :func:`pair_truth` of the two subjects."""
+    from cir_monai.data.pairs import make_subject, pair_truth
+
+    plain, supervised = RandomPairDataset(*template, pool_size=4), RandomPairDataset(*template, pool_size=4,
+                                                                                     with_truth=True)
+    a, b = plain[3], supervised[3]
+    assert b.keys() == a.keys() | {"ddf_truth"} and all(torch.equal(a[key], b[key]) for key in a)
+    assert b["ddf_truth"].shape == (3, 16, 20, 16)
+    gen = torch.Generator().manual_seed(supervised.seed + 7 * 3 + 3)
+    i, j = torch.randperm(4, generator=gen)[:2].tolist()
+    fixed = make_subject(*template, supervised.seed + i, supervised.config)
+    moving = make_subject(*template, supervised.seed + j, supervised.config, inverse=True)
+    assert torch.equal(b["ddf_truth"], pair_truth(fixed["ddf"], moving["inverse"])[0])
