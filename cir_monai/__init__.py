@@ -1,4 +1,4 @@
 # Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
 """cir-monai: conditional deformable image registration (cLapIRN, Mok & Chung, MICCAI 2021) on MONAI."""
 
-__version__ = "0.7.0"
+__version__ = "0.8.0"
