@@ -55,9 +55,6 @@ def brains(tmp_path_factory):
     files = {"fixed": image, "fixed_label": label, "moving": moving, "moving_label": moving_label,
              "moved": _move(moving, grid, moved_by, 1), "moved_label": _move(moving_label, grid, moved_by, 0),
              "fixed_moved": _move(image, grid, moved_by, 1)}
-    # the moved scan brought back by the true affine: the same two resamplings as --affine, no estimation error
-    files["back"] = _move(files["moved"], grid, np.linalg.inv(moved_by), 1)
-    files["back_label"] = _move(files["moved_label"], grid, np.linalg.inv(moved_by), 0)
     for key, data in files.items():
         nib.save(nib.Nifti1Image(data.astype(np.int16 if "label" in key else np.float32), grid),
                  str(folder / f"{key}.nii.gz"))
@@ -113,16 +110,14 @@ def test_register_with_affine_matches_the_aligned_pair(brains, tmp_path):
     aligned = dice("moving", "moving_label", False)
     moved_without = dice("moved", "moved_label", False)
     moved_with = dice("moved", "moved_label", True)
-    back = dice("back", "back_label", False)
     assert (tmp_path / "moved" / "affine.tfm").is_file()
     assert moved_without < aligned - 0.1, (moved_without, aligned)  # the deformable step alone cannot undo it
-    # regression values (λ = 1, network alone), bundle 0.8.0: aligned 0.851; moved and brought back by the true affine
-    # 0.838 (the same two resamplings as --affine: scipy, a 7 % scale and 12° rotation, then ITK; labels by nearest
-    # neighbour); moved + --affine 0.814 (bundle 0.7.0: 0.843 / 0.818; 0.6.0: 0.801 / 0.804). So the resampling
-    # costs ~0.013 and ITK's estimate ~0.024. The bound leaves ~0.01 for ITK's sampling across machines and fails
-    # when the affine misses by more than a voxel or two
-    assert moved_with >= back - 0.035, (moved_with, back, aligned)
-    assert back <= aligned + 0.01, (back, aligned)  # two more resamplings never help
+    # regression values (λ = 1, network alone): aligned / moved + --affine 0.851 / 0.814 with bundle 0.8.0, 0.843 /
+    # 0.818 with 0.7.0, 0.801 / 0.804 with 0.6.0. The moved scan and its labels were resampled once more than the
+    # aligned pair (scipy, a 7 % scale and 12° rotation, the labels by nearest neighbour): --affine stays level
+    # across releases while the aligned pair gains, so the gap grew with sharper weights (0.037 now). The bound
+    # leaves ~0.01 for ITK's sampling across machines; the floor fails when the affine misses by a voxel or two
+    assert abs(moved_with - aligned) <= 0.045, (moved_with, aligned)
     assert moved_with > 0.80, moved_with
 
 

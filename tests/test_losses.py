@@ -142,3 +142,21 @@ def test_clapirn_loss_adds_the_field_term_only_when_weighted():
     assert weighted["loss"].item() == pytest.approx(plain["loss"].item() + 0.5 * weighted["field"].item(), rel=1e-5)
     with pytest.raises(ValueError, match="needs ddf_truth"):
         CLapIRNLoss(3, 2, field_weight=1.0)(out, 1.0)
+
+
+def test_field_error_pools_a_varying_truth_to_the_coarse_grid():
+    """A truth that varies in space (a ramp along axis 0, 0.5 voxel per voxel): at a level with half the grid the
+    matching field is the truth at the coarse voxels' centres (fine index 2j) halved, and the error is measured
+    in the level's own foreground; a field that forgets the halving, or samples the wrong voxels, is penalised."""
+    from cir_monai.losses import FieldErrorLoss
+
+    term = FieldErrorLoss(3)
+    truth = torch.zeros(1, 3, 16, 16, 16)
+    truth[:, 0] = 0.5 * torch.arange(16.0).view(16, 1, 1)
+    coarse_fixed = torch.zeros(1, 1, 8, 8, 8)
+    coarse_fixed[..., 1:7, 1:7, 1:7] = 1.0  # interior: the pooling windows there hold 3 fine voxels per axis
+    matching = truth[..., ::2, ::2, ::2] / 2
+    assert term(matching, truth, coarse_fixed).item() == pytest.approx(0.0, abs=1e-2)
+    assert term(truth[..., ::2, ::2, ::2], truth, coarse_fixed).item() > 0.5  # not halved: off by 0.5·j voxels
+    shifted = truth[..., 1::2, ::2, ::2] / 2  # the neighbouring fine voxels: 0.25 voxel off everywhere
+    assert term(shifted, truth, coarse_fixed).item() == pytest.approx(0.25, abs=1e-2)

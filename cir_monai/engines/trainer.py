@@ -246,7 +246,8 @@ class CLapIRNTrainer:
         missing = [key for key in keys if key not in batch]
         if missing:
             raise ValueError(f"training step {k} lacks {missing}: label_weight > 0 needs labelled training pairs, "
-                             "field_weight > 0 generated pairs with their true fields (train#dataset#with_truth)")
+                             "field_weight > 0 pairs with their true fields (only the embedded pairs have them: "
+                             "train.yaml's own train#dataset, with_truth)")
         batch = {key: batch[key].to(self.device) for key in keys}
         rank = dist.get_rank() if self.world > 1 else 0
         if self.lam_fixed is not None:
