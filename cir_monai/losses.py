@@ -99,6 +99,24 @@ class FoldingLoss(nn.Module):
         return F.relu(-jacobian_determinant(ddf.float(), "forward")).flatten(1).mean(1)
 
 
+def pool_to_grid(tensor: torch.Tensor, shape: tuple[int, ...], pool: nn.Module, what: str) -> tuple[torch.Tensor, int]:
+    """Average-pool ``tensor`` ``(B, C, *S)`` as the network pools its images until its grid is ``shape``.
+
+    Returns:
+        the pooled tensor and the pooling factor ``2^j`` (1 when ``S`` is already ``shape``).
+
+    Raises:
+        ValueError: ``S`` does not halve to ``shape`` (``what`` names the tensor in the message).
+    """
+    factor = 1
+    while tuple(tensor.shape[2:]) != shape:
+        if any(s < t for s, t in zip(tensor.shape[2:], shape)):
+            raise ValueError(f"{what} grid {tuple(tensor.shape[2:])} does not pool to the field's grid {shape}: "
+                             "training images must be a multiple of 2**num_levels in size")
+        tensor, factor = pool(tensor), factor * 2
+    return tensor, factor
+
+
 class LabelDiceLoss(nn.Module):
     """``1 − Dice`` of the moving labels warped by a field against the fixed labels (soft, per sample).
 
@@ -120,21 +138,11 @@ class LabelDiceLoss(nn.Module):
         self.warp = Warp("bilinear", "zeros")
         self.dice = DiceLoss(include_background=False, reduction="none")
 
-    def _to_grid(self, onehot: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-        while tuple(onehot.shape[2:]) != shape:
-            if any(s < t for s, t in zip(onehot.shape[2:], shape)):
-                raise ValueError(
-                    f"label grid {tuple(onehot.shape[2:])} does not pool to the field's grid {shape}: "
-                    "training images must be a multiple of 2**num_levels in size for the label loss"
-                )
-            onehot = self.pool(onehot)
-        return onehot
-
     def forward(self, ddf: torch.Tensor, moving_label: torch.Tensor, fixed_label: torch.Tensor) -> torch.Tensor:
         num_classes = int(max(moving_label.max(), fixed_label.max())) + 1
         shape = tuple(ddf.shape[2:])
-        moving = self._to_grid(one_hot(moving_label.long(), num_classes, dim=1), shape)
-        fixed = self._to_grid(one_hot(fixed_label.long(), num_classes, dim=1), shape)
+        moving, _ = pool_to_grid(one_hot(moving_label.long(), num_classes, dim=1), shape, self.pool, "label")
+        fixed, _ = pool_to_grid(one_hot(fixed_label.long(), num_classes, dim=1), shape, self.pool, "label")
         warped = self.warp(moving, ddf.float())
         per_class = self.dice(warped, fixed).flatten(1)  # (B, num_classes - 1), foreground classes
         present = (fixed[:, 1:] + moving[:, 1:]).flatten(2).sum(-1) > 0  # absent classes would count as perfect
@@ -164,13 +172,7 @@ class FieldErrorLoss(nn.Module):
         self.eps = float(eps)
 
     def forward(self, ddf: torch.Tensor, truth: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
-        shape = tuple(ddf.shape[2:])
-        truth, factor = truth.float(), 1.0
-        while tuple(truth.shape[2:]) != shape:
-            if any(s < t for s, t in zip(truth.shape[2:], shape)):
-                raise ValueError(f"true field grid {tuple(truth.shape[2:])} does not pool to the field's grid "
-                                 f"{shape}: training images must be a multiple of 2**num_levels in size")
-            truth, factor = self.pool(truth), factor * 2
+        truth, factor = pool_to_grid(truth.float(), tuple(ddf.shape[2:]), self.pool, "true field")
         error = ((ddf.float() - truth / factor).pow(2).sum(1, keepdim=True) + self.eps).sqrt()
         mask = (fixed > 0).float()
         return (error * mask).flatten(1).sum(1) / mask.flatten(1).sum(1).clamp_min(1)

@@ -245,9 +245,13 @@ class CLapIRNTrainer:
                 + (("ddf_truth",) if self.loss.field_weight > 0 else ()))
         missing = [key for key in keys if key not in batch]
         if missing:
-            raise ValueError(f"training step {k} lacks {missing}: label_weight > 0 needs labelled training pairs, "
-                             "field_weight > 0 pairs with their true fields (only the embedded pairs have them: "
-                             "train.yaml's own train#dataset, with_truth)")
+            why = [f"training step {k} lacks {missing}"]
+            if {"fixed_label", "moving_label"} & set(missing):
+                why.append("label_weight > 0 needs labelled training pairs")
+            if "ddf_truth" in missing:
+                why.append("field_weight > 0 needs pairs with their true fields: only train.yaml's own train#dataset "
+                           "(the embedded pairs, with_truth) has them; set loss#field_weight to 0")
+            raise ValueError(": ".join(why))
         batch = {key: batch[key].to(self.device) for key in keys}
         rank = dist.get_rank() if self.world > 1 else 0
         if self.lam_fixed is not None:
@@ -259,8 +263,8 @@ class CLapIRNTrainer:
         self.network.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.network(batch["moving"], batch["fixed"], lam, active_levels=level)
-        truth = {"ddf_truth": batch["ddf_truth"]} if "ddf_truth" in batch else {}
-        terms = self.loss(out, lam, batch.get("moving_label"), batch.get("fixed_label"), **truth)
+        terms = self.loss(out, lam, batch.get("moving_label"), batch.get("fixed_label"),
+                          ddf_truth=batch.get("ddf_truth"))
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         self.optimizer.step()

@@ -220,5 +220,8 @@ def test_the_field_term_teaches_the_true_field(tmp_path, template):
         assert (trainer.history[-1]["field"] > 0) == (weight > 0)
     assert errors[0.5] < 0.8 * errors[0.0], errors
     without = FixedPair({k: v for k, v in batch.items() if k != "ddf_truth"})
-    with pytest.raises(ValueError, match="ddf_truth"):
+    with pytest.raises(ValueError, match=r"lacks \['ddf_truth'\]: field_weight > 0 needs pairs with their true fields"):
         make_trainer(net(levels=1), without, tmp_path / "x", iterations=(1,), field_weight=1.0).run()
+    unlabelled = FixedPair({k: v for k, v in batch.items() if k in ("fixed", "moving")})
+    with pytest.raises(ValueError, match="label_weight > 0 needs labelled training pairs$"):
+        make_trainer(net(levels=1), unlabelled, tmp_path / "y", iterations=(1,), label_weight=1.0).run()
