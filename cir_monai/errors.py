@@ -1,10 +1,9 @@
 # Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
 """One-line errors for users: the innermost problem, not the engine's traceback.
 
-Every entry point of this project (``cir-monai`` and ``python -m monai.bundle run``
-with the bundle's configs) reports bad input the same way::
+The ``cir-monai`` command reports bad input as one line::
 
-    error: model file not found: bundle/models/modle.pt
+    cir-monai: error: model file not found: bundle/models/modle.pt
 
 MONAI's config machinery wraps whatever went wrong in ``RuntimeError("Failed to
 instantiate ...")`` several times over; :func:`user_message` walks that chain down to
@@ -13,19 +12,14 @@ whose message names the file, shape or value) and returns its message.
 Anything else is a bug and keeps its full traceback. ``CIR_MONAI_TRACEBACK=1``
 shows the full traceback for every error.
 
-:func:`install_bundle_error_hook` is the first ``initialize`` step of the
-bundle's configs; it also has the command line's overrides checked
-(:mod:`cir_monai.overrides`).
+The bundle's configs change nothing in the process that runs them (a MONAI Label server, a Deploy
+application): they raise ordinary exceptions whose messages name the file, shape or value; the
+one-line form is the command line's alone (:func:`cir_monai.cli.main`).
 """
 
 from __future__ import annotations
 
-import os
-import sys
-
-from cir_monai.overrides import check_command_line
-
-__all__ = ["USER_ERRORS", "user_message", "install_bundle_error_hook"]
+__all__ = ["USER_ERRORS", "user_message"]
 
 #: exception types whose message is meant for the user (this project raises these for bad input)
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, OSError)
@@ -56,23 +50,3 @@ def user_message(exc: BaseException) -> str | None:
                 return f"{inner}: {inner.filename}"
             return str(inner) or type(inner).__name__
     return None
-
-
-def _excepthook(exc_type, exc, tb, _default=sys.excepthook) -> None:
-    message = None if os.environ.get("CIR_MONAI_TRACEBACK") else user_message(exc)
-    if message is None:
-        _default(exc_type, exc, tb)
-        return
-    print(f"error: {message}", file=sys.stderr)
-    print("(set CIR_MONAI_TRACEBACK=1 for the full traceback)", file=sys.stderr)
-
-
-def install_bundle_error_hook() -> bool:
-    """Make uncaught user errors print one line; under ``python -m monai.bundle`` also check the overrides.
-
-    Called as the first ``initialize`` step of the bundle's configs. Returns True.
-    """
-    if sys.excepthook is not _excepthook:
-        sys.excepthook = _excepthook
-    check_command_line()
-    return True

@@ -2,9 +2,9 @@
 """Override checking for bundle command lines: a misspelt ``--key`` is an error with a suggestion.
 
 MONAI adds unknown override keys to a config silently, so ``python -m monai.bundle run register
-... --lmas "[4]"`` would run with the default λ. :func:`check_command_line` (called from the
-bundle configs' first ``initialize`` step, :func:`cir_monai.errors.install_bundle_error_hook`)
-checks the overrides of this process's ``python -m monai.bundle`` command line;
+... --lmas "[4]"`` would run with the default λ. :func:`check_command_line` (the
+bundle configs' first ``initialize`` step) checks the overrides of this process's ``python -m monai.bundle``
+command line;
 :func:`check_override_keys` checks a list of ids and :func:`check_reserved` refuses the ids a command sets
 itself (the ``cir-monai`` command, through :func:`cir_monai.workflows.run_bundle`).
 """

@@ -32,7 +32,7 @@ from cir_monai.engines.handlers import TrainingCheckpoint, default_handlers, is_
 from cir_monai.engines.schedule import LevelSchedule, sample_lambda
 from cir_monai.engines.validation import validate
 from cir_monai.frame import model_frame
-from cir_monai.io import load_network
+from cir_monai.io import load_network, record_bundle_frame
 from cir_monai.io.checkpoint import load_checkpoint, save_checkpoint
 from cir_monai.losses import CLapIRNLoss
 from cir_monai.networks import CLapIRN
@@ -334,5 +334,6 @@ class CLapIRNTrainer:
                             model_path)
             if self.bundle_model is not None:
                 save_checkpoint(self.model.state_dict(), self.bundle_model)
+                record_bundle_frame(self.bundle_model, self.frame)  # a plain state dict's frame lives in its bundle
                 logger.info("weights written to %s (plain state dict)", self.bundle_model)
         return {"iterations": total, "model": str(model_path), "last": self.history[-1] if self.history else None}

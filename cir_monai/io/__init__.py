@@ -4,8 +4,17 @@ every kind of model file, the authors' ``.pth`` layout (:mod:`cir_monai.io.offic
 (:mod:`cir_monai.io.export`, imported on its own: it needs the bundle machinery)."""
 
 from cir_monai.io.checkpoint import check_model_file, load_checkpoint, save_checkpoint
-from cir_monai.io.models import infer_config, load_bundle_network, load_network, read_model_file
+from cir_monai.io.models import (
+    bundle_frame,
+    infer_config,
+    load_bundle_network,
+    load_network,
+    model_file_frame,
+    read_model_file,
+    record_bundle_frame,
+)
 from cir_monai.io.official import convert_checkpoint, load_official_checkpoint
 
-__all__ = ["check_model_file", "convert_checkpoint", "infer_config", "load_bundle_network", "load_checkpoint",
+__all__ = ["bundle_frame", "model_file_frame", "record_bundle_frame",
+           "check_model_file", "convert_checkpoint", "infer_config", "load_bundle_network", "load_checkpoint",
            "load_network", "load_official_checkpoint", "read_model_file", "save_checkpoint"]

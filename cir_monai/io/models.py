@@ -6,7 +6,8 @@ Three kinds of file hold a :class:`~cir_monai.networks.CLapIRN`, and :func:`read
 * this project's checkpoint or ``model.pt`` written by the trainer or ``cir-monai convert``:
   ``{"model": state dict, "network": constructor arguments[, "frame"]}``;
 * a plain state dict in this package's key layout, as the model zoo ships ``models/model.pt`` (the
-  architecture is read off the tensor shapes, :func:`infer_config`);
+  architecture is read off the tensor shapes, :func:`infer_config`; the frame is the ``"frame"`` entry of the
+  bundle's ``configs/metadata.json`` when the file lies in a bundle's ``models/`` folder, :func:`bundle_frame`);
 * one of the authors' ``.pth`` files (:mod:`cir_monai.io.official` renames their keys).
 
 Every file is read weights-only (:func:`cir_monai.io.checkpoint.load_checkpoint`): nothing in it runs.
@@ -16,23 +17,75 @@ Every file is read weights-only (:func:`cir_monai.io.checkpoint.load_checkpoint`
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
+from cir_monai.atomic import write_json
 from cir_monai.defaults import default_model
 from cir_monai.frame import EMBEDDED_FRAME, OFFICIAL_FRAME, model_frame
 from cir_monai.io.checkpoint import load_checkpoint
 from cir_monai.io.official import load_official_checkpoint
 from cir_monai.networks import CLapIRN
 
-__all__ = ["read_model_file", "load_network", "load_bundle_network", "infer_config"]
+__all__ = ["read_model_file", "load_network", "load_bundle_network", "infer_config", "bundle_frame",
+           "record_bundle_frame", "model_file_frame", "BUNDLE_METADATA"]
 
 logger = logging.getLogger("cir_monai.inference")
+
+#: where a bundle records the frame of its plain-state-dict ``models/model.pt``, relative to the bundle folder
+BUNDLE_METADATA = Path("configs") / "metadata.json"
+
+
+def _bundle_metadata(model_file: str | os.PathLike) -> Path:
+    """``<bundle>/configs/metadata.json`` for a model file at ``<bundle>/models/<file>``."""
+    return Path(model_file).expanduser().resolve().parent.parent / BUNDLE_METADATA
+
+
+def bundle_frame(model_file: str | os.PathLike) -> dict | None:
+    """The frame a MONAI bundle records for the plain state dict ``<bundle>/models/<file>``: the ``"frame"`` entry
+    of ``<bundle>/configs/metadata.json`` (a plain state dict cannot carry it: the model zoo loads it with
+    ``load_state_dict``). ``None`` when the file is not in a bundle or the bundle records no frame.
+
+    Raises:
+        ValueError: the metadata file is not valid JSON, or its frame is not a frame (the file in the message).
+    """
+    meta = _bundle_metadata(model_file)
+    if Path(model_file).expanduser().resolve().parent.name != "models" or not meta.is_file():
+        return None
+    try:
+        frame = json.loads(meta.read_text()).get("frame")
+    except ValueError as err:
+        raise ValueError(f"{meta}: not valid JSON ({err})") from err
+    if frame is None:
+        return None
+    try:
+        return model_frame(frame)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{meta}: its \"frame\" entry is not a frame ({err})") from err
+
+
+def record_bundle_frame(model_file: str | os.PathLike, frame: dict) -> bool:
+    """Write ``frame`` as the ``"frame"`` of the bundle that ``<bundle>/models/<file>`` lies in (atomically), so
+    that the plain state dict written there is read in the frame it was trained in. Nothing happens when the file is
+    not in a bundle with a ``configs/metadata.json`` or the bundle already records that frame. Returns whether the
+    metadata was written."""
+    meta = _bundle_metadata(model_file)
+    if Path(model_file).expanduser().resolve().parent.name != "models" or not meta.is_file():
+        return False
+    data = json.loads(meta.read_text())
+    if data.get("frame") is not None and model_frame(data["frame"]) == model_frame(frame):
+        return False
+    data["frame"] = dict(frame)
+    write_json(meta, data, indent=4)
+    logger.info("frame %s recorded in %s", frame, meta)
+    return True
 
 
 def infer_config(state: Mapping[str, torch.Tensor]) -> dict:
@@ -65,7 +118,8 @@ def infer_config(state: Mapping[str, torch.Tensor]) -> dict:
 def read_model_file(path: str | os.PathLike) -> tuple[dict, dict, dict | None]:
     """The weights (this package's key layout), the :class:`CLapIRN` arguments and the recorded frame of any
     kind of model file (see the module's docstring); the frame is ``None`` for a file that records none
-    (a plain state dict), :data:`~cir_monai.frame.OFFICIAL_FRAME` for the authors' files.
+    (a plain state dict outside a bundle that records one), :data:`~cir_monai.frame.OFFICIAL_FRAME` for the
+    authors' files.
 
     Raises:
         FileNotFoundError: no such file (its path in the message).
@@ -78,7 +132,7 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict, dict, dict | None]:
     if isinstance(state, dict) and "model" in state and "network" in state:
         return state["model"], dict(state["network"]), state.get("frame")
     if isinstance(state, dict) and "levels.0.down.weight" in state:
-        return state, infer_config(state), None
+        return state, infer_config(state), bundle_frame(path)
     net = load_official_checkpoint(path)
     return net.state_dict(), net.config, OFFICIAL_FRAME
 
@@ -88,9 +142,9 @@ def load_network(path: str | os.PathLike | None = None, device: str | torch.devi
     ``None``: the bundle's shipped model, :func:`~cir_monai.defaults.default_model`).
 
     The returned network carries ``net.frame``, the frame it was trained in (:mod:`cir_monai.frame`):
-    the file's ``"frame"``; :data:`~cir_monai.frame.EMBEDDED_FRAME` (2 mm) for a file without one (the
-    shipped plain state dict: its frame is also stated in the bundle's configs);
-    :data:`~cir_monai.frame.OFFICIAL_FRAME` (1 mm OASIS) for the authors' files.
+    the file's ``"frame"``, or its bundle's (the shipped plain state dict: :func:`bundle_frame`);
+    :data:`~cir_monai.frame.OFFICIAL_FRAME` (1 mm OASIS) for the authors' files; for a file that records none,
+    :data:`~cir_monai.frame.EMBEDDED_FRAME` (2 mm), with a warning.
 
     Raises:
         FileNotFoundError: the file does not exist (its path in the message).
@@ -103,12 +157,30 @@ def load_network(path: str | os.PathLike | None = None, device: str | torch.devi
     state, config, frame = read_model_file(path)
     net = CLapIRN(**config)
     net.load_state_dict(state)
-    if frame is None:
-        log = logger.debug if shipped else logger.info  # the shipped model's frame is stated in the bundle's configs
-        log("%s records no frame: assuming the embedded 2 mm frame", path)
-        frame = EMBEDDED_FRAME
-    net.frame = model_frame(frame, net)
+    net.frame = model_frame(_or_embedded(frame, path), net)
     return net.to(device).eval()
+
+
+def _or_embedded(frame: dict | None, path: Path) -> dict:
+    """``frame``, or :data:`~cir_monai.frame.EMBEDDED_FRAME` with a warning for a file that records none."""
+    if frame is None:
+        logger.warning("%s records no frame (a plain state dict outside a bundle that records one): assuming the "
+                       "embedded 2 mm frame", path)
+        return EMBEDDED_FRAME
+    return frame
+
+
+def model_file_frame(path: str | os.PathLike) -> dict:
+    """The complete frame of any kind of model file (:func:`read_model_file`; :data:`EMBEDDED_FRAME` with a
+    warning for a file that records none): what the bundle's ``inference.yaml`` resamples its inputs to.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`read_model_file`.
+    """
+    path = Path(path).expanduser()
+    state, config, frame = read_model_file(path)
+    dims = SimpleNamespace(spatial_dims=int(config.get("spatial_dims", 3)), lam_max=float(config.get("lam_max", 10.0)))
+    return model_frame(_or_embedded(frame, path), dims)  # the network's λ range and dimensions, without building it
 
 
 def load_bundle_network(bundle_root: str | os.PathLike, config_file: str = "configs/inference.yaml",
