@@ -22,12 +22,16 @@ from __future__ import annotations
 import ast
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from cir_monai.defaults import DEFAULT_LAMS, DEFAULT_REFINE
+from cir_monai.defaults import DEFAULT_LAMS, DEFAULT_REFINE, MAX_FOLDING_PCT
 
 __all__ = ["main", "Commands", "parse_lams"]
+
+#: when ``main`` started (``time.perf_counter``): the commands' "done in" lines count from here, imports included
+_START: float | None = None
 
 
 def parse_lams(value) -> list[float]:
@@ -69,7 +73,7 @@ class Commands:
     def register(self, fixed: str, moving: str, lam="1.0", out: str = "runs/register", moving_label: str | None = None,
                  fixed_label: str | None = None, model: str | None = None, device: str | None = None,
                  ddf_units: str = "voxel", png: bool = False, frame: str = "model", inverse: bool = False,
-                 affine: bool = False, refine: int = DEFAULT_REFINE):
+                 affine: bool = False, refine: int | None = None):
         """Register MOVING onto FIXED at one or more λ; NIfTI outputs in the fixed image's space.
 
         Writes OUT/<pair>/lam_<λ>/{warped.nii.gz, ddf.nii.gz[, warped_label.nii.gz][, overlay.png]}.
@@ -77,12 +81,18 @@ class Commands:
         the frame the model was trained in (the shipped model: 2 mm), the field is brought back to
         the fixed grid, and the moving image and labels are sampled through it once, at their full
         resolution.
-        Several λ share one preprocessing pass.
+        Several λ share one preprocessing pass. Progress goes to stderr (the refinement's steps with an ETA, one
+        line per written λ); the last lines give each λ's folder and the total time.
+
+        Input: single-channel 3D brain MRI (the shipped model: skull-stripped T1, roughly aligned, or use --affine).
+        A label map, a binary mask, a 4D series or a CT in Hounsfield units given as FIXED or MOVING is refused
+        with one line saying so.
 
         Args:
             fixed: the fixed (target) image file.
             moving: the moving (source) image file.
-            lam: λ, or several (0.1,1,4), or a `sweep` output folder to use its λ*. Default 1.
+            lam: λ, or several (0.1,1,4), or a `sweep` output folder to use its λ* (and, unless --refine is given,
+                the refinement the sweep chose it for). Default 1.
             out: output folder (created; files of the same name replaced).
             moving_label: a label map of the moving image, warped with nearest neighbour.
             fixed_label: a label map of the fixed image (checked against the fixed image's shape).
@@ -95,33 +105,80 @@ class Commands:
                 the fixed image's own grid).
             affine: align MOVING affinely first (ITK, mutual information, 3 levels): ddf.nii.gz is then
                 the total field (affine and deformable composed) and affine.tfm the affine (ITK/ANTs/Slicer).
-            inverse: also write ddf_inverse.nii.gz, the inverse field (fixed-point inversion of the
-                DDF, on the fixed grid), which maps the fixed image onto the moving one; prints its
-                composition residual (approximate where the moving scan lies outside the fixed grid).
+            inverse: also write ddf_inverse.nii.gz, the inverse field (Newton inversion of the DDF, on the fixed
+                grid), which maps the fixed image onto the moving one (`cir-monai apply --inverse`); prints its
+                composition residual's median, 99th percentile and max in voxels over the fixed brain (large only
+                where the field folds, where no inverse exists).
             refine: refine the network's field for this pair by N steps of its own training objective at the same
-                λ (Adam, in the model's frame); 0 gives the network's field alone (fastest). Default 50.
+                λ (Adam, in the model's frame); 0 gives the network's field alone (fastest). Default 50, or the
+                sweep's with --lam SWEEP_FOLDER.
         """
-        from cir_monai.engines.inference import register_files
+        from cir_monai.engines.inference import register_files, residual_text
         from cir_monai.runtime import tune_cpu_allocator
-        from cir_monai.sweep import read_lam_star
+        from cir_monai.sweep import read_sweep
 
+        started = _START if _START is not None else time.perf_counter()
         tune_cpu_allocator()
         folder = Path(lam).expanduser() if isinstance(lam, str) else None
         if folder is not None and not folder.exists() and (os.sep in lam or lam.startswith(("~", "."))):
             raise FileNotFoundError(f"--lam {lam}: no such sweep folder (or give λ values such as 1 or 0.1,1,4)")
-        lams = [read_lam_star(folder)] if folder is not None and folder.exists() else parse_lams(lam)
+        if folder is not None and folder.exists():
+            chosen = read_sweep(folder)
+            lams = [chosen["lam_star"]]
+            if refine is None:
+                refine = chosen["refine"]
+            elif int(refine) != chosen["refine"]:
+                print(f"note: λ* = {chosen['lam_star']:g} was chosen for {chosen['refine']} refinement steps; "
+                      f"registering with {refine}", file=sys.stderr)
+            print(f"λ* = {lams[0]:g} from {folder} (chosen for {refine} refinement steps)", file=sys.stderr)
+        else:
+            lams = parse_lams(lam)
+        refine = DEFAULT_REFINE if refine is None else refine
         results = register_files(fixed, moving, lams, out, moving_label=moving_label, fixed_label=fixed_label,
                                  model=model, device=device, ddf_units=ddf_units, figures=png, frame=frame,
                                  inverse=inverse, affine=affine, refine=refine)
         for value, record in results.items():
-            extra = (f"; inverse residual {record['inverse_residual_mean']:.3f} voxel mean, "
-                     f"{record['inverse_residual_max']:.2f} max" if inverse else "")
+            extra = f"; inverse residual (voxels) {residual_text(record)}" if inverse else ""
             print(f"λ = {value:g}: {record['folder']} ({record['seconds']:.1f} s{extra})")
+        print(f"done in {time.perf_counter() - started:.1f} s (start-up, reading, {len(lams)} λ and writing)")
+
+    def apply(self, transform_dir: str, *images: str, out: str | None = None, label: bool = False,
+              inverse: bool = False):
+        """Apply a registration to other images (a T2, a PET, a label map), like antsApplyTransforms.
+
+        `cir-monai apply OUT/<pair>/lam_1 t2.nii.gz --out t2_on_fixed.nii.gz`: each IMAGE (3D, lying where the
+        moving scan lies, on any grid: spacing, orientation, field of view) is sampled once, from its own grid,
+        through the field `register` wrote (the total one with --affine), onto the fixed image's grid. Zero
+        outside the image.
+
+        Args:
+            transform_dir: a lam_<λ> folder written by `register` (transform.json, ddf.nii.gz).
+            images: one or more image files.
+            out: the output .nii.gz for one image; a folder for several (one output per image, named after it).
+            label: nearest neighbour, for label maps of integers (their dtype is kept); default trilinear.
+            inverse: the other way: images in the fixed image's space onto the moving image's grid, with
+                ddf_inverse.nii.gz (written by `register --inverse`).
+        """
+        from cir_monai.apply import apply_transform
+
+        start = time.perf_counter()
+        for name, value in (("label", label), ("inverse", inverse)):
+            if not isinstance(value, bool):  # fire reads `--label seg.nii.gz` as label="seg.nii.gz"
+                raise ValueError(f"--{name} takes no value (got {value!r}): give the images first, e.g. "
+                                 f"cir-monai apply DIR IMAGE --{name} --out OUT")
+        if out is None:
+            raise ValueError("--out is required: the output .nii.gz for one image, a folder for several")
+        written = apply_transform(transform_dir, [str(image) for image in images], out, label=label, inverse=inverse)
+        for source, path in zip(images, written):
+            print(f"{path} (from {source})")
+        grid = "the moving image's grid" if inverse else "the fixed image's grid"
+        print(f"{len(written)} image(s) onto {grid}; done in {time.perf_counter() - start:.1f} s")
 
     def sweep(self, data: str = "embedded", lams=DEFAULT_LAMS, out: str = "runs/sweep",
-              max_folding: float = 0.1, rule: str = "max_dice", tolerance: float = 0.01, split: str = "validation",
-              model: str | None = None, device: str | None = None, pixdim: float | None = None, refine: int = 0):
-        """Find λ*: register every labelled pair at every λ with one model and pick the best λ.
+              max_folding: float = MAX_FOLDING_PCT, rule: str = "max_dice", tolerance: float = 0.01,
+              split: str = "validation", model: str | None = None, device: str | None = None,
+              pixdim: float | None = None, refine: int = DEFAULT_REFINE):
+        """Find λ*: register every labelled pair at every λ with one model, as `register` would, and pick the best λ.
 
         Writes OUT/summary.md (report with tables and pictures), summary.json, one CSV per pair,
         tradeoff.png (Dice, std|J|, % folding vs λ, λ* marked), lambda_panel.png (the paper's
@@ -133,7 +190,7 @@ class Commands:
                 Learn2Reg or neurite-OASIS folder, or a folder with datalist.json. Pairs need labels.
             lams: the λ values to try (default 0,0.1,0.5,1,2,4,8,10).
             out: output folder.
-            max_folding: only λ whose mean % of voxels with det J ≤ 0 is at most this qualify.
+            max_folding: only λ whose mean % of voxels with det J ≤ 0 is at most this qualify (default 0.5).
             rule: max_dice (highest mean Dice, default) or smoothest (largest λ within
                 --tolerance Dice of the best).
             tolerance: Dice tolerance of the smoothest rule.
@@ -141,18 +198,21 @@ class Commands:
             model: model file (default: the bundle's shipped model).
             device: cpu or cuda.
             pixdim: resample to this spacing in mm first (default: the fixed image's grid).
-            refine: per-pair refinement steps at every λ (default 0: the network alone; give register's
-                default, 50, to choose λ for refined registrations).
+            refine: per-pair refinement steps at every λ (default 50, register's default: λ* is chosen for the
+                registrations register makes; `register --lam OUT` then refines as the sweep did). 0 scores the
+                network alone (8× faster).
         """
         from cir_monai.runtime import tune_cpu_allocator
         from cir_monai.sweep import sweep
 
+        started = _START if _START is not None else time.perf_counter()
         tune_cpu_allocator()
         summary = sweep(data, out, parse_lams(lams), max_folding, rule, tolerance, split, model, device, pixdim,
                         refine=refine)
         report = Path(out).expanduser() / "summary.md"
         _print_table(report, bold=True)
-        print(f"λ* = {summary['lam_star']:g}; report: {report}")
+        print(f"λ* = {summary['lam_star']:g} (for {refine} refinement steps); report: {report}")
+        print(f"done in {time.perf_counter() - started:.1f} s")
 
     def evaluate(self, model: str | None = None, lams=DEFAULT_LAMS, out: str = "runs/evaluate",
                  data: str = "embedded", split: str = "test", config=(), **overrides):
@@ -173,9 +233,11 @@ class Commands:
         """
         from cir_monai.workflows import evaluate
 
+        started = _START if _START is not None else time.perf_counter()
         report = evaluate(model, parse_lams(lams), out, data, split, config, **overrides)
         _print_table(report)
         print(f"report: {report}")
+        print(f"done in {time.perf_counter() - started:.1f} s")
 
     def train(self, config=(), out: str = "runs/train", init_from: str | None = None, **overrides):
         """Train cLapIRN with the bundle's training workflow (resumes from OUT/checkpoint.pt).
@@ -224,7 +286,8 @@ def _unknown_flag(argv: Sequence[str]) -> str | None:
 
     if not argv or not hasattr(Commands, argv[0]) or argv[0].startswith("_"):
         return None
-    params = inspect.signature(getattr(Commands, argv[0])).parameters
+    params = {name: p for name, p in inspect.signature(getattr(Commands, argv[0])).parameters.items()
+              if p.kind is not inspect.Parameter.VAR_POSITIONAL}  # `apply`'s *images: positional only, no --images
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return None  # evaluate / train forward other flags to the bundle, checked there
     for token in argv[1:]:
@@ -249,6 +312,8 @@ def _help_flags(argv: list[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``cir-monai`` / ``python -m cir_monai``; returns the exit status."""
+    global _START
+    _START = time.perf_counter()
     import fire
 
     from cir_monai.errors import user_message

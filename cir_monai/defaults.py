@@ -18,14 +18,17 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["DEFAULT_LAMS", "DEFAULT_REFINE", "default_device", "installed", "bundle_root", "bundle_configs",
-           "default_model", "data_dir", "cache_dir", "embedded_dir", "overlay_files"]
+__all__ = ["DEFAULT_LAMS", "DEFAULT_REFINE", "MAX_FOLDING_PCT", "default_device", "installed", "bundle_root",
+           "bundle_configs", "default_model", "data_dir", "cache_dir", "embedded_dir", "overlay_files"]
 
 #: the λ values of the paper's evaluation (docs/method.md §5): sweeps, evaluation and the bundle's evaluate workflow
 DEFAULT_LAMS = (0.0, 0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0)
 #: per-pair refinement steps of ``cir-monai register`` and the bundle's register/inference workflows
 #: (cir_monai.refine; measured on the held-out set: README, "Refinement")
 DEFAULT_REFINE = 50
+#: the λ* rule's folding bound (% of voxels with det J ≤ 0): ``cir-monai sweep`` picks the best Dice among the λ whose
+#: fields (refined as ``register`` refines them) fold under it
+MAX_FOLDING_PCT = 0.5
 
 
 def default_device(device: str | torch.device | None = None) -> torch.device:

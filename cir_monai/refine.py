@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from cir_monai.losses import CLapIRNLoss
 from cir_monai.networks.warp import Warp
@@ -29,7 +30,8 @@ __all__ = ["refine_ddf"]
 
 
 def refine_ddf(moving: torch.Tensor, fixed: torch.Tensor, ddf: torch.Tensor, lam: float, iterations: int = 50,
-               lr: float = 0.1, num_levels: int = 3, grid_factor: int = 1, return_losses: bool = False):
+               lr: float = 0.1, num_levels: int = 3, grid_factor: int = 1, return_losses: bool = False,
+               progress: str | None = None):
     """Refine ``ddf`` for this pair by ``iterations`` Adam steps on the network's own objective at smoothness ``lam``.
 
     Args:
@@ -41,6 +43,8 @@ def refine_ddf(moving: torch.Tensor, fixed: torch.Tensor, ddf: torch.Tensor, lam
         num_levels: the network's pyramid levels: the similarity pyramid of its finest level (windows ``2L+1`` …).
         grid_factor: optimise the field's update on a grid ``grid_factor`` times coarser (1: every voxel).
         return_losses: also return the objective before each step and after the last.
+        progress: a description for a progress bar over the steps (tqdm on stderr, with an ETA; removed when
+            done); ``None``: no bar.
 
     Returns:
         the refined ``(1, n, *S)`` field (and the list of objective values when ``return_losses``).
@@ -71,7 +75,7 @@ def refine_ddf(moving: torch.Tensor, fixed: torch.Tensor, ddf: torch.Tensor, lam
 
     losses = []
     with torch.enable_grad():
-        for _ in range(iterations):
+        for _ in tqdm(range(iterations), desc=progress, unit="step", leave=False, disable=progress is None):
             optimizer.zero_grad(set_to_none=True)
             value = loss()
             value.backward()

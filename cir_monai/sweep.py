@@ -10,8 +10,9 @@ weight λ is an input, so finding the right λ for a data set costs one inferenc
 preprocessed once, then registered at every λ), picks λ* with :func:`select_lambda`, and writes
 
 - ``summary.md`` / ``summary.json`` / ``<pair>.csv`` / ``tradeoff.png`` (λ* marked) / ``lambda_panel.png``;
-- ``lam_star.json``: ``{"lam_star", "rule", "max_folding", "tolerance", "model", "data"}``, which
-  ``cir-monai register --lam <sweep folder>`` reads;
+- ``lam_star.json``: ``{"lam_star", "rule", "max_folding", "tolerance", "refine", "model", "data", "lams"}``, which
+  ``cir-monai register --lam <sweep folder>`` reads (λ* and the refinement it was chosen for, which register then
+  runs unless told otherwise);
 - ``register_lam.yaml``: an overlay for the bundle's register workflow
   (``--config_file "['bundle/configs/register.yaml','<sweep folder>/register_lam.yaml']"``).
 """
@@ -27,9 +28,10 @@ from pathlib import Path
 import torch
 
 from cir_monai.atomic import write_json, write_text
-from cir_monai.defaults import DEFAULT_LAMS
+from cir_monai.defaults import DEFAULT_LAMS, DEFAULT_REFINE, MAX_FOLDING_PCT
 
-__all__ = ["RULES", "LAM_STAR_FILE", "check_rule", "select_lambda", "read_lam_star", "run_sweep", "sweep"]
+__all__ = ["RULES", "LAM_STAR_FILE", "check_rule", "select_lambda", "read_lam_star", "read_sweep", "run_sweep",
+           "sweep"]
 
 #: λ* selection rules
 RULES = ("max_dice", "smoothest")
@@ -51,7 +53,7 @@ def check_rule(rule: str, max_folding: float, tolerance: float) -> None:
 
 
 def select_lambda(
-    per_lam: Mapping[str, Mapping[str, float]], max_folding: float = 0.1, rule: str = "max_dice",
+    per_lam: Mapping[str, Mapping[str, float]], max_folding: float = MAX_FOLDING_PCT, rule: str = "max_dice",
     tolerance: float = 0.01,
 ) -> float:
     """Pick λ* from the sweep's per-λ means.
@@ -85,8 +87,10 @@ def select_lambda(
     return max(lam for lam, v in ok if v["dice_mean"] >= best[1]["dice_mean"] - tolerance)
 
 
-def read_lam_star(path: str | os.PathLike) -> float:
-    """λ* from a sweep folder or its ``lam_star.json``.
+def read_sweep(path: str | os.PathLike) -> dict:
+    """The record of a sweep folder or its ``lam_star.json``: ``lam_star`` (float) and ``refine`` (the refinement
+    steps λ* was chosen for; 0 for sweeps written before it was recorded, which scored the network alone), with the
+    rule's settings.
 
     Raises:
         FileNotFoundError: no ``lam_star.json`` there (the path in the message).
@@ -97,9 +101,15 @@ def read_lam_star(path: str | os.PathLike) -> float:
     if not file.is_file():
         raise FileNotFoundError(f"no λ sweep result at {path} (expected {file}; run `cir-monai sweep` first)")
     try:
-        return float(json.loads(file.read_text())["lam_star"])
-    except (ValueError, KeyError, TypeError) as err:
+        record = json.loads(file.read_text())
+        return dict(record, lam_star=float(record["lam_star"]), refine=int(record.get("refine", 0)))
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"{file} does not hold a λ* ({type(err).__name__}: {err})") from err
+
+
+def read_lam_star(path: str | os.PathLike) -> float:
+    """λ* from a sweep folder or its ``lam_star.json`` (:func:`read_sweep`)."""
+    return read_sweep(path)["lam_star"]
 
 
 def run_sweep(
@@ -107,7 +117,7 @@ def run_sweep(
     pairs: Sequence[dict],
     output_dir: str | os.PathLike,
     lams: Sequence[float] = DEFAULT_LAMS,
-    max_folding: float = 0.1,
+    max_folding: float = MAX_FOLDING_PCT,
     rule: str = "max_dice",
     tolerance: float = 0.01,
     model: str = "",
@@ -116,7 +126,7 @@ def run_sweep(
     pixdim: float | Sequence[float] | None = None,
     progress: bool = True,
     shown_dir: str | os.PathLike | None = None,
-    refine: int = 0,
+    refine: int = DEFAULT_REFINE,
 ) -> dict:
     """Evaluate ``network`` on labelled ``pairs`` at every λ, pick λ* and write the report.
 
@@ -131,8 +141,8 @@ def run_sweep(
         progress: progress bar over pairs.
         shown_dir: the folder named in the report's "use it" line (default ``output_dir``; the
             command line writes to a staging folder that is moved there afterwards).
-        refine: per-pair refinement steps at every λ (:func:`cir_monai.refine.refine_ddf`), so that λ* is chosen
-            for refined registrations.
+        refine: per-pair refinement steps at every λ (:func:`cir_monai.refine.refine_ddf`; default: ``register``'s,
+            so that λ* is chosen for the registrations ``register`` makes; recorded in ``lam_star.json``).
 
     Returns:
         the evaluation summary with ``lam_star`` added.
@@ -153,23 +163,25 @@ def run_sweep(
                      f"{max_folding:g} %",
     }[rule]
     notes = [f"**λ\\* = {lam_star:g}** ({rule_text}; rule `{rule}`).", "",
-             f"Model `{model}`, data `{data}`, {summary['pairs']} pairs × {len(evaluator.lams)} λ. "
+             f"Model `{model}`, data `{data}`, {summary['pairs']} pairs × {len(evaluator.lams)} λ, "
+             f"{refine} refinement steps per registration (as `register --lam {shown}` will run). "
              f"Use it: `cir-monai register FIXED MOVING --lam {shown}` or the bundle overlay "
              f"`{shown / 'register_lam.yaml'}`."]
     write_report(output_dir, summary, lam_star=lam_star, max_folding=max_folding, title="λ sweep", notes=notes)
     record = {"lam_star": lam_star, "rule": rule, "max_folding": max_folding, "tolerance": tolerance,
-              "model": str(model), "data": str(data), "lams": evaluator.lams}
+              "refine": int(refine), "model": str(model), "data": str(data), "lams": evaluator.lams}
     write_json(output_dir / LAM_STAR_FILE, record)
     write_text(output_dir / "register_lam.yaml",
-        f"# λ* from the sweep in this folder ({rule}, folding ≤ {max_folding:g} %)\nlams: [{lam_star:g}]\n")
+        f"# λ* from the sweep in this folder ({rule}, folding ≤ {max_folding:g} %, chosen for {refine} refinement "
+        f"steps)\nlams: [{lam_star:g}]\nrefine: {int(refine)}\n")
     return summary
 
 
 def sweep(data: str | os.PathLike = "embedded", out: str | os.PathLike = "runs/sweep",
           lams: Sequence[float] = DEFAULT_LAMS,
-          max_folding: float = 0.1, rule: str = "max_dice", tolerance: float = 0.01, split: str = "validation",
-          model: str | os.PathLike | None = None, device: str | torch.device | None = None,
-          pixdim: float | None = None, refine: int = 0) -> dict:
+          max_folding: float = MAX_FOLDING_PCT, rule: str = "max_dice", tolerance: float = 0.01,
+          split: str = "validation", model: str | os.PathLike | None = None, device: str | torch.device | None = None,
+          pixdim: float | None = None, refine: int = DEFAULT_REFINE) -> dict:
     """The λ sweep of ``cir-monai sweep``: check the settings, load the model (``None``: the shipped one) and
     the labelled pairs of ``data`` (:func:`cir_monai.workflows.data_pairs`), and write :func:`run_sweep`'s
     report into ``out`` atomically (:func:`~cir_monai.atomic.staged_folder`, replacing an earlier report).

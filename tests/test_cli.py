@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 import torch
 
 from cir_monai.cli import main, parse_lams
+from cir_monai.defaults import DEFAULT_REFINE
 from cir_monai.io import load_network
 from cir_monai.io.checkpoint import save_checkpoint
 from cir_monai.networks import CLapIRN
@@ -99,18 +101,32 @@ def test_sweep_applies_the_documented_rule(tiny, tmp_path, capsys):
                if v["dice_mean"] == max(w["dice_mean"] for n, w in per_lam.items() if n != "before"))
     star = json.loads((out / "lam_star.json").read_text())
     assert star["lam_star"] == best and star["rule"] == "max_dice"
-    assert (out / "register_lam.yaml").read_text().strip().endswith(f"lams: [{best:g}]")
+    assert star["refine"] == DEFAULT_REFINE  # the sweep scores the pipeline `register` runs
+    overlay = (out / "register_lam.yaml").read_text()
+    assert f"lams: [{best:g}]" in overlay and f"refine: {DEFAULT_REFINE}" in overlay
     for name in ("tradeoff.png", "lambda_panel.png", "overlay.png"):
         assert_png(out / name)
     report = (out / "summary.md").read_text()
     assert "![" in report and "tradeoff.png" in report and f"**λ\\* = {best:g}**" in report
     assert f"--lam {out}`" in report and ".partial-" not in report  # names the final folder, not the staging one
     assert str(out) in capsys.readouterr().out
-    # register picks λ* up from the sweep folder
+    # register picks λ* up from the sweep folder, with the refinement it was chosen for, and says so
+    capsys.readouterr()
     reg = tmp_path / "reg"
     assert main(["register", pair["fixed"], pair["moving"], "--lam", str(out), "--out", str(reg),
                  "--model", str(model)]) == 0
     assert [p.name for p in reg.glob("*/lam_*")] == [f"lam_{best:g}"]
+    printed = capsys.readouterr()
+    assert f"λ* = {best:g} from {out} (chosen for {DEFAULT_REFINE} refinement steps)" in printed.err
+    assert "refining" in printed.err and "written in" in printed.err  # progress: the steps, then the λ's line
+    assert re.search(r"det J ≤ 0 in [0-9.]+ % of voxels", printed.err)  # each λ's folding, said as it is written
+    assert printed.out.strip().splitlines()[-1].startswith("done in ")
+    # an older sweep scored the network alone: register follows it, unless --refine is given (with a note)
+    star["refine"] = 0
+    (out / "lam_star.json").write_text(json.dumps(star))
+    assert main(["register", pair["fixed"], pair["moving"], "--lam", str(out), "--out", str(reg),
+                 "--model", str(model), "--refine", "5"]) == 0
+    assert "was chosen for 0 refinement steps; registering with 5" in capsys.readouterr().err
 
 
 def test_evaluate_through_the_bundle(tiny, tmp_path):
@@ -178,8 +194,16 @@ def bad_files(tmp_path, tiny):
     nib.save(nib.Nifti1Image(np.zeros((24, 24), np.float32), np.eye(4)), str(flat))
     blocker = tmp_path / "file"
     blocker.write_text("x")
+    mask = tmp_path / "brain_mask.nii.gz"
+    nib.save(nib.Nifti1Image((data > 0).astype(np.uint8), fixed_img.affine), str(mask))
+    series = tmp_path / "series.nii.gz"
+    nib.save(nib.Nifti1Image(np.stack([data, data, data], -1), fixed_img.affine), str(series))
+    ct = tmp_path / "head_ct.nii.gz"  # air at -1024 HU around the same anatomy
+    nib.save(nib.Nifti1Image(np.where(data > 0, 20 + 60 * data / data.max(), -1024).astype(np.int16),
+                             fixed_img.affine), str(ct))
     return {"text": str(text), "flat": str(flat), "blocker": blocker, "truncated": str(truncated),
-            "constant": str(constant), "barely": str(barely), "fractional": str(fractional)}
+            "constant": str(constant), "barely": str(barely), "fractional": str(fractional),
+            "labelmap": pair["moving_label"], "mask": str(mask), "series": str(series), "ct": str(ct)}
 
 
 @pytest.mark.parametrize("case, message", [
@@ -194,6 +218,10 @@ def bad_files(tmp_path, tiny):
     ("constant", "constant.nii.gz: moving is empty or constant (every voxel 3): nothing to register"),
     ("barely", "apart.nii.gz barely overlaps"),
     ("fractional", "resampled_label.nii.gz: moving_label has non-integer values"),
+    ("labelmap", "moving_label.nii.gz: moving looks like a label map (4 distinct integer values from 0 to 3"),
+    ("mask", "brain_mask.nii.gz: moving is a binary mask (values 0 and 1 only)"),
+    ("series", "series.nii.gz: moving is a 4D series of 3 volumes"),
+    ("ct", "head_ct.nii.gz: moving looks like a CT in Hounsfield units"),
 ])
 def test_bad_input_is_one_line(case, message, tiny, tmp_path, bad_files, capsys):
     work, pair, model = tiny
@@ -211,7 +239,7 @@ def test_bad_input_is_one_line(case, message, tiny, tmp_path, bad_files, capsys)
         out = bad_files["blocker"] / "out"
     elif case == "truncated":
         fixed = bad_files[case]
-    moving = bad_files[case] if case in ("constant", "barely") else pair["moving"]
+    moving = bad_files[case] if case in ("constant", "barely", "labelmap", "mask", "series", "ct") else pair["moving"]
     args = ["register", fixed, moving, "--lam", lam, "--out", str(out), "--model", str(model)]
     if case == "fractional":
         args += ["--moving-label", bad_files[case]]

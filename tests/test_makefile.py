@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
 import shlex
@@ -32,7 +33,7 @@ def _make_line(target: str, marker: str) -> list[str]:
     """The command line of ``target`` that contains ``marker``, as ``make -n`` prints it (set-up not remade)."""
     printed = subprocess.run(["make", "-n", "-o", ".venv/.installed", target], cwd=REPO, capture_output=True,
                              text=True, check=True).stdout
-    lines = [line for line in printed.splitlines() if marker in line]
+    lines = [line for line in printed.replace("\\\n", " ").splitlines() if marker in line]  # continued lines joined
     assert len(lines) == 1, f"`make -n {target}` has {len(lines)} lines with {marker!r}:\n{printed}"
     return shlex.split(lines[0])
 
@@ -63,3 +64,50 @@ def test_demo_train_writes_no_tracked_file(tmp_path):
     assert changed == [], f"the training line changed tracked files: {changed}"
     output = command[command.index("--output_dir") + 1]
     assert (copy / output / "model.pt").is_file()  # the model is where the line says it goes
+
+
+def test_the_demo_registration_does_not_fold(tmp_path):
+    """`make demo`'s own sweep and register lines (from `make -n demo`), the sweep on one embedded validation pair:
+    register follows the sweep's λ* and refinement, and the field it writes folds under the README's 0.5 %.
+
+    The demo used to score the network alone, pick λ* = 0, and register at λ = 0 with 50 refinement steps: 8 % of
+    the voxels folded.
+    """
+    import json
+
+    import nibabel as nib
+    import numpy as np
+    import torch
+
+    from cir_monai.defaults import MAX_FOLDING_PCT, embedded_dir
+    from cir_monai.metrics import jacobian_statistics
+    from cir_monai.workflows import data_pairs
+
+    validation = data_pairs("embedded", "validation")[:1]  # builds the embedded data set in data/ when missing
+    (tmp_path / "data").symlink_to(embedded_dir().parent, target_is_directory=True)  # the lines' data/embedded/...
+    datalist = tmp_path / "one_pair.json"
+    datalist.write_text(json.dumps({"validation": validation}))
+    env = {**os.environ, "CIR_MONAI_DATA": str(embedded_dir().parent)}
+    sweep = _make_line("demo", "cir_monai sweep")
+    register = _make_line("demo", "cir_monai register")
+    for command, extra in ((sweep, ["--data", str(datalist)]), (register, [])):
+        done = subprocess.run([sys.executable, *command[1:], *extra], cwd=tmp_path, capture_output=True, text=True,
+                              env=env, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+    star = json.loads((tmp_path / "runs" / "sweep" / "lam_star.json").read_text())
+    assert star["refine"] > 0  # the sweep scored the refined pipeline
+    assert "--refine" not in register  # so register follows the sweep's refinement
+    (written,) = (tmp_path / "runs" / "register").glob(f"*/lam_{star['lam_star']:g}/ddf.nii.gz")
+    ddf = np.asarray(nib.load(str(written)).dataobj, dtype=np.float32)[..., 0, :]  # (X, Y, Z, 3) in voxels
+    folding = float(jacobian_statistics(torch.from_numpy(ddf).permute(3, 0, 1, 2)[None])["folding_pct"][0])
+    assert folding < MAX_FOLDING_PCT, (star, folding)
+    # one pipeline: register's field of the sweep's own pair folds exactly as the sweep scored it
+    from cir_monai.engines.inference import RegistrationRunner
+    from cir_monai.io import load_network
+
+    (scored,) = (tmp_path / "runs" / "sweep").glob("*.csv")
+    rows = {row["lam"]: row for row in csv.DictReader(scored.open())}
+    record = RegistrationRunner(load_network(None), validation, lams=[star["lam_star"]], output_dir=tmp_path / "again",
+                                refine=star["refine"], progress=False).run()
+    (again,) = [per_lam[star["lam_star"]]["folding_pct"] for per_lam in record.values()]
+    assert again == pytest.approx(float(rows[f"{star['lam_star']:g}"]["folding_pct"]), abs=1e-4)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cir_monai.sweep import read_lam_star, select_lambda
+from cir_monai.sweep import read_lam_star, read_sweep, select_lambda
 
 
 def test_select_lambda_rules():
@@ -33,3 +33,17 @@ def test_read_lam_star(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="does not hold a λ"):
         read_lam_star(tmp_path / "bad.json")
+
+
+def test_read_sweep_gives_the_refinement_lam_star_was_chosen_for(tmp_path):
+    (tmp_path / "lam_star.json").write_text(json.dumps({"lam_star": 1, "refine": 50, "rule": "max_dice"}))
+    assert read_sweep(tmp_path) == {"lam_star": 1.0, "refine": 50, "rule": "max_dice"}
+    (tmp_path / "lam_star.json").write_text(json.dumps({"lam_star": 2.0}))  # before the refinement was recorded
+    assert read_sweep(tmp_path)["refine"] == 0
+
+
+def test_the_default_rule_keeps_folding_under_half_a_percent():
+    """The README's rule: the best Dice among the λ whose fields fold under 0.5 % of the voxels."""
+    table = {"0": {"dice_mean": 0.90, "folding_pct": 8.2}, "0.1": {"dice_mean": 0.89, "folding_pct": 0.6},
+             "0.5": {"dice_mean": 0.88, "folding_pct": 0.3}, "1": {"dice_mean": 0.87, "folding_pct": 0.01}}
+    assert select_lambda(table) == 0.5

@@ -53,7 +53,8 @@ def test_training_refuses_it(unsafe_model, tmp_path, how):
 
 
 def test_bundle_inference_refuses_it(unsafe_model, tmp_path):
-    """The bundle's atlas workflow (MONAI's CheckpointLoader behind a safe check of ckpt_path) names the file."""
+    """The bundle's atlas workflow (its frame is read weights-only from ckpt_path before MONAI's CheckpointLoader runs)
+    refuses the file and names it, and nothing in the file runs."""
     path, marker = unsafe_model
     image = ROOT / "bundle" / "atlas" / "atlas_image.nii.gz"
     proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run",
@@ -62,5 +63,5 @@ def test_bundle_inference_refuses_it(unsafe_model, tmp_path):
                            "--output_dir", str(tmp_path / "seg")],
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode != 0
-    assert "error: " in proc.stderr and "downloaded.pt was refused" in proc.stderr, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr and not marker.exists()
+    assert "downloaded.pt was refused" in proc.stderr, proc.stderr[-2000:]  # the message, in MONAI's traceback
+    assert not marker.exists()

@@ -71,6 +71,9 @@ def _shape(path: Path, role: str) -> tuple[int, ...]:
             raise DatalistError(f"{path}: cannot be read as an image ({role}): {err}") from err
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
+    if len(shape) == 4:
+        raise DatalistError(f"{path}: {role} is a 4D series of {shape[3]} volumes (shape {shape}): give one 3D volume, "
+                            "e.g. the first: nibabel.funcs.four_to_three or fslroi IN OUT 0 1")
     if len(shape) != 3:
         raise DatalistError(f"{path}: {role} must be a 3D volume, got shape {shape} ({len(shape)}D)")
     return shape

@@ -50,7 +50,8 @@ class RegistrationEvaluator:
         hd95: compute HD95 (slow with many labels at 1 mm; NaN when off).
         labels: label values to score (default: those present in both segmentations of a pair).
         device: ``"cuda"`` when available else ``"cpu"`` by default.
-        progress: show a progress bar over pairs.
+        progress: show a progress bar over the pairs × λ registrations (the pair and λ at hand, an ETA) and one
+            over each refinement's steps.
         figures: draw the pictures of the report (PNG).
         refine: per-pair refinement steps (:func:`cir_monai.refine.refine_ddf`; 0: the network alone); the
             reported time includes them.
@@ -121,13 +122,17 @@ class RegistrationEvaluator:
         kept = {"fixed": fixed.as_tensor()[0], "moving": moving.as_tensor()[0], "fields": {},
                 "preprocess_seconds": preprocess_seconds}
         identity = torch.zeros(1, f_lab.ndim - 2, *f_lab.shape[2:])
+        bar = getattr(self, "_bar", None)  # run()'s bar over pairs × λ
         for lam in [None] + self.lams:
             if lam is None:
                 ddf, seconds = identity, 0.0
             else:
+                if bar is not None:
+                    bar.set_postfix_str(f"{pair.get('id', Path(pair['moving']).name)} λ={lam:g}")
                 start = time.perf_counter()
                 ddf = predict_in_frame(self.network, self.resampler, moving_w, fixed_w, lam, grid=fixed,
-                                       device=self.device, refine=self.refine)
+                                       device=self.device, refine=self.refine,
+                                       progress=f"λ={lam:g} refining" if self.progress else None)
                 seconds = time.perf_counter() - start
                 ddf = ddf.cpu()
                 if lam in keep:
@@ -137,6 +142,8 @@ class RegistrationEvaluator:
             name = "before" if lam is None else f"{lam:g}"
             per_label[name] = dice
             rows.append({"lam": name, **scores, "seconds": seconds})
+            if bar is not None and lam is not None:
+                bar.update(1)
         return rows, labels, per_label, kept
 
     def run(self, report: bool = True) -> dict:
@@ -154,16 +161,19 @@ class RegistrationEvaluator:
         example = None
         started = time.perf_counter()
         preprocess_seconds = []
-        for index, pair in enumerate(tqdm(self.pairs, desc="evaluating", unit="pair", disable=not self.progress)):
-            pair_id = pair.get("id") or f"pair_{index:03d}"
-            wanted = sorted(set(keep) | {overlay_lam}) if self.figures and index == 0 else ()
-            rows, labels, per_label, kept = self.evaluate_pair(pair, keep=wanted)
-            preprocess_seconds.append(kept["preprocess_seconds"])
-            if wanted:
-                example = (pair_id, kept)
-            write_pair_csv(self.output_dir / f"{pair_id}.csv", rows, labels, per_label)
-            all_rows[pair_id] = rows
-            per_label_all[pair_id] = {"labels": labels, **per_label}
+        with tqdm(total=len(self.pairs) * len(self.lams), desc="evaluating", unit="registration",
+                  disable=not self.progress) as self._bar:
+            for index, pair in enumerate(self.pairs):
+                pair_id = pair.get("id") or f"pair_{index:03d}"
+                wanted = sorted(set(keep) | {overlay_lam}) if self.figures and index == 0 else ()
+                rows, labels, per_label, kept = self.evaluate_pair(dict(pair, id=pair_id), keep=wanted)
+                preprocess_seconds.append(kept["preprocess_seconds"])
+                if wanted:
+                    example = (pair_id, kept)
+                write_pair_csv(self.output_dir / f"{pair_id}.csv", rows, labels, per_label)
+                all_rows[pair_id] = rows
+                per_label_all[pair_id] = {"labels": labels, **per_label}
+        self._bar = None
         names = [r["lam"] for r in next(iter(all_rows.values()))]
         summary = {"pairs": len(all_rows), "per_lam": {}, "per_pair": all_rows, "per_label_dice": per_label_all,
                    "timing": {"preprocess_seconds": preprocess_seconds,

@@ -24,6 +24,7 @@ outside the fixed field of view is brought back, and the written DDF is the tota
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,24 +34,27 @@ import torch
 from tqdm import tqdm
 
 from cir_monai.atomic import staged_folder, write_json
-from cir_monai.defaults import default_device
+from cir_monai.defaults import MAX_FOLDING_PCT, default_device
 from cir_monai.engines.prediction import check_options, checked_lams, predict_in_frame, resolve_frame
 from cir_monai.engines.sampling import FileGridInverter, field_in_world, sample_moving
 from cir_monai.engines.writing import (
     PAIR_RECORD,
+    TRANSFORM_RECORD,
     check_pair_folder,
     ddf_array,
     image_array,
     lam_tag,
     pair_record,
+    transform_record,
     write_outputs,
 )
 from cir_monai.frame import FrameResampler
 from cir_monai.io.models import load_network
+from cir_monai.metrics import jacobian_statistics
 from cir_monai.networks import CLapIRN, Warp, composition_residual, invert_ddf
 from cir_monai.transforms import CheckOverlapd, registration_preprocessing
 
-__all__ = ["RegistrationRunner", "register_files"]
+__all__ = ["RegistrationRunner", "register_files", "residual_statistics", "residual_text"]
 
 
 class RegistrationRunner:
@@ -75,16 +79,17 @@ class RegistrationRunner:
             the frame's.
         ddf_units: ``"voxel"``, ``"itk"`` or ``"mm"`` (see the module docstring).
         device: ``"cuda"`` when available else ``"cpu"`` by default.
-        progress: progress bar over pairs.
+        progress: show progress on stderr: a bar over pairs (several pairs), the affine step, a bar over each
+            refinement's steps with an ETA, and one line per written λ with its time (:meth:`register`).
         figures: also write ``overlay.png`` per λ (fixed over moving, before and after, on the
             fixed grid; see :func:`cir_monai.visualize.plot_overlay`).
         affine: align the moving image affinely first (:func:`cir_monai.affine.affine_register`, ITK,
             mutual information); ``ddf.nii.gz`` is then the total field (affine then deformable) and
             ``affine.tfm`` the affine (ITK, LPS, fixed → moving) in the pair's folder.
         inverse: also write ``ddf_inverse.nii.gz`` (same units and grid as ``ddf.nii.gz``): the
-            fixed-point inverse of the field (:func:`~cir_monai.networks.invert_ddf`), which warps the
-            fixed image onto the moving one; its composition residual (voxels, mean and max over
-            the fixed brain) goes into the returned record.
+            inverse of the field (:func:`~cir_monai.networks.invert_ddf`, Newton), which warps the
+            fixed image onto the moving one; its composition residual (voxels of the fixed file's grid, over the
+            fixed brain: mean, median, 99th percentile, max) goes into the returned record.
         refine: refine each pair's field by this many steps of the network's own objective at the same λ, in the
             model's frame (:func:`cir_monai.refine.refine_ddf`; 0: the network's field as it is). The refined field
             is what every output is made from (warped images, ``ddf.nii.gz``, the inverse, the affine's total field).
@@ -126,7 +131,7 @@ class RegistrationRunner:
             spatial_size=None, pixdim=None, orientation=orientation or self.frame["orientation"],
             percentiles=tuple(percentiles or self.frame["percentiles"]), keep_moving_grid=True,
             overlap_advice=("even after the affine alignment: do the scans show the same anatomy?" if self.affine
-                            else CheckOverlapd.ADVICE),
+                            else CheckOverlapd.ADVICE), check_images=True,
         )
         self.to_file_grid = FileGridInverter(self.preprocessing)
 
@@ -138,14 +143,29 @@ class RegistrationRunner:
         name = Path(pair["moving"]).name.split(".")[0]
         return f"pair_{index:03d}_{name}"
 
+    def _say(self, text: str) -> None:
+        """One progress line (stderr, between the bars), when ``progress`` is on."""
+        if self.progress:
+            tqdm.write(text, file=sys.stderr)
+
     @torch.no_grad()
     def register(self, pair: dict, pair_id: str) -> dict[float, dict[str, str]]:
+        """Register one pair at every λ into ``output_dir/pair_id/lam_<λ>/``.
+
+        Returns:
+            ``{λ: record}``: the written files' paths, ``"seconds"`` (that λ's work from the prediction to its
+            written files and picture), ``"folding_pct"`` (% of the fixed grid's voxels where det J ≤ 0, forward
+            differences, as the sweep scores it), ``"setup_seconds"`` (the pair's reading, preprocessing and affine
+            step, shared by its λ) and, with ``inverse``, the residual's statistics.
+        """
+        started = time.perf_counter()
         check_pair_folder(self.output_dir / pair_id, pair)
         write_json(self.output_dir / pair_id / PAIR_RECORD, pair_record(pair))  # which files these results are of
         moving_world = None
         if self.affine:  # aligned in world space, so the scan is sampled once, already aligned (MoveInWorldd)
             from cir_monai.affine import affine_matrix_ras, affine_register, write_transform
 
+            self._say(f"{pair_id}: affine alignment (ITK, mutual information, 3 levels) ...")
             transform = affine_register(pair["fixed"], pair["moving"])
             write_transform(transform, self.output_dir / pair_id / "affine.tfm")
             moving_world = affine_matrix_ras(transform)
@@ -155,18 +175,22 @@ class RegistrationRunner:
         own_grid = {key: (data[key].as_tensor()[None].to(self.device).float(), data[key].affine)  # the moving grid
                     for key in ("moving_raw", "moving_label") if key in data}
         file_affine = np.asarray(fixed.meta.get("original_affine", fixed.affine), dtype=np.float64)
+        setup = time.perf_counter() - started
+        self._say(f"{pair_id}: read and preprocessed{' with the affine step' if self.affine else ''} in {setup:.1f} s"
+                  f" ({tuple(fixed.shape[1:])} voxels; {len(self.lams)} λ, {self.refine} refinement steps each)")
         written: dict[float, dict[str, str]] = {}
         for lam in self.lams:
             start = time.perf_counter()
             deformable = predict_in_frame(self.network, self.resampler, moving_w, fixed_w, lam, grid=fixed,
-                                          device=self.device, refine=self.refine)
+                                          device=self.device, refine=self.refine,
+                                          progress=f"{pair_id} λ={lam:g} refining" if self.progress else None)
             ddf = deformable
             if moving_world is not None:  # the written field: the total one, from the moving scan's own position
                 from cir_monai.affine import affine_then
 
                 ddf = affine_then(deformable, moving_world, np.asarray(fixed.affine))
-            seconds = time.perf_counter() - start
             folder = self.output_dir / pair_id / lam_tag(lam)
+            folding = float(jacobian_statistics(ddf.float())["folding_pct"][0])  # % of the fixed grid's voxels
             # sampled once from the moving grid (world-moved by the affine step) through the field
             outputs = sample_moving(own_grid, deformable, fixed.affine)
             outputs["ddf"] = field_in_world(ddf, fixed.affine)
@@ -174,13 +198,15 @@ class RegistrationRunner:
             if self.inverse:
                 inverse = invert_ddf(ddf)
                 outputs["ddf_inverse"] = field_in_world(inverse, fixed.affine)
-                residual = composition_residual(ddf, inverse)[0][fixed.as_tensor()[0].to(ddf.device) > 0]
+                residual = composition_residual(ddf, inverse)[0][fixed.as_tensor()[0].to(ddf.device) > 0].float()
             arrays = {}
             for key, value in outputs.items():
                 array = self.to_file_grid("ddf" if key == "ddf_inverse" else key, value.cpu(), fixed)
                 arrays[key] = (ddf_array(array, self.ddf_units, file_affine) if key.startswith("ddf")
                                else image_array(array, label=key == "warped_label"))
             paths = write_outputs(folder, arrays, file_affine)
+            paths["transform"] = str(write_json(folder / TRANSFORM_RECORD, transform_record(  # for `cir-monai apply`
+                pair, lam, self.ddf_units, total=self.affine, inverse=self.inverse)))
             del arrays
             if self.figures:
                 from cir_monai.visualize import plot_overlay
@@ -189,31 +215,57 @@ class RegistrationRunner:
                 after = Warp("bilinear")(before, deformable)[0, 0]
                 paths["overlay"] = str(plot_overlay(fixed.as_tensor()[0], before[0, 0], after, folder / "overlay.png",
                                                     title=f"{pair_id}, λ = {lam:g}"))
-            paths["seconds"] = seconds
+            paths["seconds"] = time.perf_counter() - start  # everything up to this λ's written files
+            paths["setup_seconds"] = setup
+            paths["folding_pct"] = folding
+            line = f"{pair_id} λ = {lam:g}: written in {paths['seconds']:.1f} s; det J ≤ 0 in {folding:.3f} % of voxels"
+            if folding > MAX_FOLDING_PCT:
+                line += (f" (more than {MAX_FOLDING_PCT:g} %: the field folds; a larger λ, or --refine 0 at this λ, "
+                         "gives a smoother one)")
             if residual is not None:
-                paths["inverse_residual_mean"] = float(residual.mean())
-                paths["inverse_residual_max"] = float(residual.max())
+                paths.update(residual_statistics(residual))
+                line += "; inverse residual (voxels, fixed brain) " + residual_text(paths)
+            self._say(line)
             written[lam] = paths
         return written
 
     def run(self) -> dict[str, dict]:
         """Register every pair; returns ``{pair_id: {λ: {output: path}}}``."""
         results = {}
-        for index, pair in enumerate(tqdm(self.pairs, desc="registering", unit="pair", disable=not self.progress)):
+        several = self.progress and len(self.pairs) > 1
+        for index, pair in enumerate(tqdm(self.pairs, desc="registering", unit="pair", disable=not several)):
             pair_id = self.pair_id(index, pair)
             results[pair_id] = self.register(pair, pair_id)
         return results
 
 
+def residual_statistics(residual: torch.Tensor) -> dict[str, float]:
+    """Mean, median, 99th percentile and maximum of a composition residual's values (voxels), as record entries
+    (NaN for an empty selection)."""
+    values = residual.detach().reshape(-1).double().cpu().numpy()
+    if values.size == 0:
+        return {f"inverse_residual_{k}": float("nan") for k in ("mean", "median", "p99", "max")}
+    median, p99 = np.quantile(values, [0.5, 0.99])
+    return {"inverse_residual_mean": float(values.mean()), "inverse_residual_median": float(median),
+            "inverse_residual_p99": float(p99), "inverse_residual_max": float(values.max())}
+
+
+def residual_text(record: dict) -> str:
+    """``median 0.012, 99th percentile 0.31, max 2.40`` from a record with :func:`residual_statistics`' entries."""
+    return (f"median {record['inverse_residual_median']:.3f}, 99th percentile {record['inverse_residual_p99']:.2f}, "
+            f"max {record['inverse_residual_max']:.2f}")
+
+
 def register_files(fixed: str, moving: str, lams: Sequence[float] = (1.0,), out: str | os.PathLike = "runs/register",
                    moving_label: str | None = None, fixed_label: str | None = None, model: str | None = None,
-                   device: str | torch.device | None = None, **options) -> dict[float, dict]:
+                   device: str | torch.device | None = None, progress: bool = True, **options) -> dict[float, dict]:
     """Register the file ``moving`` onto ``fixed`` at each λ into ``out/<pair>/lam_<λ>/`` (``cir-monai register``).
 
     The pair is checked first (:func:`~cir_monai.data.check_pairs`), the model loaded
     (:func:`~cir_monai.io.load_network`; ``None``: the shipped one), and the outputs are written into a staging folder
     that becomes ``out`` only on success (:func:`~cir_monai.atomic.staged_folder`). ``options`` are
-    :class:`RegistrationRunner`'s (``ddf_units``, ``frame``, ``figures``, ``inverse``, ``affine``, ...).
+    :class:`RegistrationRunner`'s (``ddf_units``, ``frame``, ``figures``, ``inverse``, ``affine``, ...);
+    ``progress`` shows the runner's progress on stderr.
 
     Returns:
         ``{λ: record}`` as :meth:`RegistrationRunner.register` gives, with paths under ``out``.
@@ -228,7 +280,7 @@ def register_files(fixed: str, moving: str, lams: Sequence[float] = (1.0,), out:
     device = default_device(device)
     network = load_network(model, device)
     with staged_folder(out) as staging:
-        results = RegistrationRunner(network, pairs, lams=lams, output_dir=staging, device=device, progress=False,
+        results = RegistrationRunner(network, pairs, lams=lams, output_dir=staging, device=device, progress=progress,
                                      **options).run()
     ((pair_id, per_lam),) = results.items()
 

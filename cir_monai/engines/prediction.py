@@ -74,8 +74,8 @@ def resolve_frame(network: torch.nn.Module, frame: str | dict = "model", pixdim=
 
 
 def predict_field(network, moving: torch.Tensor, fixed: torch.Tensor, lam, refine: int = 0,
-                  active_levels: int | None = None, stacked: bool = False, num_levels: int | None = None
-                  ) -> torch.Tensor:
+                  active_levels: int | None = None, stacked: bool = False, num_levels: int | None = None,
+                  progress: str | None = None) -> torch.Tensor:
     """The network's DDF for each pair of the batch at λ, refined for the pair by ``refine`` steps.
 
     Args:
@@ -91,6 +91,7 @@ def predict_field(network, moving: torch.Tensor, fixed: torch.Tensor, lam, refin
         stacked: call the network on the stacked input (see ``network``).
         num_levels: the network's pyramid levels for the refinement's similarity pyramid; default: the network's
             ``num_levels`` (3 where it does not say, e.g. TorchScript).
+        progress: a description for the refinement's progress bar (``None``: none).
 
     Returns:
         ``(B, n, *S)`` displacement in voxels of the images' grid (MONAI convention).
@@ -108,11 +109,11 @@ def predict_field(network, moving: torch.Tensor, fixed: torch.Tensor, lam, refin
     levels = int(num_levels or getattr(network, "num_levels", 3))
     lams = torch.as_tensor(lam, dtype=torch.float32).reshape(-1).expand(ddf.shape[0]).tolist()
     return torch.cat([refine_ddf(moving[i:i + 1], fixed[i:i + 1], ddf[i:i + 1], lams[i], int(refine),
-                                 num_levels=levels) for i in range(ddf.shape[0])])
+                                 num_levels=levels, progress=progress) for i in range(ddf.shape[0])])
 
 
 def predict_in_frame(network, resampler: FrameResampler, moving_w, fixed_w, lam: float, grid=None, device=None,
-                     refine: int = 0) -> torch.Tensor:
+                     refine: int = 0, progress: str | None = None) -> torch.Tensor:
     """:func:`predict_field` on the two images' foreground box of the frame grid, the field continued outside the
     box by replicating its border, and brought back to ``grid`` (:meth:`FrameResampler.field_to_grid`).
 
@@ -129,6 +130,7 @@ def predict_in_frame(network, resampler: FrameResampler, moving_w, fixed_w, lam:
             ``None`` keeps the frame grid.
         device: where to run (default: the images').
         refine: per-pair refinement steps (0: the network's field as it is).
+        progress: a description for the refinement's progress bar (``None``: none).
 
     Returns:
         ``(1, n, *S)`` displacement in voxels of ``grid`` (``*S_w`` of the frame grid when ``grid`` is ``None``).
@@ -139,7 +141,7 @@ def predict_in_frame(network, resampler: FrameResampler, moving_w, fixed_w, lam:
     fixed = torch.as_tensor(fixed_w)[None][crop]
     if device is not None:
         moving, fixed = moving.to(device), fixed.to(device)
-    ddf = predict_field(network, moving, fixed, lam, refine=refine)
+    ddf = predict_field(network, moving, fixed, lam, refine=refine, progress=progress)
     shape = tuple(fixed_w.shape[1:])
     pads = []
     for sl, size in reversed(list(zip(box, shape))):

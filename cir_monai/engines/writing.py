@@ -9,6 +9,11 @@ The DDF is written as a NIfTI vector field of shape ``(X, Y, Z, 1, 3)`` (intent 
 ``monai.networks.blocks.Warp("bilinear", "zeros")`` of the moving image on the fixed grid reproduces ``warped``);
 ``"itk"`` gives world displacements in LPS millimetres, the convention ITK, ANTs (``antsApplyTransforms``) and
 3D Slicer apply directly; ``"mm"`` gives world displacements in mm in the NIfTI (RAS+) frame.
+:func:`ddf_from_array` reads such a field back into voxels (what :func:`cir_monai.apply.apply_transform` samples with).
+
+Each λ folder also holds :data:`TRANSFORM_RECORD` (:func:`transform_record`): which field files it holds, their units
+and grid, whether the field includes the affine pre-alignment, and the pair's files, so that the registration can be
+applied to other images later (``cir-monai apply``).
 
 :func:`write_outputs` writes the files of one λ in parallel threads (gzip compression, the slowest part of
 writing a 1 mm result, runs outside Python's lock), each atomically (:func:`~cir_monai.nifti.save_nifti`).
@@ -28,14 +33,17 @@ import torch
 from cir_monai.conventions import ras_to_lps_vectors, world_to_voxel
 from cir_monai.nifti import save_nifti
 
-__all__ = ["DDF_UNITS", "PAIR_RECORD", "pair_record", "check_pair_folder", "lam_tag", "ddf_array", "image_array",
-           "write_outputs"]
+__all__ = ["DDF_UNITS", "PAIR_RECORD", "TRANSFORM_RECORD", "pair_record", "check_pair_folder", "lam_tag", "ddf_array",
+           "ddf_from_array", "transform_record", "image_array", "write_outputs"]
 
 #: units of a written DDF: voxels of the fixed grid (MONAI Warp), LPS mm (ITK / ANTs / Slicer), RAS mm (NIfTI world)
 DDF_UNITS = ("voxel", "itk", "mm")
 
 #: the record of which files a pair folder's results are of (``pair.json``)
 PAIR_RECORD = "pair.json"
+
+#: the record of how a λ folder's field is applied to other images (``transform.json``, :func:`transform_record`)
+TRANSFORM_RECORD = "transform.json"
 
 
 def pair_record(pair: Mapping) -> dict:
@@ -70,6 +78,40 @@ def ddf_array(world: np.ndarray, units: str, file_affine: np.ndarray) -> np.ndar
     elif units != "mm":
         raise ValueError(f"ddf units must be one of {', '.join(DDF_UNITS)}, got {units!r}")
     return np.moveaxis(world, 0, -1)[..., None, :].astype(np.float32)
+
+
+def ddf_from_array(array: np.ndarray, units: str, file_affine: np.ndarray) -> torch.Tensor:
+    """The inverse of :func:`ddf_array`: a written ``(X, Y, Z, 1, 3)`` field in ``units`` → ``(1, 3, X, Y, Z)`` float32
+    displacement in voxels of the grid of ``file_affine`` (component ``i`` along array axis ``i``: MONAI's ``Warp``).
+
+    Raises:
+        ValueError: ``units`` is not one of :data:`DDF_UNITS`, or the array is not a ``(X, Y, Z, 1, 3)`` field.
+    """
+    if units not in DDF_UNITS:
+        raise ValueError(f"ddf units must be one of {', '.join(DDF_UNITS)}, got {units!r}")
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim != 5 or array.shape[3:] != (1, 3):
+        raise ValueError(f"a displacement field must have the shape (X, Y, Z, 1, 3), got {array.shape}")
+    field = torch.from_numpy(np.ascontiguousarray(np.moveaxis(array[..., 0, :], -1, 0)))  # (3, X, Y, Z)
+    if units == "itk":
+        field = ras_to_lps_vectors(field, axis=0)  # LPS → RAS mm (its own inverse)
+    if units != "voxel":
+        field = world_to_voxel(field, file_affine)
+    return field[None]
+
+
+def transform_record(pair: Mapping, lam: float, units: str, total: bool, inverse: bool) -> dict:
+    """How a λ folder's field is applied to other images (:data:`TRANSFORM_RECORD`, read by ``cir-monai apply``).
+
+    Keys: ``ddf`` / ``ddf_inverse``: file names in the λ folder (``ddf_inverse`` ``None`` when it was not written);
+    ``units``: of :data:`DDF_UNITS`; ``grid``: ``"fixed"``, both fields lie on the fixed file's grid and carry its
+    affine; ``total``: the field includes the affine pre-alignment (``register --affine``, its ``affine.tfm`` one folder
+    up), so it maps fixed points into the moving scan where its file puts it; ``lam``: λ; ``fixed`` / ``moving``: the
+    pair's files as absolute paths (the moving file's grid is where the inverse puts images).
+    """
+    return {"format": "cir-monai transform", "version": 1, "lam": float(lam), "ddf": "ddf.nii.gz",
+            "ddf_inverse": "ddf_inverse.nii.gz" if inverse else None, "units": units, "grid": "fixed",
+            "total": bool(total), **pair_record(pair)}
 
 
 def image_array(array: np.ndarray, label: bool) -> np.ndarray:

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from monai.networks.blocks import Warp as _MonaiWarp
 
-__all__ = ["Warp", "sample_at", "warp_from_grid", "invert_ddf", "composition_residual"]
+__all__ = ["Warp", "sample_at", "warp_from_grid", "INVERSION_METHODS", "invert_ddf", "composition_residual",
+           "fold_mask"]
 
 
 class Warp(_MonaiWarp):
@@ -126,35 +127,170 @@ def warp_from_grid(image: torch.Tensor, image_affine, ddf: torch.Tensor, grid_af
         return sample_at(image.to(ddf.device).float(), positions, mode, padding_mode)
 
 
-@torch.no_grad()
-def invert_ddf(ddf: torch.Tensor, iterations: int = 30) -> torch.Tensor:
-    """The inverse of a voxel DDF by fixed-point iteration ``v ← −u(x + v(x))``.
+#: the methods of :func:`invert_ddf`: ``"newton"`` (the default) and ``"fixed_point"`` (the reference)
+INVERSION_METHODS = ("newton", "fixed_point")
 
-    If ``φ(x) = x + u(x)`` then ``φ⁻¹(y) = y + v(y)`` with ``v(y) = −u(y + v(y))``; the iteration
-    converges where ``|∇u| < 1`` (smooth, unfolded fields: the regime of λ ≥ 1 here). MONAI has
-    no DDF inversion, so it is written here on :class:`Warp` (bilinear, border). The residual
-    of the composition (:func:`composition_residual`) measures how exact it is.
+
+@torch.no_grad()
+def invert_ddf(ddf: torch.Tensor, iterations: int = 30, method: str = "newton", tolerance: float = 1e-4
+               ) -> torch.Tensor:
+    """The inverse of a voxel DDF: ``v`` with ``v(y) = −u(y + v(y))`` at every voxel ``y``.
+
+    If ``φ(x) = x + u(x)`` then ``φ⁻¹(y) = y + v(y)``, and ``F(y) = v(y) + u(y + v(y))`` is zero at the solution
+    (``F`` is :func:`composition_residual` ``(v, u)``, the residual of ``φ ∘ φ⁻¹ = id``). Each voxel's equation is
+    its own (``u`` is sampled bilinearly, border padding, as :class:`Warp`), so each voxel is solved alone. MONAI
+    has no DDF inversion; both methods are written here on :func:`sample_at`.
+
+    * ``"fixed_point"`` (the reference): ``v ← −u(y + v)`` on the whole grid, ``iterations`` times. Each step
+      multiplies the error by about ``−∇u``: it converges where ``|∇u| < 1``, slowly where the field
+      compresses strongly (``det J`` near 0) and not at all where it stretches by more than 2 (an eigenvalue
+      of ``∇u`` above 1), even where ``φ`` is invertible there.
+    * ``"newton"``: fixed-point steps on the whole grid while more than 5% of the voxels have ``|F| > tolerance``
+      (at most 10: they solve most voxels cheaply), then Newton's method on the voxels left only,
+      ``v ← v − J⁻¹ F`` with ``J = I + ∇u`` at ``y + v`` (central differences of the sampled ``u``, one voxel
+      apart); where ``det J ≤ 0.001`` (near a fold) it takes the fixed-point step instead, and no step moves
+      more than 2 voxels. A voxel stops once ``|F| ≤ tolerance``; each voxel keeps its iterate of smallest
+      ``|F|``, so where ``φ`` folds it returns the best point found rather than the last. Where the fixed
+      point converges both agree to ``~tolerance`` (tested); Newton also solves where ``φ`` stretches or
+      compresses strongly, and finds a preimage where it folds (tested on fields with a known inverse); on the
+      held-out 1 mm brains it takes about a third of the fixed point's time (bench/bench_inverse.py).
+
+    Either way ``φ⁻¹ ∘ φ`` (:func:`composition_residual` ``(u, v)``) is not exact: ``v`` is interpolated between
+    its voxels, which costs most where ``φ`` compresses strongly (``v`` stretches there), and where ``φ`` folds
+    (``det J ≤ 0``, :func:`fold_mask`) no inverse exists.
 
     Args:
-        ddf: ``(B, n, *spatial)`` in voxels (MONAI convention).
-        iterations: fixed-point steps (30: the residual stops falling after ~20 on registration fields).
+        ddf: ``(B, n, *spatial)`` in voxels (MONAI convention), n = 2 or 3.
+        iterations: ``"fixed_point"``: steps (30: the residual stops falling after ~20 on registration fields);
+            ``"newton"``: the most steps of any voxel.
+        method: one of :data:`INVERSION_METHODS`.
+        tolerance: ``"newton"``: a voxel is solved once ``|F| ≤ tolerance`` (voxels; 1e-4 is ~5× the float32
+            rounding of a position at index 200).
 
     Returns:
-        ``(B, n, *spatial)`` the inverse DDF in voxels of the same grid.
+        ``(B, n, *spatial)`` float32, the inverse DDF in voxels of the same grid.
+
+    Raises:
+        ValueError: an unknown ``method``.
     """
-    warp = Warp("bilinear", "border")
+    if method not in INVERSION_METHODS:
+        raise ValueError(f"method must be one of {', '.join(INVERSION_METHODS)}, got {method!r}")
     ddf = ddf.float()
+    if method == "newton":
+        return torch.stack([_invert_newton(sample[None], int(iterations), float(tolerance)) for sample in ddf])
+    warp = Warp("bilinear", "border")
     inverse = -ddf
     for _ in range(int(iterations)):
         inverse = -warp(ddf, inverse)
     return inverse
 
 
+#: ``"newton"`` inversion: fixed-point steps on every voxel while more than this fraction of them is unsolved, at
+#: most this many (each costs one sampling of the whole field, so they solve most voxels cheaply) ...
+_SWITCH_FRACTION, _MAX_FIXED_POINT_STEPS = 0.05, 10
+#: ... then Newton steps on the voxels left: the least ``det J`` for a Newton step (else a fixed-point step), the
+#: longest step (voxels) and the central-difference spacing of the Jacobian (voxels)
+_MIN_DET, _MAX_STEP, _SPACING = 1e-3, 2.0, 1.0
+
+
+def _invert_newton(ddf: torch.Tensor, iterations: int, tolerance: float) -> torch.Tensor:
+    """:func:`invert_ddf`'s ``"newton"`` method for one field ``(1, n, *S)`` → ``(n, *S)``."""
+    n, shape = ddf.shape[1], ddf.shape[2:]
+    points = _index_grid(ddf).reshape(n, -1)  # (n, N) voxel y
+    inverse = -ddf.reshape(n, -1)  # (n, N) v(y), a new tensor
+    best, best_norm = inverse.clone(), torch.full_like(inverse[0], float("inf"))
+    offsets = _SPACING * torch.eye(n, device=ddf.device, dtype=ddf.dtype)[..., None]  # (n, n, 1): row j along axis j
+    active = slice(None)  # the voxels still unsolved: every one during the fixed-point steps, then their indices
+    for step in range(iterations + 1):
+        positions = points[:, active] + inverse[:, active]
+        residual = inverse[:, active] + _sample_points(ddf, positions)  # F = φ(y + v) − y, (n, M)
+        norm = residual.square().sum(0).sqrt()  # |F| (``norm(dim=0)`` is ~10× slower on the CPU)
+        better = norm < best_norm[active]
+        best[:, active] = torch.where(better, inverse[:, active], best[:, active])
+        best_norm[active] = torch.where(better, norm, best_norm[active])
+        left = norm > tolerance
+        if step == iterations or not bool(left.any()):
+            break
+        everywhere = isinstance(active, slice)
+        if everywhere and step < _MAX_FIXED_POINT_STEPS and float(left.float().mean()) > _SWITCH_FRACTION:
+            inverse = inverse - residual  # the fixed-point step on every voxel: v ← −u(y + v) = v − F
+            continue
+        active = left.nonzero()[:, 0] if everywhere else active[left]
+        residual, positions = residual[:, left], positions[:, left]
+        # Newton: J = I + ∇u at y + v, J[i, j] = ∂φ_i / ∂x_j by central differences of the sampled field
+        around = torch.cat([positions[:, None] + offsets, positions[:, None] - offsets], 1)  # (n, 2n, M)
+        values = _sample_points(ddf, around.reshape(n, -1)).reshape(n, 2, n, -1)  # (i, ±, j, M)
+        jacobian = (values[:, 0] - values[:, 1]) / (2 * _SPACING) + torch.eye(n, device=ddf.device)[..., None]
+        newton, det = _solve(jacobian, residual)
+        update = torch.where(det > _MIN_DET, newton, residual)  # at a fold: the fixed-point step
+        inverse[:, active] -= update * (_MAX_STEP / update.square().sum(0).sqrt().clamp_min(_MAX_STEP))
+    return best.reshape(n, *shape)
+
+
+def _sample_points(ddf: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """``ddf`` ``(1, n, *S)`` sampled bilinearly (border) at voxel positions ``(n, M)`` → ``(n, M)``."""
+    n = ddf.shape[1]
+    return sample_at(ddf, positions.reshape(1, n, -1, *([1] * (n - 1))), "bilinear", "border").reshape(n, -1)
+
+
+def _solve(matrix: torch.Tensor, vector: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``matrix⁻¹ vector`` and ``det matrix`` for ``M`` small systems: ``(n, n, M)``, ``(n, M)`` → ``(n, M)``, ``(M,)``.
+
+    Cramer's rule (the adjugate), n = 2 or 3: elementwise, far quicker than batched ``torch.linalg`` on millions
+    of 3×3 systems. Where ``det`` is 0 the solution is not finite (the caller uses another step there).
+    """
+    a = matrix
+    if a.shape[0] == 2:
+        det = a[0, 0] * a[1, 1] - a[0, 1] * a[1, 0]
+        adjugate = torch.stack([torch.stack([a[1, 1], -a[0, 1]]), torch.stack([-a[1, 0], a[0, 0]])])
+    else:
+        def cofactor(i: int, j: int) -> torch.Tensor:  # signed minor of entry (i, j)
+            r, c = [k for k in range(3) if k != i], [k for k in range(3) if k != j]
+            return (-1) ** (i + j) * (a[r[0], c[0]] * a[r[1], c[1]] - a[r[0], c[1]] * a[r[1], c[0]])
+
+        adjugate = torch.stack([torch.stack([cofactor(j, i) for j in range(3)]) for i in range(3)])
+        det = (a[0] * adjugate[:, 0]).sum(0)
+    solution = (adjugate * vector[None]).sum(1) / torch.where(det == 0, torch.ones_like(det), det)
+    return solution, det
+
+
 @torch.no_grad()
 def composition_residual(ddf: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
     """``|u(x) + v(x + u(x))|`` per voxel, voxels: zero when ``φ⁻¹ ∘ φ = id`` (``v`` inverts ``u``). ``(B, *spatial)``.
 
-    :func:`invert_ddf` solves the other composition, ``φ ∘ φ⁻¹ = id`` (``composition_residual(v, u)``),
-    so this one is the independent check of its result.
+    :func:`invert_ddf` solves the other composition, ``φ ∘ φ⁻¹ = id`` (``composition_residual(v, u)``) at every
+    voxel, so this one is the independent check of its result. It is not zero for the exact inverse either:
+    ``v(x + u(x))`` is interpolated between ``v``'s voxels: ~0.01 voxel typically (0.16 at most on a smooth
+    field), up to ~1 voxel where ``φ`` compresses strongly (``det J`` near 0: ``v`` stretches there); where ``φ`` folds
+    (:func:`fold_mask`) it is as large as the fold, whatever the inverse.
+
+    Args:
+        ddf: ``u``, ``(B, n, *spatial)`` in voxels.
+        inverse: ``v``, the same shape.
     """
     return (ddf.float() + Warp("bilinear", "border")(inverse, ddf)).norm(dim=1)
+
+
+@torch.no_grad()
+def fold_mask(ddf: torch.Tensor, margin: int = 1) -> torch.Tensor:
+    """The voxels where ``φ(x) = x + u(x)`` has no inverse, or within ``margin`` voxels of one. ``(B, *spatial)`` bool.
+
+    A voxel is marked when a grid cell it is a corner of has ``det J ≤ 0`` (forward differences over the cell,
+    :func:`~cir_monai.metrics.jacobian_determinant`, whose fraction is the reported "% det J ≤ 0"), or when such a
+    voxel lies within ``margin`` voxels (a cube). ``φ`` folds there, so no inverse can compose with it to the
+    identity (:func:`composition_residual` measures how far ``φ⁻¹ ∘ φ`` is from it); the rest is where the
+    inverse is defined.
+
+    Args:
+        ddf: ``(B, n, *spatial)`` in voxels, n = 2 or 3.
+        margin: voxels added around the cells' corners (0: the corners only).
+    """
+    from cir_monai.metrics import jacobian_determinant  # not at import: cir_monai.metrics is a heavier module
+
+    n = ddf.shape[1]
+    pool = torch.nn.functional.max_pool3d if n == 3 else torch.nn.functional.max_pool2d
+    folded = (jacobian_determinant(ddf.float(), "forward") <= 0).float()[:, None]  # (B, 1, *(S − 1)) per cell
+    corners = pool(torch.nn.functional.pad(folded, (1, 1) * n), 2, 1)  # (B, 1, *S): any cell the voxel is a corner of
+    if margin > 0:
+        corners = pool(corners, 2 * int(margin) + 1, 1, int(margin))
+    return corners[:, 0] > 0

@@ -13,16 +13,35 @@ from cir_monai.transforms.atlas import (
 from cir_monai.transforms.registration import (
     IMAGE_KEYS,
     LABEL_KEYS,
+    CheckIntensityImaged,
     CheckOverlapd,
     CheckVolumed,
     MatchGridd,
     MoveInWorldd,
     PairPreprocessing,
     ReadableLoadImaged,
+    intensity_image_problem,
     registration_preprocessing,
 )
 from cir_monai.transforms.spacing import KeywiseSpacingd
 
-__all__ = ["ATLAS_FILES", "AtlasLabelsd", "AtlasStackd", "CheckOverlapd", "CheckVolumed", "DDFToWorldd", "IMAGE_KEYS",
-           "KeywiseSpacingd", "LABEL_KEYS", "MatchGridd", "MoveInWorldd", "PairPreprocessing", "ReadableLoadImaged",
-           "atlas_label_names", "missing_atlas_file", "registration_preprocessing"]
+__all__ = [
+    "ATLAS_FILES",
+    "AtlasLabelsd",
+    "AtlasStackd",
+    "CheckIntensityImaged",
+    "CheckOverlapd",
+    "CheckVolumed",
+    "DDFToWorldd",
+    "IMAGE_KEYS",
+    "KeywiseSpacingd",
+    "LABEL_KEYS",
+    "MatchGridd",
+    "MoveInWorldd",
+    "PairPreprocessing",
+    "ReadableLoadImaged",
+    "atlas_label_names",
+    "intensity_image_problem",
+    "missing_atlas_file",
+    "registration_preprocessing",
+]

@@ -160,8 +160,8 @@ def test_bundle_error_for_pairs_without_overlap(trained, tmp_path):
     work, _ = trained
     far = np.eye(4)
     far[:3, 3] = 500.0
-    volume = np.zeros((10, 10, 10), np.float32)
-    volume[3:7, 3:7, 3:7] = 1.0
+    axes = np.meshgrid(*[np.linspace(-1, 1, 10)] * 3, indexing="ij")
+    volume = np.clip(1.0 - sum(a**2 for a in axes), 0, None).astype(np.float32)  # a smooth blob, an intensity image
     nib.save(nib.Nifti1Image(volume, np.eye(4)), str(tmp_path / "f.nii.gz"))
     nib.save(nib.Nifti1Image(volume, far), str(tmp_path / "m.nii.gz"))
     for overrides, expected in [

