@@ -170,14 +170,21 @@ def _or_embedded(frame: dict | None, path: Path) -> dict:
     return frame
 
 
-def model_file_frame(path: str | os.PathLike) -> dict:
+def model_file_frame(path: str | os.PathLike, missing: dict | None = None) -> dict:
     """The complete frame of any kind of model file (:func:`read_model_file`; :data:`EMBEDDED_FRAME` with a
     warning for a file that records none): what the bundle's ``inference.yaml`` resamples its inputs to.
+
+    Args:
+        path: the model file.
+        missing: the frame to use when ``path`` does not exist (a MONAI Deploy package that carries only
+            ``models/model.ts``, whose network is the shipped one); ``None``: a missing file is an error.
 
     Raises:
         FileNotFoundError, ValueError: as :func:`read_model_file`.
     """
     path = Path(path).expanduser()
+    if missing is not None and not path.exists():
+        return model_frame(missing)
     state, config, frame = read_model_file(path)
     dims = SimpleNamespace(spatial_dims=int(config.get("spatial_dims", 3)), lam_max=float(config.get("lam_max", 10.0)))
     return model_frame(_or_embedded(frame, path), dims)  # the network's λ range and dimensions, without building it

@@ -71,6 +71,8 @@ def test_inference_command(trained):
     assert proc.returncode == 0, proc.stderr[-3000:]
     outputs = sorted(p.relative_to(work / "inf").as_posix() for p in (work / "inf").rglob("*.nii.gz"))
     assert len(outputs) == 6 and any(o.endswith("lam_4/warped_label.nii.gz") for o in outputs)
+    records = sorted((work / "inf").rglob("transform.json"))  # what `cir-monai apply` reads, per λ
+    assert len(records) == 2 and json.loads(records[0].read_text())["units"] == "voxel"
     written = nib.load(str(next((work / "inf").rglob("lam_0.1/warped.nii.gz"))))
     assert (written.affine == nib.load(str(fixed)).affine).all()
 

@@ -60,3 +60,10 @@ def test_a_broken_bundle_frame_names_the_file(tmp_path):
     meta.write_text(json.dumps({"frame": {"spacing": [2.0, -1.0, 2.0]}}))
     with pytest.raises(ValueError, match="metadata.json.*frame"):
         load_network(root / "models" / "model.pt")
+
+
+def test_a_package_without_the_weights_file_gets_the_shipped_frame(tmp_path):
+    """inference.yaml's frame when only models/model.ts travels (MONAI Deploy): the shipped frame, not an error."""
+    assert model_file_frame(tmp_path / "models" / "model.pt", missing=EMBEDDED_FRAME) == model_frame(EMBEDDED_FRAME)
+    with pytest.raises(FileNotFoundError, match="model file not found"):
+        model_file_frame(tmp_path / "models" / "model.pt")
