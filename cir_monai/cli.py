@@ -76,7 +76,9 @@ class Commands:
                  affine: bool = False, refine: int | None = None):
         """Register MOVING onto FIXED at one or more λ; NIfTI outputs in the fixed image's space.
 
-        Writes OUT/<pair>/lam_<λ>/{warped.nii.gz, ddf.nii.gz[, warped_label.nii.gz][, overlay.png]}.
+        Writes OUT/<pair>/pair.json (which files) and OUT/<pair>/lam_<λ>/{warped.nii.gz, ddf.nii.gz, transform.json
+        (what `cir-monai apply` reads)[, warped_label.nii.gz][, ddf_inverse.nii.gz][, overlay.png]}, and with
+        --affine OUT/<pair>/affine.tfm. Options may be spelt with - or _ (--moving-label, --moving_label).
         Images of any size and spacing (NIfTI or any format ITK reads). The network predicts in
         the frame the model was trained in (the shipped model: 2 mm), the field is brought back to
         the fixed grid, and the moving image and labels are sampled through it once, at their full
