@@ -92,7 +92,8 @@ class RegistrationEvaluator:
         self.refine = int(refine)
 
     @torch.no_grad()
-    def evaluate_pair(self, pair: dict, keep: Sequence[float] = ()) -> tuple[list[dict], list[int], dict, dict]:
+    def evaluate_pair(self, pair: dict, keep: Sequence[float] = (), bar: tqdm | None = None
+                      ) -> tuple[list[dict], list[int], dict, dict]:
         """Metrics of one pair at "before" and every λ.
 
         Args:
@@ -101,6 +102,7 @@ class RegistrationEvaluator:
                 ``(X, Y, Z, 1, 3)`` in voxels of the fixed grid, which then gives the end-point
                 error in mm over the fixed brain, i.e. the fixed image's non-zero voxels).
             keep: λ values whose warped image and DDF to return (for pictures).
+            bar: a progress bar advanced by one per λ, showing the pair and λ at hand (:meth:`run`'s).
 
         Returns:
             rows (one dict of :data:`COLUMNS` per λ), the scored labels, Dice per label per λ, and
@@ -122,7 +124,6 @@ class RegistrationEvaluator:
         kept = {"fixed": fixed.as_tensor()[0], "moving": moving.as_tensor()[0], "fields": {},
                 "preprocess_seconds": preprocess_seconds}
         identity = torch.zeros(1, f_lab.ndim - 2, *f_lab.shape[2:])
-        bar = getattr(self, "_bar", None)  # run()'s bar over pairs × λ
         for lam in [None] + self.lams:
             if lam is None:
                 ddf, seconds = identity, 0.0
@@ -162,18 +163,17 @@ class RegistrationEvaluator:
         started = time.perf_counter()
         preprocess_seconds = []
         with tqdm(total=len(self.pairs) * len(self.lams), desc="evaluating", unit="registration",
-                  disable=not self.progress) as self._bar:
+                  disable=not self.progress) as bar:
             for index, pair in enumerate(self.pairs):
                 pair_id = pair.get("id") or f"pair_{index:03d}"
                 wanted = sorted(set(keep) | {overlay_lam}) if self.figures and index == 0 else ()
-                rows, labels, per_label, kept = self.evaluate_pair(dict(pair, id=pair_id), keep=wanted)
+                rows, labels, per_label, kept = self.evaluate_pair(dict(pair, id=pair_id), keep=wanted, bar=bar)
                 preprocess_seconds.append(kept["preprocess_seconds"])
                 if wanted:
                     example = (pair_id, kept)
                 write_pair_csv(self.output_dir / f"{pair_id}.csv", rows, labels, per_label)
                 all_rows[pair_id] = rows
                 per_label_all[pair_id] = {"labels": labels, **per_label}
-        self._bar = None
         names = [r["lam"] for r in next(iter(all_rows.values()))]
         summary = {"pairs": len(all_rows), "per_lam": {}, "per_pair": all_rows, "per_label_dice": per_label_all,
                    "timing": {"preprocess_seconds": preprocess_seconds,

@@ -43,9 +43,12 @@ logger = logging.getLogger("cir_monai.inference")
 BUNDLE_METADATA = Path("configs") / "metadata.json"
 
 
-def _bundle_metadata(model_file: str | os.PathLike) -> Path:
-    """``<bundle>/configs/metadata.json`` for a model file at ``<bundle>/models/<file>``."""
-    return Path(model_file).expanduser().resolve().parent.parent / BUNDLE_METADATA
+def _bundle_metadata(model_file: str | os.PathLike) -> Path | None:
+    """``<bundle>/configs/metadata.json`` for a model file at ``<bundle>/models/<file>``; ``None`` when the file is not
+    in a bundle's ``models/`` folder or the bundle has no metadata file."""
+    folder = Path(model_file).expanduser().resolve().parent
+    meta = folder.parent / BUNDLE_METADATA
+    return meta if folder.name == "models" and meta.is_file() else None
 
 
 def bundle_frame(model_file: str | os.PathLike) -> dict | None:
@@ -57,7 +60,7 @@ def bundle_frame(model_file: str | os.PathLike) -> dict | None:
         ValueError: the metadata file is not valid JSON, or its frame is not a frame (the file in the message).
     """
     meta = _bundle_metadata(model_file)
-    if Path(model_file).expanduser().resolve().parent.name != "models" or not meta.is_file():
+    if meta is None:
         return None
     try:
         frame = json.loads(meta.read_text()).get("frame")
@@ -77,7 +80,7 @@ def record_bundle_frame(model_file: str | os.PathLike, frame: dict) -> bool:
     not in a bundle with a ``configs/metadata.json`` or the bundle already records that frame. Returns whether the
     metadata was written."""
     meta = _bundle_metadata(model_file)
-    if Path(model_file).expanduser().resolve().parent.name != "models" or not meta.is_file():
+    if meta is None:
         return False
     data = json.loads(meta.read_text())
     if data.get("frame") is not None and model_frame(data["frame"]) == model_frame(frame):
