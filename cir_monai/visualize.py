@@ -6,6 +6,7 @@
   moving image with the deformation grid, and the Jacobian determinant map, on axial,
   coronal and sagittal slices through the centre, std|J| in the corner.
 - :func:`plot_overlay`: fixed (magenta) over moving (green) before and after registration.
+- :func:`plot_learning_curves`: training loss and validation Dice per λ against the iteration, per model.
 
 Arrays are ``(X, Y, Z)`` in RAS (what :func:`cir_monai.transforms.registration_preprocessing` gives);
 DDFs are ``(3, X, Y, Z)`` in voxels, MONAI convention (sampled point = voxel + ddf). A slice
@@ -29,7 +30,7 @@ import torch  # noqa: E402
 from cir_monai.atomic import atomic_path
 from cir_monai.metrics import jacobian_determinant, jacobian_statistics  # noqa: E402
 
-__all__ = ["plot_tradeoff", "plot_lambda_panel", "plot_overlay", "VIEWS"]
+__all__ = ["plot_tradeoff", "plot_lambda_panel", "plot_overlay", "plot_learning_curves", "VIEWS"]
 
 #: (name, axis cut through, (horizontal axis, vertical axis)) for a (X, Y, Z) RAS volume
 VIEWS = (("axial", 2, (0, 1)), ("coronal", 1, (0, 2)), ("sagittal", 0, (1, 2)))
@@ -187,4 +188,45 @@ def plot_overlay(fixed, moving, warped, path: str | os.PathLike, title: str = ""
             axes[r, c].set_xticks([])
             axes[r, c].set_yticks([])
     fig.suptitle((title + "\n" if title else "") + "fixed magenta, moving green, grey where they agree", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_learning_curves(
+    runs: Mapping[str, tuple[list[dict], list[dict]]], path: str | os.PathLike, lams=(0.1, 1.0, 4.0),
+    window: int = 10,
+) -> Path:
+    """Learning curves of several training runs: whether each has levelled off.
+
+    Args:
+        runs: name → ``(training records, validation records)`` as :func:`cir_monai.experiments.read_metrics`
+            gives them (``iteration``, ``loss``, ``level``; ``iteration``, ``val_dice@λ``).
+        lams: the validation λ drawn, one panel each (a model validated without a λ is skipped there).
+        window: the training loss is a running mean over this many records (each ``log_every`` iterations).
+
+    The first panel is the training loss (objective at the sampled λ, so noisy: the running mean shows its trend);
+    then the validation Dice at each λ. Dotted lines: where a run's level changes.
+    """
+    fig, axes = plt.subplots(1, 1 + len(lams), figsize=(4.2 * (1 + len(lams)), 3.6), squeeze=False)
+    axes = axes[0]
+    for i, (name, (train, val)) in enumerate(runs.items()):
+        colour = f"C{i % 10}"
+        if train:
+            its = np.array([r["iteration"] for r in train])
+            loss = np.array([r["loss"] for r in train])
+            smooth = np.convolve(loss, np.ones(window) / window, mode="valid") if len(loss) >= window else loss
+            axes[0].plot(its[len(its) - len(smooth):], smooth, color=colour, label=name)
+            levels = np.array([r["level"] for r in train])
+            for change in its[1:][np.diff(levels) != 0]:
+                for ax in axes:
+                    ax.axvline(change, color=colour, linestyle=":", linewidth=0.8)
+        for ax, lam in zip(axes[1:], lams):
+            key = f"val_dice@{lam:g}"
+            points = [(r["iteration"], r[key]) for r in val if key in r]
+            if points:
+                ax.plot(*zip(*points), marker="o", markersize=2.5, color=colour, label=name)
+    axes[0].set(title=f"training loss (running mean of {window})", xlabel="iteration")
+    for ax, lam in zip(axes[1:], lams):
+        ax.set(title=f"validation Dice at λ = {lam:g}", xlabel="iteration")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
     return _save(fig, path)

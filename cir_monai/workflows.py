@@ -16,6 +16,7 @@ from cir_monai.data.datalist import check_pairs, load_pairs, pairs_from_images
 from cir_monai.data.embedded import DEFAULT_SHAPE, DEFAULT_SPACING, build_embedded_template
 from cir_monai.data.generative import SynthConfig, SyntheticPairDataset
 from cir_monai.data.pairs import PairConfig
+from cir_monai.data.slices import SlicePairDataset, axial_band, slice_pairs
 from cir_monai.data.prepare import TRAIN_SEED, load_template_tensors, prepare_embedded
 from cir_monai.data.training import RandomPairDataset
 from cir_monai.defaults import DEFAULT_LAMS, bundle_configs, bundle_root, default_model, embedded_dir, overlay_files
@@ -24,7 +25,8 @@ from cir_monai.transforms import registration_preprocessing
 
 __all__ = ["image_list_pairs", "data_pairs", "run_bundle", "evaluate", "train", "training_dataset",
            "validation_dataset", "embedded_training_dataset", "synthetic_training_dataset", "prepared_pairs",
-           "validation_tensors", "pairs_or_single"]
+           "validation_tensors", "pairs_or_single", "slice_training_dataset", "slice_validation_dataset",
+           "heldout_slice_pairs"]
 
 
 def image_list_pairs(data: Sequence, pairing: str = "atlas", atlas_dir: str | os.PathLike | None = None) -> list[dict]:
@@ -229,3 +231,31 @@ def pairs_or_single(
     if source is None:
         raise ValueError("no data: set dataset_dir / datalist, or --fixed and --moving")
     return load_pairs(source, split=split)
+
+
+def slice_training_dataset(dataset_dir: str | os.PathLike = "data/embedded", spacing: float = DEFAULT_SPACING,
+                           volume_size: Sequence[int] = DEFAULT_SHAPE, pool_size: int = 16, seed: int = TRAIN_SEED,
+                           min_fraction: float = 0.5) -> SlicePairDataset:
+    """2D training pairs: axial slices (:mod:`cir_monai.data.slices`) of the generated embedded pairs on a 3D grid
+    (``spacing`` mm, ``volume_size`` voxels; the embedded frame's 2 mm, 80×96×80 by default, so slices are
+    80×96), drawn from the band of the template's labels."""
+    pairs = embedded_training_dataset(dataset_dir, spacing, volume_size, pool_size)
+    return SlicePairDataset(pairs, axial_band(pairs.label, min_fraction), seed=int(seed))
+
+
+def slice_validation_dataset(dataset_dir: str | os.PathLike = "data/embedded", spacing: float = DEFAULT_SPACING,
+                             volume_size: Sequence[int] = DEFAULT_SHAPE, per_pair: int = 4, num_validation: int = 4,
+                             num_test: int = 8, min_fraction: float = 0.5) -> list[dict]:
+    """2D validation pairs: ``per_pair`` axial slices of each embedded validation pair (in distribution)."""
+    pairs = prepared_pairs(dataset_dir, "validation", spacing, volume_size, num_validation, num_test)
+    return slice_pairs(validation_tensors(pairs, volume_size), per_pair, min_fraction)
+
+
+def heldout_slice_pairs(out: str | os.PathLike, num_pairs: int = 10, per_pair: int = 5,
+                        min_fraction: float = 0.5) -> list[dict]:
+    """2D test pairs: ``per_pair`` axial slices of each of ``num_pairs`` held-out 2009c + CerebrA pairs
+    (:mod:`cir_monai.data.heldout`, written under ``out`` once), resampled to the embedded frame's 2 mm grid."""
+    from cir_monai.data.heldout import prepare_heldout
+
+    pairs = load_pairs(prepare_heldout(out, num_pairs), split="test")
+    return slice_pairs(validation_tensors(pairs, DEFAULT_SHAPE, pixdim=DEFAULT_SPACING), per_pair, min_fraction)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cir_monai.visualize import _slice, plot_lambda_panel, plot_overlay, plot_tradeoff
+from cir_monai.visualize import _slice, plot_lambda_panel, plot_learning_curves, plot_overlay, plot_tradeoff
 
 
 def _image(path):
@@ -97,3 +97,16 @@ def test_overlay_shows_misalignment_before_and_none_after_a_perfect_warp(tmp_pat
 
     assert min(misaligned(top)) > 50  # before: both colours
     assert (max(misaligned(bottom)) == 0) == aligned
+
+
+def test_learning_curves_draw_each_run_in_its_colour_and_panel(tmp_path):
+    """Two runs: the first (C0, blue) has a loss curve and validation at λ = 1 only, the second (C1, orange) only
+    validation at λ = 4: each colour appears in the panels its records fill and not in the others."""
+    train = [{"iteration": k, "loss": 1.0 / k, "level": 1 if k < 50 else 2} for k in range(1, 101)]
+    val = [{"iteration": k, "val_dice@1": 0.5 + k / 1000} for k in range(10, 101, 10)]
+    other = [{"iteration": k, "val_dice@4": 0.6} for k in range(10, 101, 10)]
+    image = _image(plot_learning_curves({"a": (train, val), "b": ([], other)}, tmp_path / "c.png", lams=(1.0, 4.0)))
+    third = image.shape[1] // 3
+    blue, orange = _mask(image, TAB_BLUE), _mask(image, (1.0, 0.498, 0.055))
+    assert blue[:, :third].sum() > 100 and blue[:, third:2 * third].sum() > 100  # loss and Dice at λ = 1
+    assert orange[:, 2 * third:].sum() > 100 and orange[:, third:2 * third].sum() < 20  # Dice at λ = 4 only

@@ -50,6 +50,11 @@ class LevelSchedule:
         freeze = min(self.freeze_steps, int(self.freeze_steps * total / self.total))
         return LevelSchedule(tuple(counts), freeze)
 
+    def starts_level(self, iteration: int) -> bool:
+        """Whether the 1-based ``iteration`` is the first of a level > 1 (where the authors start a fresh Adam)."""
+        starts = [sum(self.iterations[:i]) + 1 for i in range(1, len(self.iterations))]
+        return int(iteration) in starts
+
     def at(self, iteration: int) -> tuple[int, bool]:
         """``(active_levels, lower_levels_frozen)`` for the 1-based ``iteration``."""
         start = 0

@@ -108,6 +108,8 @@ class CLapIRNTrainer:
             bookkeeping: checkpointing, validation, console, ``metrics.jsonl`` and TensorBoard (the bundle's
             ``train#handlers``, which MONAI Label extends). ``None``: a :class:`TrainingCheckpoint` every 500
             iterations and :func:`~cir_monai.engines.handlers.default_handlers`.
+        fresh_optimizer_per_level: clear the optimizer's state (Adam's moments and step count) at the first step of
+            each level > 1, as the authors' code starts a new Adam per level (``False``: one Adam for the run).
         bundle_model: also write the final weights here as a plain state dict, the model zoo's
             ``models/model.pt`` (``None`` or ``""``: only ``output_dir/model.pt``; from MONAI's command line pass
             ``""``, since it drops overrides whose value is ``None``).
@@ -136,6 +138,7 @@ class CLapIRNTrainer:
         max_epochs: int | None = None,
         handlers: Sequence | None = None,
         bundle_model: str | os.PathLike | None = None,
+        fresh_optimizer_per_level: bool = False,
     ) -> None:
         self.device = default_device(device)
         self.network = network.to(self.device)
@@ -178,6 +181,7 @@ class CLapIRNTrainer:
         self.log_every = int(log_every)
         self.amp, self.resume, self.seed = bool(amp), bool(resume), int(seed)
         self.bundle_model = None if bundle_model in (None, "") else Path(bundle_model)
+        self.fresh_optimizer_per_level = bool(fresh_optimizer_per_level)
         self.history: list[dict] = []
         self.start_iteration = 0
         self._level_seen, self._level_t0, self._level_k0, self._rate = 0, 0.0, 0, None
@@ -230,9 +234,13 @@ class CLapIRNTrainer:
 
     # ------------------------------------------------------------------ step
     def _set_trainable(self, level: int, frozen: bool) -> None:
+        """The current level trains; the lower ones too unless ``frozen``, and so does CIR-CM's shared mapping
+        network, which conditions the lower levels as well (the authors freeze it with them)."""
         for index, module in enumerate(self.model.levels):
             trainable = index == level - 1 or (index < level - 1 and not frozen)
             module.requires_grad_(trainable)
+        if self.model.mapping is not None:
+            self.model.mapping.requires_grad_(not frozen)
 
     def _step(self, engine: Engine, batch: dict) -> list[dict]:
         """One optimisation step on the batch of global step ``k``; the output is ``[record]``, a one-item list as
@@ -241,6 +249,8 @@ class CLapIRNTrainer:
         k = self.start_iteration + engine.state.iteration
         level, frozen = self.schedule.at(k)
         self._set_trainable(level, frozen)
+        if self.fresh_optimizer_per_level and self.schedule.starts_level(k):
+            self.optimizer.state.clear()  # a pure function of k: a resumed run resets at the same step
         keys = (("fixed", "moving") + (("fixed_label", "moving_label") if self.loss.label_weight > 0 else ())
                 + (("ddf_truth",) if self.loss.field_weight > 0 else ()))
         missing = [key for key in keys if key not in batch]

@@ -32,3 +32,9 @@ def test_schedule_scaled_to_a_number_of_steps():
     scaled = schedule.scaled_to(54)
     assert scaled.total == 54 and scaled.iterations == (30, 20, 4) and scaled.freeze_steps == 2
     assert schedule.scaled_to(2).iterations == (1, 1, 1)
+
+
+def test_starts_level_marks_the_first_step_of_each_later_level():
+    schedule = LevelSchedule((4, 3, 3), 1)
+    assert [k for k in range(1, 11) if schedule.starts_level(k)] == [5, 8]
+    assert not LevelSchedule((5,), 0).starts_level(1)

@@ -63,9 +63,12 @@ def test_training_on_a_fixed_pair_lowers_the_similarity_loss(tmp_path, template)
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) >= 40
 
 
-def test_resume_continues_with_identical_losses(tmp_path, template):
+@pytest.mark.parametrize("fresh", [False, True])
+def test_resume_continues_with_identical_losses(tmp_path, template, fresh):
+    """Also with a fresh Adam per level: the reset at the first step of a level happens again after a resume."""
     data = RandomPairDataset(*template, pool_size=4)
-    kwargs = dict(iterations=(4, 3, 3), freeze_steps=1, checkpoint_every=5, log_every=1, lr=1e-3)
+    kwargs = dict(iterations=(4, 3, 3), freeze_steps=1, checkpoint_every=5, log_every=1, lr=1e-3,
+                  fresh_optimizer_per_level=fresh)
     full = make_trainer(net(0), data, tmp_path / "full", **kwargs)
     full.run()
     reference = {r["iteration"]: r["loss"] for r in full.history if "loss" in r}
@@ -87,6 +90,39 @@ def test_resume_continues_with_identical_losses(tmp_path, template):
     assert sorted(after) == [6, 7, 8, 9, 10]
     for k, loss in after.items():
         assert loss == reference[k], (k, loss, reference[k])
+
+
+def test_fresh_optimizer_per_level_restarts_adam(tmp_path, template):
+    """The authors start a new Adam at each level: level 1's weights, frozen for the first step of level 3 (of
+    steps 8-10), have taken 2 Adam steps since the reset, not the 4 + 2 + 2 of one Adam for the whole run."""
+    data = RandomPairDataset(*template, pool_size=4)
+    steps = {}
+    for fresh in (False, True):
+        trainer = make_trainer(net(0), data, tmp_path / str(fresh), iterations=(4, 3, 3), freeze_steps=1,
+                               fresh_optimizer_per_level=fresh)
+        trainer.run()
+        state = trainer.optimizer.state
+        steps[fresh] = [int(state[p]["step"]) for p in (next(trainer.model.levels[0].parameters()),
+                                                         next(trainer.model.levels[2].parameters()))]
+    assert steps == {False: [8, 3], True: [2, 3]}
+
+
+def test_centralized_mapping_is_frozen_with_the_lower_levels(tmp_path, template):
+    """CIR-CM's one mapping network conditions every level, so it is frozen with the lower levels (the authors'
+    code): unchanged through level 2's frozen steps, trained again after them."""
+    torch.manual_seed(0)
+    model = CLapIRN(3, start_channels=2, num_levels=2, conditioning="centralized")
+    data = RandomPairDataset(*template, pool_size=3)
+    trainer = make_trainer(model, data, tmp_path, iterations=(1, 3), freeze_steps=2, lr=1e-2)
+    weights = {}
+
+    def keep(engine):
+        weights[engine.state.output[0]["iteration"]] = next(model.mapping.parameters()).detach().clone()
+
+    trainer.engine.add_event_handler(Events.ITERATION_COMPLETED, keep)
+    trainer.run()
+    assert torch.equal(weights[1], weights[3])  # frozen at steps 2 and 3
+    assert not torch.equal(weights[3], weights[4])  # trained at step 4
 
 
 def test_validation_and_frozen_levels(tmp_path, template):

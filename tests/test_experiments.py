@@ -1,0 +1,28 @@
+"""Many-model experiments (cir_monai.experiments): the training command and the metrics reader."""
+
+from __future__ import annotations
+
+import json
+
+from cir_monai.experiments import read_metrics, training_command
+
+
+def test_training_command_leaves_the_bundle_model_alone(tmp_path):
+    cmd = training_command(["configs/variants/baseline.yaml"], tmp_path / "run", seed=3,
+                           overrides={"train#trainer#lam_fixed": 0.1, "train#trainer#iterations": [1, 2, 3]})
+    configs = json.loads(cmd[cmd.index("--config_file") + 1])
+    assert configs[0].endswith("configs/train.yaml") and configs[1].endswith("configs/variants/baseline.yaml")
+    assert cmd[cmd.index("--train#trainer#bundle_model") + 1] == ""
+    assert cmd[cmd.index("--seed") + 1] == "3" and cmd[cmd.index("--output_dir") + 1] == str(tmp_path / "run")
+    assert cmd[cmd.index("--train#trainer#iterations") + 1] == "[1, 2, 3]"
+
+
+def test_read_metrics_splits_and_keeps_the_last_record_of_an_iteration(tmp_path):
+    records = [{"iteration": 10, "loss": 1.0}, {"iteration": 20, "loss": 0.5},
+               {"iteration": 20, "val_dice@1": 0.6}, {"iteration": 10, "loss": 0.9},  # a resumed run rewrote 10
+               {"iteration": 5, "val_dice@1": 0.4}]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    train, val = read_metrics(tmp_path)
+    assert train == [{"iteration": 10, "loss": 0.9}, {"iteration": 20, "loss": 0.5}]
+    assert [v["val_dice@1"] for v in val] == [0.4, 0.6]
+    assert read_metrics(tmp_path / "missing") == ([], [])
