@@ -62,7 +62,7 @@ def add_pair_options(parser: argparse.ArgumentParser) -> None:
     """The held-out pairs' options, shared with bench_refine.py: --pairs, --threads, --group, --data."""
     parser.add_argument("--pairs", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--group", default="standard", help="held-out group (cir_monai.data.heldout.HELDOUT_GROUPS): "
+    parser.add_argument("--group", default="standard", help="held-out group (cir_monai.data.evaluation_sets.GROUPS): "
                         "standard, hard (larger, finer deformations and stronger intensity changes) or cross "
                         "(6 pairs of 3 different average brains, tissue-class Dice, no true field)")
     parser.add_argument("--data", default=None, help="where the pairs are written (default data/heldout[_GROUP])")
@@ -71,10 +71,10 @@ def add_pair_options(parser: argparse.ArgumentParser) -> None:
 def heldout_pairs(args: argparse.Namespace) -> list[dict]:
     """The held-out file pairs of ``args`` (written once under ``--data``)."""
     from cir_monai.data import load_pairs
-    from cir_monai.data.heldout import prepare_heldout
+    from cir_monai.data.evaluation_sets import prepare_group
 
     data = args.data or str(ROOT / "data" / ("heldout" if args.group == "standard" else f"heldout_{args.group}"))
-    return load_pairs(prepare_heldout(data, args.pairs, group=args.group), split="test")
+    return load_pairs(prepare_group(data, args.group, args.pairs), split="test")
 
 
 def summarise(rows: list[dict]) -> list[dict]:

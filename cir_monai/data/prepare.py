@@ -32,13 +32,11 @@ from tqdm import tqdm
 from cir_monai.atomic import write_json
 from cir_monai.data.embedded import DEFAULT_SHAPE, DEFAULT_SPACING, TISSUE_LABELS, build_embedded_template
 from cir_monai.data.pairs import PairConfig, make_pair
+from cir_monai.data.seeds import TEST_SEED, TRAIN_SEED, VALIDATION_SEED
 from cir_monai.nifti import save_nifti
 
 __all__ = ["TRAIN_SEED", "VALIDATION_SEED", "TEST_SEED", "prepare_embedded", "load_template_tensors"]
 
-TRAIN_SEED = 1_000_000
-VALIDATION_SEED = 10_000
-TEST_SEED = 20_000
 
 
 def load_template_tensors(paths: dict[str, Path]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:

@@ -33,18 +33,16 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from monai.networks.blocks import DVF2DDF
 from monai.networks.layers import GaussianFilter
 
-if TYPE_CHECKING:  # configs are read by attribute only
-    from cir_monai.data.generative import SynthConfig
-    from cir_monai.data.pairs import PairConfig
-
 __all__ = [
+    "PairConfig",
+    "SynthConfig",
     "smooth_noise",
     "coarse_noise",
     "multiscale_svf",
@@ -60,6 +58,77 @@ __all__ = [
     "degrade",
     "synthesize_image",
 ]
+
+
+@dataclass(frozen=True)
+class PairConfig:
+    """How different two subjects are.
+
+    Attributes:
+        max_displacement: largest velocity component of the deformation, in voxels.
+        smoothness: Gaussian sigma of the velocity field, as a fraction of the largest image side.
+        rotation_deg: largest rotation about each axis, degrees.
+        scale: largest relative scaling per axis.
+        translation: largest translation per axis, voxels.
+        bias: strength of the multiplicative bias field (its log amplitude).
+        gamma: spread of the gamma exponent (its log is uniform in ±gamma).
+        noise: standard deviation of the Gaussian noise inside the brain.
+    """
+
+    max_displacement: float = 3.0
+    smoothness: float = 0.1
+    rotation_deg: float = 4.0
+    scale: float = 0.04
+    translation: float = 2.0
+    bias: float = 0.15
+    gamma: float = 0.15
+    noise: float = 0.01
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """How pairs are generated (units: voxels of the working grid unless stated).
+
+    Attributes:
+        source_weights: probability of each of the generator's sources
+            (:data:`cir_monai.data.generative.SOURCES`: template, template_synth, random; normalised).
+        num_labels: classes of a random label map (background excluded).
+        label_scale: spacing of the noise that shapes random labels (larger = bigger regions).
+        subdivide: each template tissue is split into 1..``subdivide`` random sub-regions.
+        svf_scales: control spacing of each velocity component, coarse to fine.
+        svf_amplitudes: largest velocity coordinate (voxels; the vector norm can be up to √n times
+            larger) of each component; the amplitude of each is
+            drawn uniformly in ``[0, max]`` per subject, so some pairs are nearly aligned and
+            others hard.
+        affine: rotation / scale / translation of the random affine (a :class:`PairConfig`).
+        same_contrast: fixed and moving share per-label intensities (needed for NCC); ``False``
+            gives each its own contrast (for a label-driven loss).
+        blur: largest Gaussian blur sigma.
+        bias: largest log-amplitude of the bias field.
+        gamma: spread of ``log γ``.
+        noise: largest noise standard deviation (fraction of the intensity range).
+        variability: each subject's own anatomy (0 = off): label boundaries moved irregularly per
+            subject by :func:`perturb_labels` (argmax of the smoothed one-hot map plus
+            ``variability`` × noise varying over ``variability_scale`` voxels), so no smooth field matches fixed
+            and moving exactly and λ has a real trade-off
+            to learn; not applied to the ``"template"`` source, whose image is the real T1.
+    """
+
+    source_weights: tuple[float, float, float] = (0.3, 0.35, 0.35)
+    num_labels: int = 12
+    label_scale: float = 10.0
+    subdivide: int = 4
+    svf_scales: tuple[float, ...] = (32.0, 16.0, 8.0)
+    svf_amplitudes: tuple[float, ...] = (4.0, 3.0, 1.5)
+    affine: PairConfig = field(default_factory=lambda: PairConfig(rotation_deg=5.0, scale=0.05, translation=3.0))
+    same_contrast: bool = True
+    blur: float = 1.0
+    bias: float = 0.3
+    gamma: float = 0.25
+    noise: float = 0.05
+    variability: float = 0.0
+    variability_scale: float = 4.0
+
 
 
 def smooth_noise(
@@ -252,7 +321,7 @@ def synthesize_image(
     Args:
         label: ``(1, 1, *S)`` int64.
         gen: random generator.
-        config: intensity settings (a :class:`~cir_monai.data.generative.SynthConfig`).
+        config: intensity settings (a :class:`SynthConfig`).
         means: per-label intensity (index = label); drawn when ``None``.
         base: a real image ``(1, 1, *S)`` to use instead of per-label intensities (the
             ``"template"`` source); artefacts are applied to it.

