@@ -5,7 +5,7 @@ Installed as the console script ``cir-monai`` and runnable as ``python -m cir_mo
 Each subcommand parses its arguments, calls one library function and prints the result:
 ``register`` → :func:`cir_monai.engines.inference.register_files`, ``sweep`` → :func:`cir_monai.sweep.sweep`,
 ``evaluate`` / ``train`` → :func:`cir_monai.workflows.evaluate` / :func:`~cir_monai.workflows.train` (the
-bundle's workflows), ``convert`` → :func:`cir_monai.io.official.convert_checkpoint`.
+bundle's workflows), ``convert`` → :func:`cir_monai.io.models.convert_checkpoint`.
 ``cir-monai SUBCOMMAND --help`` explains one.
 
 Bad input (a missing or non-image file, 2D vs 3D, λ outside [0, 10], an unwritable output
@@ -272,7 +272,7 @@ class Commands:
             checkpoint: the authors' released .pth file.
             out: the model file to write (atomically).
         """
-        from cir_monai.io.official import convert_checkpoint
+        from cir_monai.io.models import convert_checkpoint
 
         net = convert_checkpoint(checkpoint, out)
         print(f"{out}: {net.config}")

@@ -67,7 +67,7 @@ def model_frame(frame: Mapping | None, network=None) -> dict:
     Args:
         frame: a (partial) frame dict, or ``None`` for "any grid" (``spacing`` ``None``).
         network: the model; its ``lam_max`` sets ``lam_range`` and its ``spatial_dims`` the
-            length of ``spacing``.
+            length of ``spacing`` (without it: the length of a listed ``spacing``, else 3).
 
     Raises:
         ValueError: an unknown key or a bad spacing.
@@ -76,7 +76,9 @@ def model_frame(frame: Mapping | None, network=None) -> dict:
     unknown = sorted(set(frame) - set(_KEYS))
     if unknown:
         raise ValueError(f"unknown frame entries {unknown}; a frame has {list(_KEYS)}")
-    dims = int(getattr(network, "spatial_dims", 3))
+    spacing = frame.get("spacing")
+    # without a network, a list's length says the dimensions (a 2D model's recorded frame), a number means 3D
+    dims = int(getattr(network, "spatial_dims", len(spacing) if isinstance(spacing, (list, tuple)) else 3))
     out = {
         "spacing": frame_spacing(frame.get("spacing"), dims),
         "orientation": frame.get("orientation", "RAS"),

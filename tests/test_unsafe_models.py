@@ -11,7 +11,7 @@ import pytest
 from cir_monai.data import RandomPairDataset, phantom
 from cir_monai.engines import CLapIRNTrainer
 from cir_monai.io import load_network
-from cir_monai.io.official import convert_checkpoint
+from cir_monai.io.models import convert_checkpoint
 from cir_monai.networks import CLapIRN
 
 ROOT = Path(__file__).resolve().parents[1]

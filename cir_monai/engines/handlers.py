@@ -36,6 +36,7 @@ from ignite.engine import Engine, Events
 
 from cir_monai.frame import model_frame
 from cir_monai.io.checkpoint import save_checkpoint
+from cir_monai.io.models import model_file_state
 
 __all__ = ["is_main_process", "every", "progress_line", "tensorboard_scalars", "MetricsFile", "TrainingCheckpoint",
            "default_handlers"]
@@ -146,16 +147,15 @@ class TrainingCheckpoint:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def state(self, iteration: int, level: int) -> dict:
-        return {
-            "model": self.model.state_dict(),
-            "network": self.model.config,
-            "frame": self.frame,
-            "optimizer": self.optimizer.state_dict(),
-            "iteration": int(iteration),
-            "level": int(level),
-            "rng": {"torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-        }
+        """A model file (:func:`~cir_monai.io.model_file_state`) plus what resuming needs."""
+        return model_file_state(
+            self.model, self.frame,
+            optimizer=self.optimizer.state_dict(),
+            iteration=int(iteration),
+            level=int(level),
+            rng={"torch": torch.get_rng_state(),
+                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+        )
 
     def __call__(self, engine: Engine) -> None:
         r = _record(engine)

@@ -32,8 +32,8 @@ from cir_monai.engines.handlers import TrainingCheckpoint, default_handlers, is_
 from cir_monai.engines.schedule import LevelSchedule, sample_lambda
 from cir_monai.engines.validation import validate
 from cir_monai.frame import model_frame
-from cir_monai.io import load_network, record_bundle_frame
-from cir_monai.io.checkpoint import load_checkpoint, save_checkpoint
+from cir_monai.io import load_network, save_model_file
+from cir_monai.io.checkpoint import load_checkpoint
 from cir_monai.losses import CLapIRNLoss
 from cir_monai.networks import CLapIRN
 
@@ -340,10 +340,8 @@ class CLapIRNTrainer:
             self.engine.run(self.loader, max_epochs=1, epoch_length=total - self.start_iteration)
         model_path = self.output_dir / "model.pt"
         if is_main_process():
-            save_checkpoint({"model": self.model.state_dict(), "network": self.model.config, "frame": self.frame},
-                            model_path)
+            save_model_file(self.model, model_path, self.frame)
             if self.bundle_model is not None:
-                save_checkpoint(self.model.state_dict(), self.bundle_model)
-                record_bundle_frame(self.bundle_model, self.frame)  # a plain state dict's frame lives in its bundle
+                save_model_file(self.model, self.bundle_model, self.frame, plain=True)
                 logger.info("weights written to %s (plain state dict)", self.bundle_model)
         return {"iterations": total, "model": str(model_path), "last": self.history[-1] if self.history else None}

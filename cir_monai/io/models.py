@@ -10,6 +10,9 @@ Three kinds of file hold a :class:`~cir_monai.networks.CLapIRN`, and :func:`read
   bundle's ``configs/metadata.json`` when the file lies in a bundle's ``models/`` folder, :func:`bundle_frame`);
 * one of the authors' ``.pth`` files (:mod:`cir_monai.io.official` renames their keys).
 
+Files are written by one writer, :func:`save_model_file` (the trainer's ``model.pt`` and bundle model, the
+training checkpoints' model part through :func:`model_file_state`, and ``cir-monai convert``).
+
 Every file is read weights-only (:func:`cir_monai.io.checkpoint.load_checkpoint`): nothing in it runs.
 :func:`load_network` builds the network the file describes; :func:`load_bundle_network` builds the bundle's
 ``network_def`` and loads the file's weights into it (the TorchScript export and the zoo's checks).
@@ -30,12 +33,13 @@ import torch
 from cir_monai.atomic import write_json
 from cir_monai.defaults import default_model
 from cir_monai.frame import EMBEDDED_FRAME, OFFICIAL_FRAME, model_frame
-from cir_monai.io.checkpoint import load_checkpoint
+from cir_monai.io.checkpoint import load_checkpoint, save_checkpoint
 from cir_monai.io.official import load_official_checkpoint
 from cir_monai.networks import CLapIRN
 
 __all__ = ["read_model_file", "load_network", "load_bundle_network", "infer_config", "bundle_frame",
-           "record_bundle_frame", "model_file_frame", "BUNDLE_METADATA"]
+           "record_bundle_frame", "model_file_frame", "model_file_state", "save_model_file", "convert_checkpoint",
+           "BUNDLE_METADATA"]
 
 logger = logging.getLogger("cir_monai.inference")
 
@@ -214,3 +218,53 @@ def load_bundle_network(bundle_root: str | os.PathLike, config_file: str = "conf
     state, _, _ = read_model_file(Path(ckpt_file) if ckpt_file is not None else root / "models" / "model.pt")
     net.load_state_dict(state)
     return net.eval()
+
+
+def model_file_state(network: torch.nn.Module, frame: Mapping | None = None, **extra) -> dict:
+    """What this project's model file holds: ``{"model": state dict, "network": constructor arguments, "frame":
+    the checked frame (:func:`~cir_monai.frame.model_frame`), **extra}`` (``DistributedDataParallel`` is looked
+    through). The training checkpoint is this plus the optimizer, iteration and RNG state."""
+    net = network.module if hasattr(network, "module") else network
+    return {"model": net.state_dict(), "network": net.config, "frame": model_frame(frame, net), **extra}
+
+
+def save_model_file(network: torch.nn.Module, path: str | os.PathLike, frame: Mapping | None = None,
+                    plain: bool = False, **extra) -> Path:
+    """Write ``network`` as a model file at ``path``, atomically; :func:`read_model_file` reads it back.
+
+    Args:
+        frame: the frame it was trained in (``None``: any grid).
+        plain: write the plain state dict the model zoo ships as ``models/model.pt`` (``load_state_dict``), and
+            record ``frame`` in the bundle's ``configs/metadata.json`` when ``path`` lies in a bundle's
+            ``models/`` folder (:func:`record_bundle_frame`); else :func:`model_file_state`.
+        extra: more entries of a full model file (e.g. ``source``).
+
+    Raises:
+        IsADirectoryError: ``path`` is a folder.
+        OSError: ``path`` cannot be written (its path in the message).
+    """
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise IsADirectoryError(f"{target} is a folder; give a model file name such as model.pt")
+    state = model_file_state(network, frame, **extra)
+    try:
+        save_checkpoint(state["model"] if plain else state, target)
+    except OSError as err:
+        raise OSError(f"cannot write {target}: {err.strerror or err}") from err
+    if plain:
+        record_bundle_frame(target, state["frame"])  # a plain state dict's frame lives in its bundle
+    return target
+
+
+def convert_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike = "model.pt") -> CLapIRN:
+    """Write one of the authors' ``.pth`` files as this project's model file ``out`` (atomically), which loads
+    with :func:`~cir_monai.io.load_network` and the bundle's ``ckpt_path``, with the frame the authors
+    trained in (:data:`~cir_monai.frame.OFFICIAL_FRAME`, 1 mm OASIS), as the ``.pth`` itself. Returns the network.
+
+    Raises:
+        IsADirectoryError: ``out`` is a folder.
+        OSError: ``out`` cannot be written (its path in the message).
+    """
+    net = load_official_checkpoint(Path(checkpoint).expanduser())
+    save_model_file(net, out, OFFICIAL_FRAME, source=str(checkpoint))  # the authors' 1 mm OASIS frame
+    return net

@@ -9,7 +9,8 @@ coarsest under ``model_lvl2.model_lvl1.``; odd indices of
 ``resblock_group_lvl1`` are parameter-free LeakyReLUs. This module renames
 those keys to ours (``levels.{k}.{encoder,down,blocks.{j},up,head}``) and reads
 the architecture (2D/3D, ``start_channels``, lite/full, conditioning) off the
-tensor shapes. :func:`convert_checkpoint` (``cir-monai convert``) writes the result as this project's model file.
+tensor shapes. :func:`cir_monai.io.models.convert_checkpoint` (``cir-monai convert``) writes the result as this
+project's model file.
 """
 
 from __future__ import annotations
@@ -17,15 +18,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 
-from cir_monai.frame import OFFICIAL_FRAME, model_frame
-from cir_monai.io.checkpoint import load_checkpoint, save_checkpoint
+from cir_monai.io.checkpoint import load_checkpoint
 from cir_monai.networks.clapirn import CLapIRN
 
-__all__ = ["official_to_cir_state_dict", "infer_official_config", "load_official_checkpoint", "convert_checkpoint"]
+__all__ = ["official_to_cir_state_dict", "infer_official_config", "load_official_checkpoint"]
 
 _PREFIXES = ("model_lvl2.model_lvl1.", "model_lvl2.", "")  # coarse -> fine
 _RENAMES = (
@@ -162,24 +161,3 @@ def load_official_checkpoint(path: str | os.PathLike, map_location: str | torch.
         )
     net.load_state_dict(converted)
     return net.eval()
-
-
-def convert_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike = "model.pt") -> CLapIRN:
-    """Write one of the authors' ``.pth`` files as this project's model file ``out`` (atomically), which loads
-    with :func:`~cir_monai.io.load_network` and the bundle's ``ckpt_path``, with the frame the authors
-    trained in (:data:`~cir_monai.frame.OFFICIAL_FRAME`, 1 mm OASIS), as the ``.pth`` itself. Returns the network.
-
-    Raises:
-        IsADirectoryError: ``out`` is a folder.
-        OSError: ``out`` cannot be written (its path in the message).
-    """
-    net = load_official_checkpoint(Path(checkpoint).expanduser())
-    target = Path(out).expanduser()
-    if target.is_dir():
-        raise IsADirectoryError(f"{target} is a folder; give a model file name such as model.pt")
-    try:
-        save_checkpoint({"model": net.state_dict(), "network": net.config, "source": str(checkpoint),
-                         "frame": model_frame(OFFICIAL_FRAME, net)}, target)  # the authors' 1 mm OASIS frame
-    except OSError as err:
-        raise OSError(f"cannot write {target}: {err.strerror or err}") from err
-    return net

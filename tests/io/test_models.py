@@ -67,3 +67,29 @@ def test_a_package_without_the_weights_file_gets_the_shipped_frame(tmp_path):
     assert model_file_frame(tmp_path / "models" / "model.pt", missing=EMBEDDED_FRAME) == model_frame(EMBEDDED_FRAME)
     with pytest.raises(FileNotFoundError, match="model file not found"):
         model_file_frame(tmp_path / "models" / "model.pt")
+
+
+def test_save_model_file_is_the_one_writer_read_back_by_load_network(tmp_path):
+    """A full model file keeps the architecture, weights and frame; a plain one in a bundle's models/ folder records
+    its frame in the bundle's metadata; a folder as the target is named."""
+    import torch
+
+    from cir_monai.io import load_checkpoint, save_model_file
+    from cir_monai.networks import CLapIRN
+
+    torch.manual_seed(0)
+    net = CLapIRN(2, start_channels=2, conditioning="centralized")
+    frame = {"spacing": [3.0, 3.0], "spatial_size": [40, 48]}
+    back = load_network(save_model_file(net, tmp_path / "m.pt", frame, source="test"))
+    assert back.config == net.config and model_file_frame(tmp_path / "m.pt") == model_frame(frame, net)
+    assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), net.state_dict().values()))
+    assert load_checkpoint(tmp_path / "m.pt")["source"] == "test"
+
+    bundle = tmp_path / "bundle"
+    (bundle / "configs").mkdir(parents=True)
+    (bundle / "configs" / "metadata.json").write_text("{}")
+    plain = save_model_file(net, bundle / "models" / "model.pt", frame, plain=True)
+    assert set(load_checkpoint(plain)) == set(net.state_dict())  # the zoo's plain state dict
+    assert bundle_frame(plain) == model_frame(frame, net)
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        save_model_file(net, tmp_path, frame)
