@@ -22,7 +22,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
-from benchlog import append_table
+
+from cir_monai.benchmarking import append_table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -81,7 +82,7 @@ def main() -> int:
     table = "\n".join(lines) + f"\n\nThe ITK affine registration alone: {affine_seconds:.1f} s."
     print(table)
     if not args.no_append:
-        append_table("Affine pre-alignment (--affine)", "bench/bench_affine.py",
+        append_table(ROOT, "Affine pre-alignment (--affine)", "bench/bench_affine.py",
                      f"{platform.machine()}, {args.threads} threads; 2 mm, 96×112×96", table)
     return 0
 

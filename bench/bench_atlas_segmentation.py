@@ -33,7 +33,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
-from benchlog import append_table
+
+from cir_monai.benchmarking import append_table
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "bundle"
@@ -122,7 +123,7 @@ def main() -> None:
     if not args.no_append:
         details = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads; "
                    f"{len(embedded)} embedded and {len(heldout)} held-out images; outputs in {work}")
-        append_table("Atlas-based segmentation (bundle inference workflow)", "bench/bench_atlas_segmentation.py",
+        append_table(ROOT, "Atlas-based segmentation (bundle inference workflow)", "bench/bench_atlas_segmentation.py",
                      details, table)
 
 

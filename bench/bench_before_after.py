@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchlog import append_table
+from cir_monai.benchmarking import append_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,7 +58,7 @@ def main() -> None:
     table = "\n".join(text).strip()
     print(table)
     if not args.no_append:
-        append_table("Speed before and after a change", "bench/bench_before_after.py",
+        append_table(ROOT, "Speed before and after a change", "bench/bench_before_after.py",
                      f"each version's own bench scripts, alternating, {args.repeats} repeats", table)
 
 

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 import torch
-from benchlog import append_table
+
+from cir_monai.benchmarking import append_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,7 +77,7 @@ def main() -> int:
     )
     print(table)
     if not args.no_append:
-        append_table("Dice gain of a short CPU training", "bench/bench_dice_gain.py",
+        append_table(ROOT, "Dice gain of a short CPU training", "bench/bench_dice_gain.py",
                      "2 threads; embedded validation pairs, mean Dice over the 3 tissue labels", table)
     return 0
 

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlog import append_table
+from cir_monai.benchmarking import append_table
 
 ROOT = Path(__file__).resolve().parents[1]
 LAMS = (0.1, 1.0, 4.0)
@@ -72,7 +72,7 @@ def main() -> int:
     table = "\n".join(lines) + f"\n\nDice before registration: {rows[0][3]:.3f} (4 embedded validation pairs)."
     print(table)
     if not args.no_append:
-        append_table("Diffeomorphic vs displacement, same short budget", "bench/bench_diffeomorphic.py",
+        append_table(ROOT, "Diffeomorphic vs displacement, same short budget", "bench/bench_diffeomorphic.py",
                      f"{platform.machine()}, 2 threads; trained at {args.spacing:g} mm {args.size}, "
                      f"iterations {args.iterations}", table)
     return 0

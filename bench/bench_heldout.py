@@ -13,7 +13,7 @@ differences, voxels). Ours runs twice: the network alone (``ours``) and refined 
 (``ours + refine N``, the default pipeline of ``cir-monai register``; s / pair counts the steps). Ours and the lite
 model run through :class:`cir_monai.engines.RegistrationEvaluator`
 in their own frames (the shipped model: 2 mm; the lite model: 1 mm), the field brought back to the 1 mm
-grid; ANTs through ``bench_baselines.ants_rows`` (needs ``pip install -r requirements-bench.txt``).
+grid; ANTs through :func:`cir_monai.baselines.ants_rows` (needs ``pip install -r requirements-bench.txt``).
 
 Writes ``per_pair.csv``, ``summary.json`` and ``heldout_tradeoff.png`` to ``--out``, prints a markdown table
 and, unless ``--no-append``, copies the picture to docs/images/ and appends the table with the command to
@@ -33,64 +33,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from benchlog import append_table
+
+from cir_monai.benchmarking import add_heldout_options, append_table, evaluator_rows, heldout_pairs, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 LITE = ROOT.parent / "shared" / "reference" / "official_clapirn_lite_oasis.pth"
-COLS = ("dice_mean", "epe_mm", "jac_std", "folding_pct", "sdlogj", "seconds")
-
-
-def evaluator_rows(method: str, net, pairs: list[dict], lams: list[float], out: Path, refine: int = 0) -> list[dict]:
-    from cir_monai.engines import RegistrationEvaluator
-
-    evaluator = RegistrationEvaluator(net, pairs, lams=lams, output_dir=out, hd95=False, figures=False, progress=True,
-                                      refine=refine)
-    rows = []
-    for pair in pairs:
-        pair_rows, labels, per_label, _ = evaluator.evaluate_pair(pair)
-        for row in pair_rows:
-            name = "identity" if row["lam"] == "before" else method
-            rows.append({"method": name, "pair": pair["id"], "lam": "" if name == "identity" else row["lam"],
-                         **{k: row[k] for k in COLS},
-                         **{f"dice_{v}": d for v, d in zip(labels, per_label[row["lam"]])}})
-        print(f"  {method} {pair['id']}: " + ", ".join(f"λ {r['lam']} Dice {r['dice_mean']:.3f}" for r in pair_rows),
-              file=sys.stderr, flush=True)
-    return rows
-
-
-def add_pair_options(parser: argparse.ArgumentParser) -> None:
-    """The held-out pairs' options, shared with bench_refine.py: --pairs, --threads, --group, --data."""
-    parser.add_argument("--pairs", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--group", default="standard", help="held-out group (cir_monai.data.evaluation_sets.GROUPS): "
-                        "standard, hard (larger, finer deformations and stronger intensity changes) or cross "
-                        "(6 pairs of 3 different average brains, tissue-class Dice, no true field)")
-    parser.add_argument("--data", default=None, help="where the pairs are written (default data/heldout[_GROUP])")
-
-
-def heldout_pairs(args: argparse.Namespace) -> list[dict]:
-    """The held-out file pairs of ``args`` (written once under ``--data``)."""
-    from cir_monai.data import load_pairs
-    from cir_monai.data.evaluation_sets import prepare_group
-
-    data = args.data or str(ROOT / "data" / ("heldout" if args.group == "standard" else f"heldout_{args.group}"))
-    return load_pairs(prepare_group(data, args.group, args.pairs), split="test")
-
-
-def summarise(rows: list[dict]) -> list[dict]:
-    groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        groups.setdefault((row["method"], row["lam"]), []).append(row)
-    identity = {r["pair"]: r["dice_mean"] for r in rows if r["method"] == "identity"}
-    out = []
-    for (method, lam), group in groups.items():
-        entry = {"method": method, "lam": lam, "pairs": len(group)}
-        for k in COLS:
-            values = [r[k] for r in group if np.isfinite(r[k])]
-            entry[k] = float(np.mean(values)) if values else float("nan")
-        entry["min_gain"] = float(min(r["dice_mean"] - identity[r["pair"]] for r in group))
-        out.append(entry)
-    return out
 
 
 def markdown(summary: list[dict]) -> str:
@@ -114,7 +61,7 @@ def main() -> int:
     parser.add_argument("--ants-transform", default="SyN")
     parser.add_argument("--no-ants", action="store_true")
     parser.add_argument("--no-lite", action="store_true")
-    add_pair_options(parser)
+    add_heldout_options(parser)
     parser.add_argument("--out", default=str(ROOT / "runs" / "heldout"))
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
@@ -134,7 +81,7 @@ def main() -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    pairs = heldout_pairs(args)
+    pairs = heldout_pairs(ROOT / "data", args.group, args.pairs, args.data)
     lams = [float(v) for v in args.lams.split(",")]
     from cir_monai.defaults import DEFAULT_REFINE
 
@@ -149,11 +96,9 @@ def main() -> int:
                                    [float(v) for v in args.lite_lams.split(",")], out)
         rows += [r for r in lite_rows if r["method"] != "identity"]
     if not args.no_ants:
-        from bench_baselines import ants_rows
+        from cir_monai.baselines import ants_rows
 
-        ants, _ = ants_rows(pairs, args.ants_transform, label_interp="nearest", hd95=False)
-        rows += [{"method": r["method"], "pair": r["pair"], "lam": "", **{k: r.get(k, float("nan")) for k in COLS}}
-                 for r in ants]
+        rows += ants_rows(pairs, args.ants_transform, hd95=False)[0]
     summary = summarise(rows)
     with open(out / "per_pair.csv", "w", newline="") as f:
         keys = list(dict.fromkeys(k for r in rows for k in r))
@@ -181,7 +126,7 @@ def main() -> int:
         details = (f"{platform.machine()}, {args.threads} threads; {len(pairs)} held-out pairs ({args.group}), 1 mm, "
                    f"{scored}; model "
                    + str(Path(args.model).relative_to(ROOT) if Path(args.model).is_relative_to(ROOT) else args.model))
-        append_table("Held-out anatomy", "bench/bench_heldout.py", details, table)
+        append_table(ROOT, "Held-out anatomy", "bench/bench_heldout.py", details, table)
     return 0
 
 

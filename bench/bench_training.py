@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchlog import append_table
+from cir_monai.benchmarking import append_table
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"default 80×96×80": (80, 96, 80), "64×80×64": (64, 80, 64)}
@@ -118,7 +118,7 @@ def main() -> int:
     print(table)
     if not args.no_append:
         append_table(
-            "Training",
+            ROOT, "Training",
             "bench/bench_training.py",
             f"{args.threads} threads; s/it, batch 1, start_channels 7, median of {args.repeats} iterations "
             "after one warm-up",

@@ -38,13 +38,15 @@ def main() -> None:
     parser.add_argument("--plot-only", action="store_true", help="draw the curves of what has trained so far")
     args = parser.parse_args()
 
+    from cir_monai.defaults import embedded_dir
     from cir_monai.experiments import read_metrics, train_in_process
     from cir_monai.visualize import plot_learning_curves
 
     out = Path(args.out)
     if not args.plot_only:
         for name, (variant, overrides) in PILOT.items():
-            seconds = train_in_process([VARIANTS / variant, SCALE], folder(out, name), 0, overrides, args.threads)
+            seconds = train_in_process([VARIANTS / variant, SCALE], folder(out, name), 0, overrides, args.threads,
+                                       dataset_dir=embedded_dir())
             print(f"{name}: trained in {seconds / 60:.1f} min", flush=True)
     runs = {name: read_metrics(folder(out, name)) for name in PILOT}
     picture = plot_learning_curves(runs, out / "pilot_curves.png", lams=(0.1, 1.0, 4.0))

@@ -19,11 +19,13 @@ when the command is run again; a finished model is skipped. Then every model is 
 held-out set (:mod:`cir_monai.data.heldout`, the MNI 2009c + CerebrA pairs that no training sees,
 scored on their 1 mm grid) at the seven λ (a baseline at its own λ), without refinement, cached
 per model under ``OUT/eval/``. %DSC and %std|J| are the paper's
-(:mod:`cir_monai.engines.comparison`: per test case and λ, against the baseline trained at that λ).
+(:mod:`cir_monai.comparison`: per test case and λ, against the baseline trained at that λ).
 
-Writes ``OUT/rows.csv``, ``OUT/table1.json``, the Fig. 3-style picture ``paper_fig3.png`` (also to
-docs/images/), the results section of docs/paper_reproduction.md, prints Table 1 beside the paper's
-and appends it to docs/benchmarks.md. The same command with ``--scale configs/scale/paper_1mm.yaml``
+Writes ``OUT/rows.csv``, ``OUT/table1.json`` (with the claims judged against the seeds' spread), ``OUT/results.md``
+and the Fig. 3-style picture ``OUT/paper_fig3.png``, prints Table 1 beside the paper's and appends it to
+docs/benchmarks.md; ``docs/paper_reproduction.md`` is written by hand from them. The maths is
+:mod:`cir_monai.comparison`'s, the picture :func:`cir_monai.visualize.plot_paper_fig3`. The same command with
+``--scale configs/scale/paper_1mm.yaml``
 runs the paper's schedule (a GPU job).
 """
 
@@ -32,15 +34,16 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from bench_heldout import add_pair_options, evaluator_rows, heldout_pairs
-from benchlog import append_table
+
+from cir_monai.benchmarking import add_heldout_options, append_table, evaluator_rows, heldout_pairs
+from cir_monai.comparison import markdown_per_lambda, markdown_table1, per_lambda, table1
+from cir_monai.experiments import train_in_process
+from cir_monai.visualize import plot_paper_fig3
 
 ROOT = Path(__file__).resolve().parents[1]
 LAMS = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0)
@@ -48,12 +51,13 @@ LAMS = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0)
 PAPER = {
     "Initial": (0.552, None, None, None, None, None),
     "Baseline": (0.770, None, 1.157, None, 200.3, 0.204),
-    "Traditional (concat)": (0.780, 1.41, 0.970, 4.62, 28.4, 0.212),
+    "concat": (0.780, 1.41, 0.970, 4.62, 28.4, 0.212),
     "CIR-CM": (0.767, -0.57, 0.900, -5.23, 28.8, 0.227),
     "CIR-DM": (0.770, -0.19, 0.963, -3.78, 28.5, 0.216),
 }
-DOC = ROOT / "docs" / "paper_reproduction.md"
-START, END = "<!-- results:start -->", "<!-- results:end -->"
+CONDITIONAL = ("concat", "CIR-CM", "CIR-DM", "CIR-DM seed 1")
+COLOURS = {"Baseline": "tab:blue", "concat": "tab:orange", "CIR-CM": "tab:green", "CIR-DM": "tab:red",
+           "CIR-DM seed 1": "tab:pink"}
 
 
 def baseline_name(lam: float) -> str:
@@ -89,52 +93,6 @@ def folder(out: Path, name: str) -> Path:
     return out / "models" / name.replace(" ", "_").replace("λ=", "lam")
 
 
-def train(model: dict, out: Path, scale: str, threads: int) -> float:
-    """Train (or resume) one model in its own process; returns its total training seconds over all attempts."""
-    run_dir = folder(out, model["name"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    done, timing = run_dir / "done.json", run_dir / "timing.json"
-    attempts = json.loads(timing.read_text()) if timing.is_file() else []
-    if done.is_file():
-        return float(json.loads(done.read_text())["seconds"])
-    configs = [
-        str(ROOT / "bundle" / "configs" / "train.yaml"),
-        str(ROOT / "configs" / "variants" / model["variant"]),
-        str(ROOT / scale),
-    ]
-    cmd = [
-        sys.executable,
-        "-m",
-        "monai.bundle",
-        "run",
-        "training",
-        "--config_file",
-        json.dumps(configs),
-        "--bundle_root",
-        str(ROOT),
-        "--output_dir",
-        str(run_dir),
-        "--ckpt_dir",
-        str(run_dir),
-        "--seed",
-        str(model["seed"]),
-    ]
-    for key, value in model["overrides"].items():
-        cmd += [f"--{key}", str(value)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    start = time.perf_counter()
-    try:
-        with open(run_dir / "train.log", "a") as log:
-            result = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    finally:  # an interrupted attempt's time counts too: Ttrain is the sum over attempts
-        attempts.append(time.perf_counter() - start)
-        timing.write_text(json.dumps(attempts))
-    if result.returncode != 0:
-        raise SystemExit(f"training {model['name']!r} failed (exit {result.returncode}); see {run_dir / 'train.log'}")
-    done.write_text(json.dumps({"seconds": sum(attempts), "command": cmd}))
-    return sum(attempts)
-
-
 def evaluate(model: dict, out: Path, pairs: list[dict]) -> list[dict]:
     """The model's held-out rows at its λ values (cached in ``OUT/eval/<name>.json``)."""
     from cir_monai.io import load_network
@@ -150,116 +108,9 @@ def evaluate(model: dict, out: Path, pairs: list[dict]) -> list[dict]:
     return rows
 
 
-def table1(rows: list[dict], seconds: dict[str, float]) -> list[dict]:
-    """Table 1's rows: mean DSC and std|J| over every case and λ, %DSC / %std|J| against the baselines."""
-    from cir_monai.engines.comparison import mean_abs_error_vs_baseline, percent_vs_baseline
-
-    def mean(method_names, key):
-        return float(np.mean([r[key] for r in rows if r["method"] in method_names]))
-
-    table = [{"method": "Initial", "dsc": mean({"identity"}, "dice_mean")}]
-    baselines = {baseline_name(lam) for lam in LAMS}
-    table.append(
-        {
-            "method": "Baseline",
-            "dsc": mean(baselines, "dice_mean"),
-            "jac_std": mean(baselines, "jac_std"),
-            "train_h": sum(seconds[n] for n in baselines) / 3600,
-            "test_s": mean(baselines, "seconds"),
-        }
-    )
-    for name, method in (
-        ("concat", "Traditional (concat)"),
-        ("CIR-CM", "CIR-CM"),
-        ("CIR-DM", "CIR-DM"),
-        ("CIR-DM seed 1", "CIR-DM seed 1"),
-    ):
-        table.append(
-            {
-                "method": method,
-                "name": name,
-                "dsc": mean({name}, "dice_mean"),
-                "pct_dsc": percent_vs_baseline(rows, name, baseline_name),
-                "jac_std": mean({name}, "jac_std"),
-                "pct_jac": percent_vs_baseline(rows, name, baseline_name, key="jac_std"),
-                "mae_dsc": mean_abs_error_vs_baseline(rows, name, baseline_name),
-                "mae_jac": mean_abs_error_vs_baseline(rows, name, baseline_name, key="jac_std"),
-                "train_h": seconds[name] / 3600,
-                "test_s": mean({name}, "seconds"),
-            }
-        )
-    return table
-
-
-def per_lambda(rows: list[dict]) -> dict[str, dict[float, dict]]:
-    """Mean DSC, std|J| and %DSC / %std|J| per method and λ (the baselines as one method)."""
-    from cir_monai.engines.comparison import percent_vs_baseline
-
-    out: dict[str, dict[float, dict]] = {}
-    for lam in LAMS:
-        base = [r for r in rows if r["method"] == baseline_name(lam)]
-        out.setdefault("Baseline", {})[lam] = {
-            "dsc": float(np.mean([r["dice_mean"] for r in base])),
-            "jac_std": float(np.mean([r["jac_std"] for r in base])),
-        }
-        for name in ("concat", "CIR-CM", "CIR-DM", "CIR-DM seed 1"):
-            sel = [r for r in rows if r["method"] == name and np.isclose(r["lam"], lam)]
-            out.setdefault(name, {})[lam] = {
-                "dsc": float(np.mean([r["dice_mean"] for r in sel])),
-                "jac_std": float(np.mean([r["jac_std"] for r in sel])),
-                "pct_dsc": percent_vs_baseline(rows, name, baseline_name, lams=[lam]),
-                "pct_jac": percent_vs_baseline(rows, name, baseline_name, key="jac_std", lams=[lam]),
-            }
-    return out
-
-
-def fmt(value, spec: str) -> str:
-    return "" if value is None else format(value, spec)
-
-
-def markdown_table1(table: list[dict]) -> str:
-    lines = [
-        "| method | DSC | %DSC | std\\|J\\| | %std\\|J\\| | MAE DSC | Ttrain h | Ttest s | paper: DSC | %DSC | "
-        "std\\|J\\| | %std\\|J\\| | Ttrain h | Ttest s |",
-        "|---" * 14 + "|",
-    ]
-    for row in table:
-        paper = PAPER.get(row["method"], (None,) * 6)
-        ours = [f"{row['dsc']:.3f}", fmt(row.get("pct_dsc"), "+.2f"), fmt(row.get("jac_std"), ".3f"),
-                fmt(row.get("pct_jac"), "+.2f"), fmt(row.get("mae_dsc"), ".4f"), fmt(row.get("train_h"), ".2f"),
-                fmt(row.get("test_s"), ".2f")]
-        theirs = [fmt(v, spec) for v, spec in zip(paper, (".3f", "+.2f", ".3f", "+.2f", ".1f", ".3f"))]
-        lines.append(f"| {row['method']} | " + " | ".join(ours + theirs) + " |")
-    return "\n".join(lines)
-
-
-def markdown_per_lambda(lam_table: dict) -> str:
-    methods = list(lam_table)
-    lines = [
-        "| λ | "
-        + " | ".join(f"{m} DSC" for m in methods)
-        + " | "
-        + " | ".join(f"{m} std\\|J\\|" for m in methods)
-        + " |",
-        "|---" * (1 + 2 * len(methods)) + "|",
-    ]
-    for lam in LAMS:
-        cells = [
-            f"{lam_table[m][lam]['dsc']:.3f}" + (f" ({lam_table[m][lam]['pct_dsc']:+.1f} %)" if m != "Baseline" else "")
-            for m in methods
-        ]
-        cells += [
-            f"{lam_table[m][lam]['jac_std']:.3f}"
-            + (f" ({lam_table[m][lam]['pct_jac']:+.0f} %)" if m != "Baseline" else "")
-            for m in methods
-        ]
-        lines.append(f"| {lam:g} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def verdicts(table: list[dict], lam_table: dict) -> list[str]:
     """The paper's three claims (and its λ = 0.1 std|J| claim), judged against the two CIR-DM seeds' spread."""
-    by = {r.get("name", r["method"]): r for r in table}
+    by = {r["method"]: r for r in table}
     dm, dm1, cm = by["CIR-DM"], by["CIR-DM seed 1"], by["CIR-CM"]
     spread = abs(dm["pct_dsc"] - dm1["pct_dsc"])
     spread_mae = abs(dm["mae_dsc"] - dm1["mae_dsc"])
@@ -320,66 +171,6 @@ def verdicts(table: list[dict], lam_table: dict) -> list[str]:
     return out
 
 
-def figure(rows: list[dict], table: list[dict], path: Path) -> Path:
-    """Fig. 3 of the paper at this scale: Dice and std|J| per λ per method (box plots), and the MAE against the
-    baselines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    methods = [
-        ("Baseline", None),
-        ("concat", "tab:orange"),
-        ("CIR-CM", "tab:green"),
-        ("CIR-DM", "tab:red"),
-        ("CIR-DM seed 1", "tab:pink"),
-    ]
-    fig, axes = plt.subplots(1, 3, figsize=(18, 5), gridspec_kw={"width_ratios": [3, 3, 1.4]})
-    width = 0.8 / len(methods)
-    for ax, key, title in (
-        (axes[0], "dice_mean", "Dice (held-out, 102 CerebrA regions)"),
-        (axes[1], "jac_std", "std|J|"),
-    ):
-        for m, (name, color) in enumerate(methods):
-            data = [
-                [
-                    r[key]
-                    for r in rows
-                    if r["method"] == (baseline_name(lam) if name == "Baseline" else name)
-                    and r["lam"] != ""
-                    and np.isclose(r["lam"], lam)
-                ]
-                for lam in LAMS
-            ]
-            pos = np.arange(len(LAMS)) + (m - (len(methods) - 1) / 2) * width
-            box = ax.boxplot(data, positions=pos, widths=width * 0.9, patch_artist=True, showfliers=False)
-            for patch in box["boxes"]:
-                patch.set_facecolor(color or "tab:blue")
-            ax.plot([], [], color=color or "tab:blue", lw=8, label=name)
-        ax.set_xticks(np.arange(len(LAMS)), [f"{lam:g}" for lam in LAMS])
-        ax.set_xlabel("λ")
-        ax.set_title(title)
-        ax.legend(fontsize=8)
-    names = [r for r in table if "mae_dsc" in r]
-    axes[2].bar(range(len(names)), [r["mae_dsc"] for r in names], color=[dict(methods)[r["name"]] for r in names])
-    axes[2].set_xticks(range(len(names)), [r["name"] for r in names], rotation=30, ha="right")
-    axes[2].set_title("MAE of Dice vs the baseline at each λ")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def write_doc(section: str) -> None:
-    """Replace the results section of docs/paper_reproduction.md (the prose around it is kept)."""
-    text = DOC.read_text() if DOC.is_file() else f"# Reproducing the paper's Table 1 and Fig. 3\n\n{START}\n{END}\n"
-    head, rest = text.split(START, 1)
-    tail = rest.split(END, 1)[1]
-    DOC.write_text(f"{head}{START}\n{section}\n{END}{tail}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -391,7 +182,7 @@ def main() -> int:
     parser.add_argument("--evaluate-only", action="store_true", help="only evaluate the models already trained (the "
                         "table is written once every model is; can run beside the training run)")
     parser.add_argument("--no-append", action="store_true")
-    add_pair_options(parser)
+    add_heldout_options(parser)
     parser.set_defaults(threads=1)
     args = parser.parse_args()
     import torch
@@ -408,7 +199,9 @@ def main() -> int:
             seconds[model["name"]] = json.loads(done.read_text())["seconds"] if done.is_file() else float("nan")
             continue
         t0 = time.perf_counter()
-        seconds[model["name"]] = train(model, out, args.scale, args.threads)
+        seconds[model["name"]] = train_in_process([ROOT / "configs" / "variants" / model["variant"], ROOT / args.scale],
+                                                  folder(out, model["name"]), model["seed"], model["overrides"],
+                                                  args.threads)
         elapsed = time.perf_counter() - start
         fresh = time.perf_counter() - t0 > 5
         print(
@@ -420,7 +213,7 @@ def main() -> int:
             ),
             flush=True,
         )
-    pairs = heldout_pairs(args)
+    pairs = heldout_pairs(ROOT / "data", args.group, args.pairs, args.data)
     rows: list[dict] = []
     missing = []
     for k, model in enumerate(todo):
@@ -438,8 +231,8 @@ def main() -> int:
         writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    table = table1(rows, seconds)
-    lam_table = per_lambda(rows)
+    table = table1(rows, CONDITIONAL, baseline_name, LAMS, seconds)
+    lam_table = per_lambda(rows, CONDITIONAL, baseline_name, LAMS)
     claims = verdicts(table, lam_table)
     (out / "table1.json").write_text(
         json.dumps(
@@ -451,25 +244,18 @@ def main() -> int:
             indent=1,
         )
     )
-    picture = figure(rows, table, out / "paper_fig3.png")
-    (ROOT / "docs" / "images").mkdir(exist_ok=True)
-    (ROOT / "docs" / "images" / "paper_fig3.png").write_bytes(picture.read_bytes())
-    md1, md2 = markdown_table1(table), markdown_per_lambda(lam_table)
-    print(md1, md2, *claims, sep="\n\n")
+    plot_paper_fig3(rows, table, out / "paper_fig3.png", COLOURS, LAMS, baseline_name,
+                    title="Dice (held-out, 102 CerebrA regions)")
+    md1, md2 = markdown_table1(table, PAPER), markdown_per_lambda(lam_table)
     total_h = sum(v for v in seconds.values() if np.isfinite(v)) / 3600
-    command = "python bench/paper_table1.py " + " ".join(sys.argv[1:])
-    write_doc(
-        f"Command: `{command.strip()}` (scale overlay `{args.scale}`, {args.threads} thread(s) per training, "
-        f"{len(pairs)} held-out pairs ({args.group}), training {total_h:.2f} h in all).\n\n"
-        f"### Table 1 (mean over {len(pairs)} held-out pairs × 7 λ)\n\n{md1}\n\n"
-        f"### Per λ (%: against the baseline trained at that λ)\n\n{md2}\n\n"
-        f"### The claims, judged\n\n"
-        + "\n".join(f"- {c}" for c in claims)
-        + "\n\n![Fig. 3 at CPU scale](images/paper_fig3.png)\n"
-    )
+    results = "\n\n".join([f"Command: `python bench/paper_table1.py {' '.join(sys.argv[1:])}` (scale overlay "
+                            f"`{args.scale}`, {len(pairs)} held-out pairs ({args.group}), training {total_h:.2f} h)",
+                            md1, md2, *(f"- {c}" for c in claims)])
+    (out / "results.md").write_text(results + "\n")
+    print(results)
     if not args.no_append:
         append_table(
-            "Paper Table 1 at CPU scale",
+            ROOT, "Paper Table 1 at CPU scale",
             "bench/paper_table1.py",
             f"scale {args.scale}, {len(pairs)} held-out pairs ({args.group}), training {total_h:.2f} h",
             md1 + "\n\n" + md2,

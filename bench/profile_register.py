@@ -28,15 +28,17 @@ import pstats  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from bench_register_1mm import write_pair  # noqa: E402
-from benchlog import append_table  # noqa: E402
+from cir_monai.benchmarking import append_table  # noqa: E402
+from cir_monai.data.heldout import write_full_grid_pair  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 #: disjoint stages of RegistrationRunner.register: name -> (file suffix, function name) whose cumulative time it is
 STAGES = {
     "network in the model's frame, field back to the fixed grid (+ refinement)": (
         "cir_monai/engines/prediction.py", "predict_in_frame"),
-    "moving image and labels through the field": ("cir_monai/engines/sampling.py", "sample_moving"),
-    "write the outputs (gzipped NIfTI, in threads)": ("cir_monai/engines/writing.py", "write_outputs"),
+    "moving image and labels through the field": ("cir_monai/warping.py", "sample_moving"),
+    "write the outputs (gzipped NIfTI, in threads)": ("cir_monai/io/results.py", "write_outputs"),
 }
 #: parts of the first stage, shown beneath it
 PARTS = {
@@ -53,7 +55,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     folder = Path(tempfile.mkdtemp(prefix="profile_register_"))
-    paths = write_pair(folder)
+    paths = write_full_grid_pair(folder)
     profile = cProfile.Profile()
     start = time.perf_counter()
     profile.enable()
@@ -80,7 +82,7 @@ def main() -> int:
     table = "\n".join(["| stage | seconds |", "|---|---|", *lines])
     print(table)
     if not args.no_append:
-        append_table("Where one register run's time goes", "bench/profile_register.py",
+        append_table(ROOT, "Where one register run's time goes", "bench/profile_register.py",
                      f"{args.threads} threads; one process; fixed 193×229×193 at 1 mm, λ = 1, refine {args.refine}; "
                      "stages by cProfile's cumulative time", table)
     return 0

@@ -2,11 +2,11 @@
 """Apply a written registration to other images (``cir-monai apply``), as ``antsApplyTransforms`` does.
 
 A ``cir-monai register`` λ folder (``OUT/<pair>/lam_<λ>/``) holds the field ``ddf.nii.gz`` (and with
-``--inverse`` ``ddf_inverse.nii.gz``) and :data:`~cir_monai.engines.writing.TRANSFORM_RECORD`, which says the
+``--inverse`` ``ddf_inverse.nii.gz``) and :data:`~cir_monai.io.results.TRANSFORM_RECORD`, which says the
 field's units (``voxel``, ``itk`` or ``mm``), that it lies on the fixed file's grid (its NIfTI affine is the fixed
 file's) and whether it is the total field (``--affine``: the affine pre-alignment included).
 
-Conventions (:mod:`cir_monai.conventions`, read back by :func:`~cir_monai.engines.writing.ddf_from_array`):
+Conventions (:mod:`cir_monai.conventions`, read back by :func:`~cir_monai.io.results.ddf_from_array`):
 the field ``u`` is ``(1, 3, X, Y, Z)`` in voxels of the fixed grid ``F`` (4×4 voxel→RAS mm); fixed voxel ``x``
 corresponds to the world point ``F (x + u(x))`` of the moving scan, where the moving file puts it.
 
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from cir_monai.conventions import voxel_to_world, world_to_voxel
-from cir_monai.engines.writing import TRANSFORM_RECORD, ddf_from_array
+from cir_monai.io.results import TRANSFORM_RECORD, ddf_from_array
 from cir_monai.networks import warp_from_grid
 from cir_monai.nifti import save_nifti
 
@@ -46,7 +46,7 @@ __all__ = ["load_transform", "read_volume", "apply_transform"]
 
 
 def load_transform(transform_dir: str | os.PathLike) -> dict:
-    """The :data:`~cir_monai.engines.writing.TRANSFORM_RECORD` of a λ folder, its file names made absolute paths.
+    """The :data:`~cir_monai.io.results.TRANSFORM_RECORD` of a λ folder, its file names made absolute paths.
 
     Raises:
         ValueError: the folder is not a λ folder of ``cir-monai register`` (the missing file named).

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 __all__ = ["normalized_to_voxel_ddf", "voxel_ddf_to_normalized", "voxel_scale", "ras_to_lps_vectors", "voxel_to_world",
-           "world_to_voxel"]
+           "world_to_voxel", "itk_field_to_voxel_ddf"]
 
 
 def ras_to_lps_vectors(vectors, axis: int = 0):
@@ -64,6 +64,20 @@ def world_to_voxel(vectors: torch.Tensor, affine) -> torch.Tensor:
     """The inverse of :func:`voxel_to_world`: world displacements in mm → voxels of the grid of ``affine``."""
     matrix = np.asarray(affine, dtype=np.float64)
     return _apply(np.linalg.inv(matrix[:-1, :-1]), vectors)
+
+
+def itk_field_to_voxel_ddf(field: np.ndarray, direction, spacing) -> torch.Tensor:
+    """An ITK/ANTs displacement-field image's array ``(*S, n)`` (physical mm in ITK's LPS frame, what
+    ``ants.image_read(...).numpy()`` gives) → a ``(1, n, *S)`` voxel DDF of the same array's grid.
+
+    ITK maps a continuous index ``i`` to ``p = origin + D·diag(s)·i`` (its direction ``D`` already holds the
+    RAS→LPS flip of a NIfTI file) and samples the moving image at ``p + d(p)``; so the displacement in index units
+    along the array axes is ``(D·diag(s))⁻¹·d``: MONAI's DDF of the array that ``ants.image_read(...).numpy()`` and
+    nibabel return. :func:`world_to_voxel` with ITK's index→point matrix.
+    """
+    matrix = np.asarray(direction, dtype=np.float64) @ np.diag(np.asarray(spacing, dtype=np.float64))
+    vectors = torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.asarray(field, dtype=np.float64), -1, 0)[None]))
+    return _apply(np.linalg.inv(matrix), vectors).float()
 
 
 def _apply(matrix: np.ndarray, field: torch.Tensor) -> torch.Tensor:

@@ -17,29 +17,31 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from cir_monai.defaults import bundle_root, embedded_dir
+from cir_monai.defaults import bundle_root
 
 __all__ = ["training_command", "train_in_process", "read_metrics"]
 
 
 def training_command(overlays: Sequence[str | os.PathLike], run_dir: str | os.PathLike, seed: int = 0,
-                     overrides: Mapping | None = None) -> list[str]:
+                     overrides: Mapping | None = None, dataset_dir: str | os.PathLike | None = None) -> list[str]:
     """The command that trains one model into ``run_dir``: ``train.yaml`` + ``overlays`` + ``--key value``
-    ``overrides``, on the embedded data (:func:`~cir_monai.defaults.embedded_dir`); the bundle's
-    ``models/model.pt`` is left alone (``bundle_model ""``)."""
+    ``overrides``, its data under ``dataset_dir`` (``None``: the configs' own); the bundle's ``models/model.pt`` is
+    left alone (``bundle_model ""``)."""
     root = bundle_root()
     configs = [str(root / "configs" / "train.yaml"), *(str(Path(o).resolve()) for o in overlays)]
     cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", json.dumps(configs),
-           "--bundle_root", str(root), "--dataset_dir", str(embedded_dir()),
-           "--output_dir", str(Path(run_dir).resolve()), "--seed", str(int(seed)),
+           "--bundle_root", str(root), "--output_dir", str(Path(run_dir).resolve()), "--seed", str(int(seed)),
            "--train#trainer#bundle_model", ""]
+    if dataset_dir is not None:
+        cmd += ["--dataset_dir", str(Path(dataset_dir).resolve())]
     for key, value in (overrides or {}).items():
         cmd += [f"--{key}", json.dumps(value) if isinstance(value, (list, dict)) else str(value)]
     return cmd
 
 
 def train_in_process(overlays: Sequence[str | os.PathLike], run_dir: str | os.PathLike, seed: int = 0,
-                     overrides: Mapping | None = None, threads: int = 1) -> float:
+                     overrides: Mapping | None = None, threads: int = 1,
+                     dataset_dir: str | os.PathLike | None = None) -> float:
     """Train (or resume) one model in its own process with ``threads`` CPU threads; its log goes to
     ``run_dir/train.log``. Returns the model's training seconds summed over every attempt (``timing.json``).
 
@@ -52,7 +54,7 @@ def train_in_process(overlays: Sequence[str | os.PathLike], run_dir: str | os.Pa
     if done.is_file():
         return float(json.loads(done.read_text())["seconds"])
     attempts = json.loads(timing.read_text()) if timing.is_file() else []
-    cmd = training_command(overlays, run_dir, seed, overrides)
+    cmd = training_command(overlays, run_dir, seed, overrides, dataset_dir)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     start = time.perf_counter()
     try:

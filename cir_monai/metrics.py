@@ -52,8 +52,16 @@ def _gradients(ddf: torch.Tensor, scheme: str) -> list[list[torch.Tensor]]:
             derivs.append(ddf[tuple(ahead)] - ddf[tuple(base)])  # (B, n, *(S-1))
     elif scheme == "central":
         derivs = list(torch.gradient(ddf, dim=tuple(range(2, 2 + n))))
+    elif scheme == "central4":  # 5-point stencil, 2 voxels in from every border
+        derivs = []
+        for j in range(n):
+            def shifted(k: int, j: int = j) -> torch.Tensor:
+                index = [slice(None), slice(None)] + [slice(2, s - 2) for s in ddf.shape[2:]]
+                index[2 + j] = slice(2 + k, ddf.shape[2 + j] - 2 + k)
+                return ddf[tuple(index)]
+            derivs.append((-shifted(2) + 8 * shifted(1) - 8 * shifted(-1) + shifted(-2)) / 12)
     else:
-        raise ValueError(f"scheme must be 'forward' or 'central', got {scheme!r}.")
+        raise ValueError(f"scheme must be 'forward', 'central' or 'central4', got {scheme!r}.")
     return [[derivs[j][:, i] + (1.0 if i == j else 0.0) for j in range(n)] for i in range(n)]
 
 
@@ -62,8 +70,10 @@ def jacobian_determinant(ddf: torch.Tensor, scheme: str = "forward") -> torch.Te
 
     Args:
         ddf: ``(B, n, *spatial)`` displacement in voxels (MONAI convention), n = 2 or 3.
-        scheme: ``"forward"`` (reference; output ``(B, *(spatial - 1))``) or
-            ``"central"`` (Learn2Reg; output ``(B, *spatial)``).
+        scheme: ``"forward"`` (reference; output ``(B, *(spatial - 1))``),
+            ``"central"`` (Learn2Reg; output ``(B, *spatial)``) or ``"central4"`` (5-point, 4th-order central
+            differences 2 voxels in from the border, output ``(B, *(spatial - 4))``: what ANTs'
+            ``create_jacobian_determinant_image`` computes, to float32 rounding).
 
     Returns:
         the determinant per voxel, ``1`` for the identity.

@@ -7,6 +7,8 @@
   coronal and sagittal slices through the centre, std|J| in the corner.
 - :func:`plot_overlay`: fixed (magenta) over moving (green) before and after registration.
 - :func:`plot_learning_curves`: training loss and validation Dice per λ against the iteration, per model.
+- :func:`plot_paper_fig3`: like Fig. 3 of the paper: Dice and std|J| per λ per method, and the MAE against the
+  fixed-λ baselines.
 
 Arrays are ``(X, Y, Z)`` in RAS (what :func:`cir_monai.transforms.registration_preprocessing` gives);
 DDFs are ``(3, X, Y, Z)`` in voxels, MONAI convention (sampled point = voxel + ddf). A slice
@@ -30,7 +32,8 @@ import torch  # noqa: E402
 from cir_monai.atomic import atomic_path
 from cir_monai.metrics import jacobian_determinant, jacobian_statistics  # noqa: E402
 
-__all__ = ["plot_tradeoff", "plot_lambda_panel", "plot_overlay", "plot_learning_curves", "VIEWS"]
+__all__ = ["plot_tradeoff", "plot_lambda_panel", "plot_overlay", "plot_learning_curves", "plot_paper_fig3",
+           "VIEWS"]
 
 #: (name, axis cut through, (horizontal axis, vertical axis)) for a (X, Y, Z) RAS volume
 VIEWS = (("axial", 2, (0, 1)), ("coronal", 1, (0, 2)), ("sagittal", 0, (1, 2)))
@@ -228,5 +231,35 @@ def plot_learning_curves(
     for ax, lam in zip(axes[1:], lams):
         ax.set(title=f"validation Dice at λ = {lam:g}", xlabel="iteration")
     axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_paper_fig3(rows, table, path: str | os.PathLike, methods: Mapping[str, str], lams,
+                    baseline_method, title: str = "Dice") -> Path:
+    """Fig. 3 of Mok & Chung (MICCAI 2021) for a reproduction: box plots over the test cases of Dice and std|J| at
+    each λ for every method (``methods``: name → colour; ``"Baseline"`` means the fixed-λ model trained at each
+    λ, ``baseline_method(λ)``), and the MAE of Dice and of std|J| against the baselines per conditional method
+    (:func:`cir_monai.comparison.table1`'s ``mae_dsc`` / ``mae_jac``)."""
+    fig, axes = plt.subplots(1, 4, figsize=(22, 5), gridspec_kw={"width_ratios": [3, 3, 1.2, 1.2]})
+    width = 0.8 / len(methods)
+    for ax, key, name in ((axes[0], "dice_mean", title), (axes[1], "jac_std", "std|J|")):
+        for m, (method, colour) in enumerate(methods.items()):
+            data = [[r[key] for r in rows if r["lam"] not in ("", None) and np.isclose(float(r["lam"]), lam)
+                     and r["method"] == (baseline_method(lam) if method == "Baseline" else method)] for lam in lams]
+            box = ax.boxplot(data, positions=np.arange(len(lams)) + (m - (len(methods) - 1) / 2) * width,
+                             widths=width * 0.9, patch_artist=True, showfliers=False)
+            for patch in box["boxes"]:
+                patch.set_facecolor(colour)
+            ax.plot([], [], color=colour, lw=8, label=method)
+        ax.set_xticks(np.arange(len(lams)), [f"{lam:g}" for lam in lams])
+        ax.set(xlabel="λ", title=name)
+        ax.legend(fontsize=8)
+    named = [r for r in table if "mae_dsc" in r]
+    for ax, key, name in ((axes[2], "mae_dsc", "MAE of Dice vs the baselines"),
+                          (axes[3], "mae_jac", "MAE of std|J| vs the baselines")):
+        ax.bar(range(len(named)), [r[key] for r in named], color=[methods.get(r["method"], "grey") for r in named])
+        ax.set_xticks(range(len(named)), [r["method"] for r in named], rotation=30, ha="right")
+        ax.set_title(name)
     fig.tight_layout()
     return _save(fig, path)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make integration`: the bundle in the real MONAI Label 0.8.5 and MONAI Deploy App SDK 4.0.0, each in its own venv
-# (they conflict: Label needs numpy<2 and pydicom<3; Deploy needs pydicom>=3 and highdicom), with cir-monai
-# installed from its wheel, on a copy of the bundle outside the repository.
+# `make integration`: the bundle in the real MONAI Label 0.8.5 and MONAI Deploy App SDK 4.0.0, and the ANTs baseline
+# with the real antspyx 0.6.3, each in its own venv (they conflict: Label needs numpy<2 and pydicom<3; Deploy needs
+# pydicom>=3 and highdicom; antspyx numpy<2.4 and scipy<1.16), with cir-monai installed from its wheel, on a copy of
+# the bundle outside the repository.
 #   INTEG_DIR   where the two venvs live (default .integ; reused while the requirement files are unchanged); a path
 #               relative to the repository root or an absolute one
 #   PY          the project's python (default .venv/bin/python), for the wheel and cir-monai's reference output: a path
@@ -39,12 +40,13 @@ venv() {  # venv NAME REQUIREMENTS [extra install commands...]
 }
 venv label integration/requirements-label.txt "monailabel==0.8.5" "./integration/torchvision_stub"
 venv deploy integration/requirements-deploy.txt
+venv ants requirements-bench.txt
 
 echo "== cir-monai from its wheel into both venvs"
 rm -rf build dist/cir_monai-*.whl
 "$PY" -m pip wheel -q --no-deps --no-build-isolation -w dist .
 WHEEL=$(ls dist/cir_monai-*.whl)
-for v in label deploy; do "$INTEG_DIR/$v/bin/pip" install -q --no-deps --force-reinstall "$WHEEL"; done
+for v in label deploy ants; do "$INTEG_DIR/$v/bin/pip" install -q --no-deps --force-reinstall "$WHEEL"; done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cir-integration.XXXXXX")
 cp -r bundle "$WORK/bundle"
@@ -71,5 +73,7 @@ echo "== MONAI Label 0.8.5"
 (cd integration && "$INTEG_DIR/label/bin/python" -m pytest -q -s -p no:cacheprovider test_monailabel.py) || status=1
 echo "== MONAI Deploy App SDK 4.0.0"
 (cd integration && "$INTEG_DIR/deploy/bin/python" -m pytest -q -s -p no:cacheprovider test_deploy.py) || status=1
+echo "== ANTs (antspyx 0.6.3) through cir_monai.baselines"
+(cd integration && "$INTEG_DIR/ants/bin/python" -m pytest -q -s -p no:cacheprovider test_ants.py) || status=1
 echo "== integration finished in $(( $(date +%s) - START )) s (work folder $WORK)"
 exit $status

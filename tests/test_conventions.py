@@ -4,7 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cir_monai.conventions import normalized_to_voxel_ddf, voxel_ddf_to_normalized
+from cir_monai.conventions import (
+    itk_field_to_voxel_ddf,
+    normalized_to_voxel_ddf,
+    ras_to_lps_vectors,
+    voxel_ddf_to_normalized,
+    voxel_to_world,
+)
 from cir_monai.networks import Warp
 
 
@@ -82,3 +88,22 @@ def test_voxel_world_round_trip_with_an_oblique_anisotropic_grid():
     assert torch.allclose(voxel_to_world(shift, affine)[:, 0, 0, 0], torch.tensor([0.0, 1.5, 0.0], dtype=torch.float64))
     with pytest.raises(ValueError, match="n = 3 channels"):
         voxel_to_world(torch.zeros(2, 4, 4, 4), affine)
+
+
+def test_itk_field_round_trips_with_a_nifti_grid():
+    """An ITK field is LPS mm on ITK's index→point matrix D·diag(s), which for a NIfTI file is the RAS affine's linear
+    part with x and y negated: converting a voxel DDF to RAS mm (voxel_to_world), then LPS, then back through
+    itk_field_to_voxel_ddf gives the DDF again, on an oblique, anisotropic grid."""
+    import numpy as np
+
+    rotation = torch.linalg.matrix_exp(torch.tensor([[0.0, -0.3, 0.1], [0.3, 0.0, -0.2], [-0.1, 0.2, 0.0]]))
+    spacing = np.array([1.5, 0.8, 2.0])
+    affine = np.eye(4)
+    affine[:3, :3] = rotation.double().numpy() @ np.diag(spacing)
+    ddf = torch.randn(1, 3, 4, 5, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    lps_mm = ras_to_lps_vectors(voxel_to_world(ddf, affine), axis=1)
+    field = np.moveaxis(lps_mm[0].numpy(), 0, -1)  # (X, Y, Z, 3), as ants.image_read(...).numpy() gives
+    direction = np.diag([-1.0, -1.0, 1.0]) @ rotation.double().numpy()  # ITK's direction of that NIfTI file
+    back = itk_field_to_voxel_ddf(field, direction, spacing)
+    assert back.shape == (1, 3, 4, 5, 6) and back.dtype == torch.float32
+    assert torch.allclose(back.double(), ddf, atol=1e-5)

@@ -10,6 +10,8 @@ from cir_monai.experiments import read_metrics, training_command
 def test_training_command_leaves_the_bundle_model_alone(tmp_path):
     cmd = training_command(["configs/variants/baseline.yaml"], tmp_path / "run", seed=3,
                            overrides={"train#trainer#lam_fixed": 0.1, "train#trainer#iterations": [1, 2, 3]})
+    assert "--dataset_dir" not in cmd  # the configs' own (configs/scale/cpu_4mm.yaml has one)
+    assert training_command([], tmp_path, dataset_dir=tmp_path / "d")[-1] == str(tmp_path / "d")
     configs = json.loads(cmd[cmd.index("--config_file") + 1])
     assert configs[0].endswith("configs/train.yaml") and configs[1].endswith("configs/variants/baseline.yaml")
     assert cmd[cmd.index("--train#trainer#bundle_model") + 1] == ""

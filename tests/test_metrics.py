@@ -13,7 +13,7 @@ def affine_ddf(matrix: torch.Tensor, spatial) -> torch.Tensor:
     return (moved - grid)[None].float()
 
 
-@pytest.mark.parametrize("scheme", ["forward", "central"])
+@pytest.mark.parametrize("scheme", ["forward", "central", "central4"])
 def test_identity_and_affine(scheme):
     spatial = (6, 7, 8)
     det = jacobian_determinant(torch.zeros(1, 3, *spatial), scheme)
@@ -21,8 +21,21 @@ def test_identity_and_affine(scheme):
     matrix = torch.tensor([[1.2, 0.1, 0.0], [0.0, 0.9, 0.2], [0.05, 0.0, 1.1]])
     det = jacobian_determinant(affine_ddf(matrix, spatial), scheme)
     assert torch.allclose(det, torch.full_like(det, torch.linalg.det(matrix).item()), atol=1e-4)
-    expected_shape = (1, 5, 6, 7) if scheme == "forward" else (1, *spatial)
+    expected_shape = {"forward": (1, 5, 6, 7), "central": (1, *spatial), "central4": (1, 2, 3, 4)}[scheme]
     assert det.shape == expected_shape
+
+
+def test_central4_is_exact_for_a_cubic_field():
+    """The 5-point stencil differentiates polynomials up to degree 4 exactly: u_0 = 0.01·x³ gives
+    det J = 1 + 0.03·x², where the 2-point central difference is off by 0.01 everywhere."""
+    x = torch.arange(9, dtype=torch.float64).view(9, 1, 1).expand(9, 7, 7)
+    ddf = torch.zeros(1, 3, 9, 7, 7, dtype=torch.float64)
+    ddf[0, 0] = 0.01 * x**3
+    det = jacobian_determinant(ddf, "central4")
+    expected = 1 + 0.03 * torch.arange(2, 7, dtype=torch.float64).view(1, 5, 1, 1) ** 2
+    assert torch.allclose(det, expected.expand_as(det), atol=1e-12)
+    central = jacobian_determinant(ddf, "central")[:, 2:-2, 2:-2, 2:-2]
+    assert torch.allclose(central - det, torch.full_like(det, 0.01), atol=1e-12)
 
 
 def test_2d_determinant_and_folding():

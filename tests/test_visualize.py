@@ -110,3 +110,21 @@ def test_learning_curves_draw_each_run_in_its_colour_and_panel(tmp_path):
     blue, orange = _mask(image, TAB_BLUE), _mask(image, (1.0, 0.498, 0.055))
     assert blue[:, :third].sum() > 100 and blue[:, third:2 * third].sum() > 100  # loss and Dice at λ = 1
     assert orange[:, 2 * third:].sum() > 100 and orange[:, third:2 * third].sum() < 20  # Dice at λ = 4 only
+
+
+def test_paper_fig3_draws_boxes_per_method_and_the_mae_bars(tmp_path):
+    """Baselines in blue and the conditional method in red, in the Dice and std|J| panels and (red only) as the two
+    MAE bars."""
+    from cir_monai.visualize import plot_paper_fig3
+
+    rows = [{"method": f"b{lam:g}" if m == "Baseline" else m, "pair": p, "lam": lam, "dice_mean": 0.5 + 0.01 * i,
+             "jac_std": 0.2 + 0.01 * i} for m in ("Baseline", "cond") for lam in (1.0, 4.0)
+            for i, p in enumerate("abcd")]
+    table = [{"method": "cond", "mae_dsc": 0.02, "mae_jac": 0.03}]
+    image = _image(plot_paper_fig3(rows, table, tmp_path / "f.png", {"Baseline": "tab:blue", "cond": "tab:red"},
+                                   (1.0, 4.0), lambda lam: f"b{lam:g}"))
+    blue, red = _mask(image, TAB_BLUE), _mask(image, TAB_RED)
+    width = image.shape[1]
+    left, bars = slice(0, int(width * 0.35)), slice(int(width * 0.75), width)
+    assert blue[:, left].sum() > 100 and red[:, left].sum() > 100
+    assert red[:, bars].sum() > 100 and blue[:, bars].sum() < 20

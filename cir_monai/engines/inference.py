@@ -6,8 +6,8 @@ onto the fixed image), ``ddf.nii.gz`` and, when a moving label is given, ``warpe
 (nearest neighbour). All carry the fixed image's affine and grid as read from its file.
 
 The DDF's shape and units (``ddf_units``: ``"voxel"``, ``"itk"`` or ``"mm"``) and the folder layout are
-:mod:`cir_monai.engines.writing`'s; the network runs through :mod:`cir_monai.engines.prediction` and the outputs
-are made by :mod:`cir_monai.engines.sampling`. This module runs the three for each pair and λ.
+:mod:`cir_monai.io.results`'s; the network runs through :mod:`cir_monai.engines.prediction` and the outputs
+are made by :mod:`cir_monai.warping`. This module runs the three for each pair and λ.
 
 How: the pair is preprocessed without cropping (:func:`~cir_monai.transforms.registration_preprocessing`,
 the network pads internally): reoriented, the moving image resampled onto the fixed grid. Both
@@ -36,8 +36,9 @@ from tqdm import tqdm
 from cir_monai.atomic import staged_folder, write_json
 from cir_monai.defaults import MAX_FOLDING_PCT, default_device
 from cir_monai.engines.prediction import check_options, checked_lams, predict_in_frame, resolve_frame
-from cir_monai.engines.sampling import FileGridInverter, field_in_world, sample_moving
-from cir_monai.engines.writing import (
+from cir_monai.frame import FrameResampler
+from cir_monai.io.models import load_network
+from cir_monai.io.results import (
     PAIR_RECORD,
     TRANSFORM_RECORD,
     check_pair_folder,
@@ -48,11 +49,10 @@ from cir_monai.engines.writing import (
     transform_record,
     write_outputs,
 )
-from cir_monai.frame import FrameResampler
-from cir_monai.io.models import load_network
 from cir_monai.metrics import jacobian_statistics
 from cir_monai.networks import CLapIRN, Warp, composition_residual, invert_ddf
 from cir_monai.transforms import CheckOverlapd, registration_preprocessing
+from cir_monai.warping import FileGridInverter, field_in_world, sample_moving
 
 __all__ = ["RegistrationRunner", "register_files", "residual_statistics", "residual_text"]
 

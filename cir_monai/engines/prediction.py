@@ -22,8 +22,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from cir_monai.engines.writing import DDF_UNITS
 from cir_monai.frame import FrameResampler, model_frame
+from cir_monai.io.results import DDF_UNITS
 from cir_monai.networks.clapirn import check_lams
 
 __all__ = ["check_options", "checked_lams", "resolve_frame", "predict_field", "predict_in_frame"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cir_monai.engines.sampling import FileGridInverter, field_in_world, sample_moving
 from cir_monai.nifti import save_nifti
 from cir_monai.transforms import registration_preprocessing
+from cir_monai.warping import FileGridInverter, field_in_world, sample_moving
 
 LPS = np.array([[-2.0, 0, 0, 40], [0, -2.0, 0, 50], [0, 0, 2.0, -30], [0, 0, 0, 1]])  # not RAS: reoriented
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cir_monai.conventions import voxel_to_world
-from cir_monai.engines.writing import (
+from cir_monai.io.results import (
     check_pair_folder,
     ddf_array,
     ddf_from_array,

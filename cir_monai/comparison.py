@@ -1,0 +1,148 @@
+# Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
+"""Compare a conditional model with fixed-λ baselines the way the paper's Table 1 does.
+
+Mok & Chung (MICCAI 2021), Sec. 3 and Table 1: for each test case and each λ, a method's Dice and
+std|J| are compared with those of the baseline (LapIRN) trained at that λ, as a relative difference
+in percent; %DSC and %std|J| are the means of those differences over every case and λ. So
+%DSC is not the difference of the mean Dice values: a case that both register badly weighs as much
+as one they both register well.
+
+Rows are plain dicts with at least ``method``, ``pair``, ``lam`` and the metric columns (Dice
+``dice_mean`` and ``jac_std`` by default), one per (method, test case, λ); baselines are the rows of
+one method name per λ (``baseline_method(λ)``). Rows without a λ (``""``: the identity, "before") are ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+
+__all__ = ["relative_difference", "percent_vs_baseline", "mean_abs_error_vs_baseline", "table1", "per_lambda",
+           "markdown_table1", "markdown_per_lambda"]
+
+
+def relative_difference(value: float, baseline: float) -> float:
+    """``100 · (value − baseline) / baseline``: the paper's per-case relative difference, in percent."""
+    if baseline == 0:
+        raise ValueError("the baseline's value is 0: a relative difference is undefined")
+    return 100.0 * (float(value) - float(baseline)) / float(baseline)
+
+
+def _index(rows: Iterable[dict], key: str) -> dict[tuple, float]:
+    return {(r["method"], r["pair"], float(r["lam"])): float(r[key]) for r in rows if r["lam"] not in ("", None)}
+
+
+def _pairs_with_baseline(rows: Sequence[dict], method: str, baseline_method: Callable[[float], str], key: str):
+    values = _index(rows, key)
+    for (name, pair, lam), value in values.items():
+        if name != method:
+            continue
+        base = values.get((baseline_method(lam), pair, lam))
+        if base is None:
+            raise KeyError(f"no baseline row for {method!r} at pair {pair!r}, λ {lam:g}: "
+                           f"expected method {baseline_method(lam)!r}")
+        yield lam, value, base
+
+
+def percent_vs_baseline(rows: Sequence[dict], method: str, baseline_method: Callable[[float], str],
+                        key: str = "dice_mean", lams: Sequence[float] | None = None) -> float:
+    """The paper's %DSC (``key="dice_mean"``) or %std|J| (``key="jac_std"``) of ``method``.
+
+    The mean over every (test case, λ) of :func:`relative_difference` of ``method``'s value against
+    the value of the baseline trained at that λ on the same case; ``lams`` restricts the λ values.
+    """
+    diffs = [relative_difference(v, b) for lam, v, b in _pairs_with_baseline(rows, method, baseline_method, key)
+             if lams is None or any(np.isclose(lam, x) for x in lams)]
+    if not diffs:
+        raise ValueError(f"no rows of method {method!r}" + (f" at λ {list(lams)}" if lams is not None else ""))
+    return float(np.mean(diffs))
+
+
+def mean_abs_error_vs_baseline(rows: Sequence[dict], method: str, baseline_method: Callable[[float], str],
+                               key: str = "dice_mean") -> float:
+    """Mean over (test case, λ) of ``|method − baseline at that λ|`` in the metric's own units (Fig. 3's MAE)."""
+    diffs = [abs(v - b) for _, v, b in _pairs_with_baseline(rows, method, baseline_method, key)]
+    if not diffs:
+        raise ValueError(f"no rows of method {method!r}")
+    return float(np.mean(diffs))
+
+
+def _mean(rows: Sequence[dict], methods: set[str], key: str) -> float:
+    return float(np.mean([r[key] for r in rows if r["method"] in methods]))
+
+
+def table1(rows: Sequence[dict], conditional: Sequence[str], baseline_method: Callable[[float], str],
+           lams: Sequence[float], seconds: dict[str, float] | None = None) -> list[dict]:
+    """The rows of the paper's Table 1: ``Initial`` (the ``identity`` rows' Dice), ``Baseline`` (every fixed-λ
+    model at its own λ) and each ``conditional`` method: mean DSC and std|J| over every case and λ, %DSC and
+    %std|J| (:func:`percent_vs_baseline`), the MAE of Dice and of std|J| (:func:`mean_abs_error_vs_baseline`,
+    Fig. 3), and, from ``seconds`` (method → training seconds), the training hours and test seconds."""
+    seconds = seconds or {}
+    baselines = {baseline_method(lam) for lam in lams}
+    table = [{"method": "Initial", "dsc": _mean(rows, {"identity"}, "dice_mean")},
+             {"method": "Baseline", "dsc": _mean(rows, baselines, "dice_mean"),
+              "jac_std": _mean(rows, baselines, "jac_std"),
+              "train_h": sum(seconds.get(n, float("nan")) for n in baselines) / 3600,
+              "test_s": _mean(rows, baselines, "seconds")}]
+    for name in conditional:
+        table.append({
+            "method": name, "dsc": _mean(rows, {name}, "dice_mean"), "jac_std": _mean(rows, {name}, "jac_std"),
+            "pct_dsc": percent_vs_baseline(rows, name, baseline_method),
+            "pct_jac": percent_vs_baseline(rows, name, baseline_method, key="jac_std"),
+            "mae_dsc": mean_abs_error_vs_baseline(rows, name, baseline_method),
+            "mae_jac": mean_abs_error_vs_baseline(rows, name, baseline_method, key="jac_std"),
+            "train_h": seconds.get(name, float("nan")) / 3600, "test_s": _mean(rows, {name}, "seconds")})
+    return table
+
+
+def per_lambda(rows: Sequence[dict], conditional: Sequence[str], baseline_method: Callable[[float], str],
+               lams: Sequence[float]) -> dict[str, dict[float, dict]]:
+    """Mean DSC and std|J| per method and λ (the baselines as one method, ``"Baseline"``), with %DSC and %std|J|
+    at that λ for the ``conditional`` methods."""
+    out: dict[str, dict[float, dict]] = {}
+    for lam in lams:
+        at = [r for r in rows if r["lam"] not in ("", None) and np.isclose(float(r["lam"]), lam)]
+        out.setdefault("Baseline", {})[lam] = {"dsc": _mean(at, {baseline_method(lam)}, "dice_mean"),
+                                                "jac_std": _mean(at, {baseline_method(lam)}, "jac_std")}
+        for name in conditional:
+            out.setdefault(name, {})[lam] = {
+                "dsc": _mean(at, {name}, "dice_mean"), "jac_std": _mean(at, {name}, "jac_std"),
+                "pct_dsc": percent_vs_baseline(rows, name, baseline_method, lams=[lam]),
+                "pct_jac": percent_vs_baseline(rows, name, baseline_method, key="jac_std", lams=[lam])}
+    return out
+
+
+def _fmt(value, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
+def markdown_table1(table: Sequence[dict], paper: dict | None = None) -> str:
+    """:func:`table1` as markdown, beside the paper's values (``paper``: method → (DSC, %DSC, std|J|, %std|J|,
+    training h, test s))."""
+    paper = paper or {}
+    lines = ["| method | DSC | %DSC | std\\|J\\| | %std\\|J\\| | MAE DSC | MAE std\\|J\\| | Ttrain h | Ttest s | "
+             "paper: DSC | %DSC | std\\|J\\| | %std\\|J\\| | Ttrain h | Ttest s |", "|---" * 15 + "|"]
+    for row in table:
+        ours = [f"{row['dsc']:.3f}", _fmt(row.get("pct_dsc"), "+.2f"), _fmt(row.get("jac_std"), ".3f"),
+                _fmt(row.get("pct_jac"), "+.2f"), _fmt(row.get("mae_dsc"), ".4f"), _fmt(row.get("mae_jac"), ".4f"),
+                _fmt(row.get("train_h"), ".2f"), _fmt(row.get("test_s"), ".2f")]
+        theirs = [_fmt(v, spec) for v, spec in zip(paper.get(row["method"], (None,) * 6),
+                                                   (".3f", "+.2f", ".3f", "+.2f", ".1f", ".3f"))]
+        lines.append(f"| {row['method']} | " + " | ".join(ours + theirs) + " |")
+    return "\n".join(lines)
+
+
+def markdown_per_lambda(lam_table: dict[str, dict[float, dict]]) -> str:
+    """:func:`per_lambda` as markdown: DSC then std|J| per method, the conditional ones with their % at that λ."""
+    methods = list(lam_table)
+    lams = list(next(iter(lam_table.values())))
+    lines = ["| λ | " + " | ".join(f"{m} DSC" for m in methods) + " | "
+             + " | ".join(f"{m} std\\|J\\|" for m in methods) + " |", "|---" * (1 + 2 * len(methods)) + "|"]
+    for lam in lams:
+        cells = [f"{lam_table[m][lam]['dsc']:.3f}" + (f" ({lam_table[m][lam]['pct_dsc']:+.1f} %)"
+                                                      if "pct_dsc" in lam_table[m][lam] else "") for m in methods]
+        cells += [f"{lam_table[m][lam]['jac_std']:.3f}" + (f" ({lam_table[m][lam]['pct_jac']:+.0f} %)"
+                                                           if "pct_jac" in lam_table[m][lam] else "") for m in methods]
+        lines.append(f"| {lam:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
