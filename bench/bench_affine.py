@@ -26,7 +26,6 @@ import torch
 from cir_monai.benchmarking import append_table
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 
 
 def main() -> int:
@@ -37,9 +36,7 @@ def main() -> int:
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from test_affine import _known, _move  # the test's pair construction, one definition
-
-    from cir_monai.affine import affine_register
+    from cir_monai.affine import affine_register, known_misalignment, move_volume
     from cir_monai.data import PairConfig, load_template, make_subject
     from cir_monai.engines import RegistrationRunner
     from cir_monai.io import load_network
@@ -50,14 +47,15 @@ def main() -> int:
                            seed=3, config=PairConfig(max_displacement=3.0))
     moving, moving_label = subject["image"][0, 0].numpy(), subject["label"][0, 0].numpy()
     centre = grid[:3, :3] @ ((np.array(image.shape) - 1) / 2) + grid[:3, 3]
-    moved_by = _known(centre)
+    moved_by = known_misalignment(centre)
     net = load_network(args.model)
     fixed_label = torch.from_numpy(label.astype(np.int64))[None, None]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         files = {"fixed": image, "moving": moving, "moving_label": moving_label,
-                 "moved": _move(moving, grid, moved_by, 1), "moved_label": _move(moving_label, grid, moved_by, 0)}
+                 "moved": move_volume(moving, grid, moved_by, 1),
+                 "moved_label": move_volume(moving_label, grid, moved_by, 0)}
         for key, data in files.items():
             nib.save(nib.Nifti1Image(data.astype(np.int16 if "label" in key else np.float32), grid),
                      str(tmp / f"{key}.nii.gz"))

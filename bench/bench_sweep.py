@@ -35,7 +35,6 @@ import torch
 from cir_monai.benchmarking import append_table
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:

@@ -24,7 +24,8 @@ import torch
 
 from cir_monai.atomic import atomic_path
 
-__all__ = ["affine_register", "affine_matrix_ras", "affine_then", "write_transform"]
+__all__ = ["affine_register", "affine_matrix_ras", "affine_then", "write_transform", "known_misalignment",
+           "move_volume"]
 
 _LPS = np.diag([-1.0, -1.0, 1.0])
 
@@ -154,3 +155,31 @@ def write_transform(transform, path: str | os.PathLike) -> None:
 
     with atomic_path(path) as staged:
         itk.transformwrite([transform], str(staged))
+
+
+def _rotation(axis: int, degrees: float) -> np.ndarray:
+    a = np.radians(degrees)
+    i, j = [k for k in range(3) if k != axis]
+    out = np.eye(3)
+    out[i, i], out[i, j], out[j, i], out[j, j] = np.cos(a), -np.sin(a), np.sin(a), np.cos(a)
+    return out
+
+
+def known_misalignment(centre) -> np.ndarray:
+    """The misalignment that ``--affine`` is tested and benchmarked on (``tests/test_affine.py``,
+    ``bench/bench_affine.py``): rotations of 12° about z and 6° about x and 7 % scaling about ``centre`` (RAS mm),
+    then a translation of (14, −9, 7) mm; a 4×4 RAS matrix."""
+    centre = np.asarray(centre, dtype=np.float64)
+    out = np.eye(4)
+    out[:3, :3] = _rotation(2, 12.0) @ _rotation(0, 6.0) * 1.07
+    out[:3, 3] = centre + np.array([14.0, -9.0, 7.0]) - out[:3, :3] @ centre
+    return out
+
+
+def move_volume(volume: np.ndarray, grid: np.ndarray, moved_by: np.ndarray, order: int) -> np.ndarray:
+    """``volume`` (on the voxel→RAS ``grid``) seen through ``q = moved_by · p``: the result at ``p`` is ``volume`` at
+    ``moved_by⁻¹ p``, on the same grid (``order`` 1: linear, 0: nearest, for labels; zeros outside)."""
+    from scipy.ndimage import affine_transform
+
+    voxel_map = np.linalg.inv(grid) @ np.linalg.inv(moved_by) @ grid
+    return affine_transform(volume, voxel_map[:3, :3], voxel_map[:3, 3], order=order)

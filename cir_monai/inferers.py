@@ -16,6 +16,7 @@ from monai.inferers import Inferer
 
 from cir_monai.engines.prediction import predict_field
 from cir_monai.networks.clapirn import check_lams
+from cir_monai.refine import refine_steps
 
 __all__ = ["ConditionalInferer", "InvalidRequestError"]
 
@@ -103,15 +104,10 @@ class ConditionalInferer(Inferer):
         self.num_levels = int(num_levels)
 
     def _steps(self) -> int:
-        value = self.refine
         try:
-            steps = float(value) if isinstance(value, str) else value
-            ok = not isinstance(steps, bool) and float(steps) >= 0 and float(steps) == int(steps)
-        except (TypeError, ValueError, OverflowError):
-            ok = False
-        if not ok:
-            raise InvalidRequestError(f"refine must be a whole number of steps >= 0, got {value!r}")
-        return int(steps)
+            return refine_steps(self.refine)
+        except ValueError as err:
+            raise InvalidRequestError(str(err)) from None
 
     def __call__(self, inputs: torch.Tensor, network, *args, lam=None, **kwargs) -> torch.Tensor:
         """``lam``: a λ given with the call (MONAI Deploy passes the bundle's ``lam`` input as a keyword) wins.

@@ -152,7 +152,7 @@ class LabelDiceLoss(nn.Module):
 class FieldErrorLoss(nn.Module):
     """Mean end-point error of a field against the pair's true field, inside the fixed image (per sample).
 
-    The supervised term that issue 21 asked to try beside the paper's objective: generated pairs
+    A supervised term beside the paper's objective (``configs/scale/cpu_lite_supervised.yaml``): generated pairs
     (:class:`~cir_monai.data.training.RandomPairDataset` with ``with_truth``) know their true field, so the
     network can be told the answer as well as how well the images match. The error is averaged over the
     level's fixed-image foreground (``fixed > 0``: the images are skull-stripped, background exactly 0). The

@@ -26,7 +26,24 @@ from tqdm import tqdm
 from cir_monai.losses import CLapIRNLoss
 from cir_monai.networks.warp import Warp
 
-__all__ = ["refine_ddf"]
+__all__ = ["refine_ddf", "refine_steps"]
+
+
+def refine_steps(value) -> int:
+    """A number of refinement steps, checked: a whole number >= 0, also as text (``"50"``, ``"50.0"``: a request's
+    or a command line's value).
+
+    Raises:
+        ValueError: anything else (the value in the message).
+    """
+    try:
+        steps = float(value) if isinstance(value, str) else value
+        ok = not isinstance(steps, bool) and float(steps) >= 0 and float(steps) == int(steps)
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ValueError(f"refine must be a whole number of steps >= 0, got {value!r}")
+    return int(steps)
 
 
 def refine_ddf(moving: torch.Tensor, fixed: torch.Tensor, ddf: torch.Tensor, lam: float, iterations: int = 50,
@@ -49,8 +66,7 @@ def refine_ddf(moving: torch.Tensor, fixed: torch.Tensor, ddf: torch.Tensor, lam
     Returns:
         the refined ``(1, n, *S)`` field (and the list of objective values when ``return_losses``).
     """
-    if iterations < 0:
-        raise ValueError(f"refine iterations must be >= 0, got {iterations}")
+    iterations = refine_steps(iterations)
     if iterations == 0:
         return (ddf, []) if return_losses else ddf
     n = ddf.shape[1]

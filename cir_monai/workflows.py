@@ -124,8 +124,8 @@ def train(config=(), out: str | os.PathLike = "runs/train", init_from: str | os.
 
 
 def training_dataset(data: Sequence | None = None, pairing: str = "atlas", atlas_dir: str | os.PathLike | None = None,
-                     dataset_dir: str | os.PathLike = "data/embedded", spacing: float = 2.0,
-                     spatial_size: Sequence[int] = (80, 96, 80), pool_size: int = 16, seed: int = TRAIN_SEED,
+                     dataset_dir: str | os.PathLike = "data/embedded", spacing: float = DEFAULT_SPACING,
+                     spatial_size: Sequence[int] = DEFAULT_SHAPE, pool_size: int = 16, seed: int = TRAIN_SEED,
                      with_truth: bool = False):
     """The bundle's ``train#dataset``: the user's images when ``data`` is given, else generated embedded pairs.
 
@@ -147,7 +147,7 @@ def training_dataset(data: Sequence | None = None, pairing: str = "atlas", atlas
 
 
 def validation_dataset(data: Sequence | None = None, pairing: str = "atlas", atlas_dir: str | os.PathLike | None = None,
-                       dataset_dir: str | os.PathLike = "data/embedded", spacing: float = 2.0,
+                       dataset_dir: str | os.PathLike = "data/embedded", spacing: float = DEFAULT_SPACING,
                        spatial_size: Sequence[int] | None = None, num_validation: int = 4,
                        num_test: int = 8) -> list[dict]:
     """The bundle's ``validate#dataset``: tensors of ``data`` (MONAI Label's ``validate#dataset#data``) when

@@ -8,37 +8,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from scipy.ndimage import affine_transform
 
-from cir_monai.affine import affine_matrix_ras, affine_register, affine_then
+from cir_monai.affine import affine_matrix_ras, affine_register, affine_then, known_misalignment, move_volume
 from cir_monai.networks import Warp
 
 SHIPPED = Path(__file__).resolve().parents[1] / "bundle" / "models" / "model.pt"
-
-
-def _rotation(axis: int, degrees: float) -> np.ndarray:
-    a = np.radians(degrees)
-    i, j = [k for k in range(3) if k != axis]
-    out = np.eye(3)
-    out[i, i], out[i, j], out[j, i], out[j, j] = np.cos(a), -np.sin(a), np.sin(a), np.cos(a)
-    return out
-
-
-#: the issue's test transform: rotations 12° and 6°, translation 14 / −9 / 7 mm, scaling 7 %
-KNOWN = np.eye(4)
-KNOWN[:3, :3] = _rotation(2, 12.0) @ _rotation(0, 6.0) * 1.07
-
-
-def _known(centre: np.ndarray) -> np.ndarray:
-    out = KNOWN.copy()
-    out[:3, 3] = centre + np.array([14.0, -9.0, 7.0]) - KNOWN[:3, :3] @ centre  # about the image centre
-    return out
-
-
-def _move(volume: np.ndarray, grid: np.ndarray, moved_by: np.ndarray, order: int) -> np.ndarray:
-    """``volume`` seen through ``q = moved_by · p``: the result at p is volume at moved_by⁻¹ p (RAS mm)."""
-    voxel_map = np.linalg.inv(grid) @ np.linalg.inv(moved_by) @ grid
-    return affine_transform(volume, voxel_map[:3, :3], voxel_map[:3, 3], order=order)
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +24,12 @@ def brains(tmp_path_factory):
                            seed=3, config=PairConfig(max_displacement=3.0))
     moving, moving_label = subject["image"][0, 0].numpy(), subject["label"][0, 0].numpy()
     centre = grid[:3, :3] @ ((np.array(image.shape) - 1) / 2) + grid[:3, 3]
-    moved_by = _known(centre)
+    moved_by = known_misalignment(centre)
     folder = tmp_path_factory.mktemp("affine")
     files = {"fixed": image, "fixed_label": label, "moving": moving, "moving_label": moving_label,
-             "moved": _move(moving, grid, moved_by, 1), "moved_label": _move(moving_label, grid, moved_by, 0),
-             "fixed_moved": _move(image, grid, moved_by, 1)}
+             "moved": move_volume(moving, grid, moved_by, 1),
+             "moved_label": move_volume(moving_label, grid, moved_by, 0),
+             "fixed_moved": move_volume(image, grid, moved_by, 1)}
     for key, data in files.items():
         nib.save(nib.Nifti1Image(data.astype(np.int16 if "label" in key else np.float32), grid),
                  str(folder / f"{key}.nii.gz"))
@@ -83,7 +58,8 @@ def test_affine_then_deformable_conventions():
     assert torch.allclose(Warp()(image, total)[..., 1:3, 1:2, 2:3], Warp()(Warp()(image, a), u)[..., 1:3, 1:2, 2:3],
                           atol=1e-5)  # one warp by the total field = the affine, then the deformable
     rotation = np.eye(4)
-    rotation[:3, :3] = _rotation(2, 30.0)
+    a = np.radians(30.0)
+    rotation[:2, :2] = [[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]  # 30° about z
     far = torch.zeros(1, 3, 5, 6, 7)
     far[:, 0] = 40.0  # far outside the grid: still exact (no clamping), q = A G (x + u)
     voxel_map = np.linalg.inv(grid) @ rotation @ grid
@@ -92,6 +68,7 @@ def test_affine_then_deformable_conventions():
     assert np.allclose(affine_then(far, rotation, grid)[0, :, 1, 2, 3].numpy(), expected, atol=1e-4)
 
 
+@pytest.mark.release
 def test_register_with_affine_matches_the_aligned_pair(brains, tmp_path):
     from cir_monai.engines import RegistrationRunner
     from cir_monai.io import load_network

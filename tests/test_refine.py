@@ -53,7 +53,7 @@ def test_deterministic_and_zero_steps_is_the_network(start):
     first = refine_ddf(moving, fixed, ddf, 1.0, iterations=5)
     assert torch.equal(first, refine_ddf(moving, fixed, ddf, 1.0, iterations=5))
     assert refine_ddf(moving, fixed, ddf, 1.0, iterations=0) is ddf
-    with pytest.raises(ValueError, match="refine iterations must be >= 0"):
+    with pytest.raises(ValueError, match="refine must be a whole number of steps >= 0, got -1"):
         refine_ddf(moving, fixed, ddf, 1.0, iterations=-1)
 
 

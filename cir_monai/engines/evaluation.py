@@ -24,7 +24,7 @@ from cir_monai.conventions import voxel_to_world
 from cir_monai.defaults import DEFAULT_LAMS, default_device
 from cir_monai.engines.prediction import checked_lams, predict_in_frame, resolve_frame
 from cir_monai.engines.reporting import COLUMNS, write_pair_csv, write_report
-from cir_monai.frame import FrameResampler
+from cir_monai.frame import EMBEDDED_FRAME, FrameResampler
 from cir_monai.metrics import dice_per_label, hd95_per_label, jacobian_statistics, present_labels
 from cir_monai.networks import CLapIRN, Warp
 from cir_monai.transforms import registration_preprocessing
@@ -65,8 +65,8 @@ class RegistrationEvaluator:
         output_dir: str | os.PathLike = "evaluation",
         spatial_size: Sequence[int] | None = None,
         pixdim: float | Sequence[float] | None = None,
-        orientation: str | None = "RAS",
-        percentiles: tuple[float, float] = (0.0, 100.0),
+        orientation: str | None = EMBEDDED_FRAME["orientation"],
+        percentiles: tuple[float, float] = tuple(EMBEDDED_FRAME["percentiles"]),
         frame: str | dict = "model",
         hd95: bool = True,
         labels: Sequence[int] | None = None,

@@ -37,6 +37,7 @@ from ignite.engine import Engine, Events
 from cir_monai.frame import model_frame
 from cir_monai.io.checkpoint import save_checkpoint
 from cir_monai.io.models import model_file_state
+from cir_monai.networks import unwrap
 
 __all__ = ["is_main_process", "every", "progress_line", "tensorboard_scalars", "MetricsFile", "TrainingCheckpoint",
            "default_handlers"]
@@ -139,7 +140,7 @@ class TrainingCheckpoint:
     def __init__(self, path: str | os.PathLike, network: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  frame: dict | None = None, every: int = 500) -> None:
         self.path, self.network, self.optimizer = Path(path), network, optimizer
-        self.model = network.module if hasattr(network, "module") else network
+        self.model = unwrap(network)
         self.frame = model_frame(frame, self.model)
         self.every = max(1, int(every))
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from cir_monai.frame import FrameResampler, model_frame
 from cir_monai.io.results import DDF_UNITS
 from cir_monai.networks.clapirn import check_lams
+from cir_monai.refine import refine_steps
 
 __all__ = ["check_options", "checked_lams", "resolve_frame", "predict_field", "predict_in_frame"]
 
@@ -35,8 +36,9 @@ def check_options(ddf_units: str = "voxel", frame: str | dict = "model", refine:
         ValueError: ``ddf_units`` not one of :data:`DDF_UNITS`, ``frame`` neither ``"model"``, ``"input"``
             nor a frame dict, or ``refine`` not a whole number >= 0.
     """
-    if isinstance(refine, bool) or not isinstance(refine, (int, float)) or refine < 0 or int(refine) != refine:
+    if isinstance(refine, str):
         raise ValueError(f"refine must be a whole number of steps >= 0, got {refine!r}")
+    refine_steps(refine)
     if ddf_units not in DDF_UNITS:
         raise ValueError(f"ddf_units must be one of {', '.join(DDF_UNITS)}, got {ddf_units!r}")
     if not isinstance(frame, dict) and frame not in ("model", "input"):

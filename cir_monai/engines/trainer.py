@@ -1,11 +1,14 @@
 # Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
 """The cLapIRN trainer: λ sampled every iteration, progressive levels, exact resume.
 
-Built on an ignite :class:`~ignite.engine.Engine` (as MONAI's engines are) and shaped like the model zoo's
+A MONAI :class:`~monai.engines.Trainer` (an ignite engine) with its own ``_iteration``, shaped like the model zoo's
 trainers: the network, ``optimizer``, ``loss_function`` and ``train_data_loader`` are objects the bundle config
 builds (``bundle/configs/train.yaml``: ``network``, ``optimizer``, ``loss``, ``train#dataloader``), and
 checkpointing, validation and logging are handlers (``train#handlers``: :class:`~cir_monai.engines.handlers.
-TrainingCheckpoint`, :class:`~cir_monai.engines.validation.LevelValidation`, MONAI's ``StatsHandler`` …).
+TrainingCheckpoint`, :class:`~cir_monai.engines.validation.LevelValidation`, MONAI's ``StatsHandler`` …); any
+MONAI or ignite handler attaches as to MONAI's own trainers (``LrScheduleHandler``, ``CheckpointSaver``,
+``EarlyStopHandler``, ``CheckpointLoader``, which MONAI Label inserts). ``_iteration`` is not
+``SupervisedTrainer``'s: one step trains the levels of the progressive schedule at a λ sampled for that step.
 
 Everything an iteration uses is a pure function of its global index ``k`` (the pair: item ``k`` of the training
 data set, read through :class:`~cir_monai.data.training.StepSampler`; λ: :func:`~cir_monai.engines.schedule.
@@ -24,6 +27,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from ignite.engine import Engine, Events
+from monai.engines import Trainer
+from monai.engines.workflow import Workflow
 from torch.utils.data import DataLoader, Dataset
 
 from cir_monai.data.training import StepSampler
@@ -35,7 +40,7 @@ from cir_monai.frame import model_frame
 from cir_monai.io import load_network, save_model_file
 from cir_monai.io.checkpoint import load_checkpoint
 from cir_monai.losses import CLapIRNLoss
-from cir_monai.networks import CLapIRN
+from cir_monai.networks import unwrap
 
 __all__ = ["CLapIRNTrainer", "validate", "CHECKPOINT_FILE"]
 
@@ -44,9 +49,6 @@ logger = logging.getLogger("cir_monai.train")
 #: the training state's file in the output folder (:class:`TrainingCheckpoint` writes it, a re-run resumes from it)
 CHECKPOINT_FILE = "checkpoint.pt"
 
-
-def _unwrap(net: torch.nn.Module) -> CLapIRN:
-    return net.module if hasattr(net, "module") else net
 
 
 def step_loader(data: Dataset | DataLoader) -> DataLoader:
@@ -67,8 +69,8 @@ def step_loader(data: Dataset | DataLoader) -> DataLoader:
     return data
 
 
-class CLapIRNTrainer:
-    """Train a :class:`CLapIRN` on pairs with a fresh λ every iteration.
+class CLapIRNTrainer(Trainer):
+    """Train a :class:`CLapIRN` on pairs with a fresh λ every iteration: a MONAI ``Trainer``.
 
     Progress: a log line every ``log_every`` iterations with the losses, seconds per iteration
     (of the current level: a moving average over the recent log intervals, so a slow start or a
@@ -142,10 +144,14 @@ class CLapIRNTrainer:
     ) -> None:
         self.device = default_device(device)
         self.network = network.to(self.device)
-        self.model = _unwrap(network)
+        self.model = unwrap(network)
         self.loader = step_loader(train_data_loader)
         self.output_dir = Path(output_dir)
         self.schedule = LevelSchedule(tuple(int(i) for i in iterations), int(freeze_steps))
+        # one epoch of the schedule's steps (set to the steps left when run() resumes); outputs are not decollated
+        # (an iteration's output is already the one-item list MONAI's handlers read); bf16 autocast needs no scaler
+        super().__init__(device=self.device, max_epochs=1, data_loader=self.loader,
+                         epoch_length=self.schedule.total, decollate=False, amp=False)
         self.batch_size = int(self.loader.batch_size)
         self.world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
         if max_epochs is not None:
@@ -185,14 +191,18 @@ class CLapIRNTrainer:
         self.history: list[dict] = []
         self.start_iteration = 0
         self._level_seen, self._level_t0, self._level_k0, self._rate = 0, 0.0, 0, None
-        self.engine = Engine(self._step)
-        self.engine.add_event_handler(Events.ITERATION_COMPLETED, self._after_iteration)
+        self.add_event_handler(Events.ITERATION_COMPLETED, self._after_iteration)
         if handlers is None:
             handlers = [TrainingCheckpoint(self.checkpoint_path, self.network, self.optimizer, self.frame, 500),
                         *default_handlers(self.output_dir, self.log_every)]
         for handler in handlers:  # after the trainer's own bookkeeping: records are complete when they run
-            handler.attach(self.engine)
-        self.engine.add_event_handler(Events.ITERATION_COMPLETED, self._record_validation)
+            handler.attach(self)
+        self.add_event_handler(Events.ITERATION_COMPLETED, self._record_validation)
+
+    @property
+    def engine(self) -> CLapIRNTrainer:
+        """The ignite engine that runs the steps: the trainer itself (a MONAI ``Trainer``)."""
+        return self
 
     # ----------------------------------------------------------------- state
     @property
@@ -242,7 +252,7 @@ class CLapIRNTrainer:
         if self.model.mapping is not None:
             self.model.mapping.requires_grad_(not frozen)
 
-    def _step(self, engine: Engine, batch: dict) -> list[dict]:
+    def _iteration(self, engine: Engine, batch: dict) -> list[dict]:  # type: ignore[override]
         """One optimisation step on the batch of global step ``k``; the output is ``[record]``, a one-item list as
         MONAI's trainers decollate it, so MONAI handlers read it with their defaults (``StatsHandler``) or
         ``from_engine(["loss"], first=True)``."""
@@ -321,7 +331,7 @@ class CLapIRNTrainer:
             self.history.append({"iteration": k, **engine.state.metrics})
 
     # ------------------------------------------------------------------- run
-    def run(self) -> dict:
+    def run(self) -> dict:  # type: ignore[override]
         """Train to the end of the schedule (resuming first when a checkpoint exists).
 
         Returns:
@@ -337,7 +347,8 @@ class CLapIRNTrainer:
                     self.start_iteration + 1, total, total, self.device, self.world,
                 )
             self.loader.sampler.start = self.start_iteration
-            self.engine.run(self.loader, max_epochs=1, epoch_length=total - self.start_iteration)
+            self.state.max_epochs, self.state.epoch_length = 1, total - self.start_iteration
+            Workflow.run(self)  # Trainer.run would make a CUDA GradScaler for amp; bf16 autocast needs none
         model_path = self.output_dir / "model.pt"
         if is_main_process():
             save_model_file(self.model, model_path, self.frame)

@@ -29,14 +29,12 @@ from cir_monai.engines.evaluation import score_field
 from cir_monai.engines.handlers import is_main_process
 from cir_monai.engines.prediction import predict_field
 from cir_monai.metrics import present_labels
+from cir_monai.networks import unwrap
 
 __all__ = ["validate", "LevelValidator", "LevelValidation"]
 
 logger = logging.getLogger("cir_monai.train")
 
-
-def _unwrap(net: torch.nn.Module) -> torch.nn.Module:
-    return net.module if hasattr(net, "module") else net
 
 
 def _score_pair(network, pair: dict, lams: Sequence[float], device, active_levels, before: bool) -> dict[str, float]:
@@ -71,7 +69,7 @@ def validate(
     Returns:
         ``{"dice@λ": ..., "jac_std@λ": ..., "folding_pct@λ": ...[, "dice_before": ...]}``.
     """
-    net = _unwrap(network)
+    net = unwrap(network)
     was_training = net.training
     net.eval()
     sums: dict[str, float] = {}
@@ -114,19 +112,19 @@ class LevelValidator(Engine):
 
     def _start(self, _engine: Engine) -> None:
         self._sums = {}
-        self._was_training = _unwrap(self.network).training
-        _unwrap(self.network).eval()
+        self._was_training = unwrap(self.network).training
+        unwrap(self.network).eval()
 
     @torch.no_grad()
     def _step(self, _engine: Engine, pair: dict) -> dict[str, float]:
-        scores = _score_pair(_unwrap(self.network), pair, self.lams, self.device, self.active_levels,
+        scores = _score_pair(unwrap(self.network), pair, self.lams, self.device, self.active_levels,
                              before=self.dice_before is None)
         for key, value in scores.items():
             self._sums[key] = self._sums.get(key, 0.0) + value
         return scores
 
     def _finish(self, _engine: Engine) -> None:
-        _unwrap(self.network).train(self._was_training)
+        unwrap(self.network).train(self._was_training)
         means = {k: v / max(len(self.pairs), 1) for k, v in self._sums.items()}
         self.dice_before = means.setdefault("dice_before", self.dice_before)
         self.state.metrics = means

@@ -35,7 +35,7 @@ from cir_monai.defaults import default_model
 from cir_monai.frame import EMBEDDED_FRAME, OFFICIAL_FRAME, model_frame
 from cir_monai.io.checkpoint import load_checkpoint, save_checkpoint
 from cir_monai.io.official import load_official_checkpoint
-from cir_monai.networks import CLapIRN
+from cir_monai.networks import CLapIRN, unwrap
 
 __all__ = ["read_model_file", "load_network", "load_bundle_network", "infer_config", "bundle_frame",
            "record_bundle_frame", "model_file_frame", "model_file_state", "save_model_file", "convert_checkpoint",
@@ -224,7 +224,7 @@ def model_file_state(network: torch.nn.Module, frame: Mapping | None = None, **e
     """What this project's model file holds: ``{"model": state dict, "network": constructor arguments, "frame":
     the checked frame (:func:`~cir_monai.frame.model_frame`), **extra}`` (``DistributedDataParallel`` is looked
     through). The training checkpoint is this plus the optimizer, iteration and RNG state."""
-    net = network.module if hasattr(network, "module") else network
+    net = unwrap(network)
     return {"model": net.state_dict(), "network": net.config, "frame": model_frame(frame, net), **extra}
 
 

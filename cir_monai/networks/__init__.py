@@ -2,7 +2,7 @@
 """Network components of cLapIRN (2D and 3D through ``spatial_dims``)."""
 
 from cir_monai.networks.blocks import ConditionalResBlock, PlainResBlock
-from cir_monai.networks.clapirn import CONDITIONING, CLapIRN, LevelOutput, PyramidOutput, RegistrationLevel
+from cir_monai.networks.clapirn import CONDITIONING, CLapIRN, LevelOutput, PyramidOutput, RegistrationLevel, unwrap
 from cir_monai.networks.conditioning import ConditionalInstanceNorm, MappingNetwork
 from cir_monai.networks.convolution import OneDNNConv3d, conv3d
 from cir_monai.networks.stacked import StackedCLapIRN
@@ -25,5 +25,6 @@ __all__ = [
     "conv3d",
     "invert_ddf",
     "sample_at",
+    "unwrap",
     "warp_from_grid",
 ]

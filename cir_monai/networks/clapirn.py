@@ -31,7 +31,7 @@ from cir_monai.networks.convolution import conv3, conv3d
 from cir_monai.networks.fast import fast_paths_enabled
 from cir_monai.networks.warp import Warp
 
-__all__ = ["CONDITIONING", "check_lams", "CLapIRN", "RegistrationLevel", "LevelOutput", "PyramidOutput"]
+__all__ = ["CONDITIONING", "check_lams", "CLapIRN", "RegistrationLevel", "LevelOutput", "PyramidOutput", "unwrap"]
 
 #: conditioning variants: CIR-DM (paper), CIR-CM (ablation), λ as input channel (ablation), LapIRN baseline
 CONDITIONING = ("distributed", "centralized", "concat", "none")
@@ -68,6 +68,12 @@ class PyramidOutput:
     levels: list[LevelOutput]
     code: torch.Tensor | None
 
+
+
+def unwrap(network: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a ``DistributedDataParallel`` (or ``DataParallel``) wrapper; any other module as it is."""
+    return network.module if isinstance(network, (torch.nn.parallel.DistributedDataParallel,
+                                                  torch.nn.DataParallel)) else network
 
 def check_lams(values, lam_max: float) -> list[float]:
     """The one λ range check: ``values`` (a number or a list) as floats, each finite and in ``[0, lam_max]``.

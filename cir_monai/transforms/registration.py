@@ -41,6 +41,7 @@ from monai.transforms import (
     ScaleIntensityRangePercentilesd,
 )
 
+from cir_monai.frame import EMBEDDED_FRAME
 from cir_monai.transforms.spacing import KeywiseSpacingd
 
 logger = logging.getLogger("cir_monai.inference")
@@ -329,8 +330,8 @@ class PairPreprocessing(Compose):
 def registration_preprocessing(
     spatial_size: Sequence[int] | None = None,
     pixdim: float | Sequence[float] | None = None,
-    orientation: str | None = "RAS",
-    percentiles: tuple[float, float] = (0.0, 100.0),
+    orientation: str | None = EMBEDDED_FRAME["orientation"],
+    percentiles: tuple[float, float] = tuple(EMBEDDED_FRAME["percentiles"]),
     spatial_dims: int = 3,
     load: bool = True,
     keep_moving_grid: bool = False,

@@ -261,3 +261,23 @@ def test_the_field_term_teaches_the_true_field(tmp_path, template):
     unlabelled = FixedPair({k: v for k, v in batch.items() if k in ("fixed", "moving")})
     with pytest.raises(ValueError, match="label_weight > 0 needs labelled training pairs$"):
         make_trainer(net(levels=1), unlabelled, tmp_path / "y", iterations=(1,), label_weight=1.0).run()
+
+
+def test_monai_handlers_plug_in_as_to_monai_trainers(tmp_path, template):
+    """The trainer is a MONAI Trainer: MONAI's LrScheduleHandler steps the learning rate every iteration and its
+    CheckpointSaver writes the final network, from the handlers list as train.yaml gives them."""
+    from monai.engines import Trainer
+    from monai.handlers import CheckpointSaver, LrScheduleHandler
+
+    network = net(0)
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+    handlers = [LrScheduleHandler(torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5),
+                                  epoch_level=False, print_lr=False),
+                CheckpointSaver(str(tmp_path / "saved"), {"network": network}, save_final=True)]
+    trainer = CLapIRNTrainer(network, RandomPairDataset(*template, pool_size=2), tmp_path, optimizer=optimizer,
+                             iterations=(2, 2, 2), freeze_steps=0, handlers=handlers)
+    assert isinstance(trainer, Trainer) and trainer.engine is trainer
+    trainer.run()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5**3)  # 6 steps, halved every 2
+    saved = list((tmp_path / "saved").glob("*.pt"))
+    assert len(saved) == 1 and set(torch.load(saved[0], weights_only=True)) == set(network.state_dict())

@@ -130,6 +130,7 @@ def test_invert_ddf_rejects_an_unknown_method():
         invert_ddf(torch.zeros(1, 3, 4, 4, 4), method="anderson")
 
 
+@pytest.mark.release
 def test_inverse_of_the_shipped_networks_field_on_a_real_pair(heldout_pairs):
     """The shipped model's field at λ = 0.1 on held-out pair 0 (MNI 2009c, 1 mm, averaged to 2 mm; 78×96×83)."""
     import nibabel as nib
