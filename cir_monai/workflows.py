@@ -14,11 +14,11 @@ import torch
 from cir_monai.atomic import staged_folder
 from cir_monai.data.datalist import check_pairs, load_pairs, pairs_from_images
 from cir_monai.data.embedded import DEFAULT_SHAPE, DEFAULT_SPACING, build_embedded_template
-from cir_monai.data.generative import SynthConfig, SyntheticPairDataset
 from cir_monai.data.pairs import PairConfig
 from cir_monai.data.prepare import TRAIN_SEED, load_template_tensors, prepare_embedded
-from cir_monai.data.slices import SlicePairDataset, axial_band, slice_pairs
-from cir_monai.data.training import RandomPairDataset
+from cir_monai.data.slices import axial_band, slice_pairs
+from cir_monai.data.synthesis import SynthConfig
+from cir_monai.data.training import RandomPairDataset, SlicePairDataset, SyntheticPairDataset
 from cir_monai.defaults import DEFAULT_LAMS, bundle_configs, bundle_root, default_model, embedded_dir, overlay_files
 from cir_monai.overrides import check_override_keys, check_reserved
 from cir_monai.transforms import registration_preprocessing

@@ -42,9 +42,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
-from cir_monai.data.seeds import NOMINAL_LENGTH
 from cir_monai.data.synthesis import (
     SynthConfig,
     coarse_noise,
@@ -61,7 +59,6 @@ __all__ = [
     "subdivide_labels",
     "perturb_labels",
     "synth_pair",
-    "SyntheticPairDataset",
 ]
 
 SOURCES = ("template", "template_synth", "random")
@@ -194,38 +191,3 @@ def synth_pair(
         out[role] = synthesize_image(warped_label, gen, config, means=means, base=base)
         out[f"{role}_label"] = warped_label
     return out
-
-
-class SyntheticPairDataset(Dataset):
-    """Generated training pairs: item ``k`` is :func:`synth_pair` with seed ``seed + k``.
-
-    Items: ``{"fixed", "moving", "fixed_label", "moving_label"}``, each ``(1, *S)`` (labels int64),
-    so a resumed run, on any machine and with any number of workers, sees the same pairs.
-
-    Args:
-        template_image, template_label: the labelled template ``(1, 1, *S)``.
-        config: generation settings.
-        seed: first seed (training seeds; validation and test sets use disjoint ones).
-        length: nominal length (items are generated on demand).
-    """
-
-    #: items are made on demand, there is no epoch (the trainer trains for ``iterations`` whatever ``max_epochs``)
-    generated = True
-
-    def __init__(
-        self,
-        template_image: torch.Tensor,
-        template_label: torch.Tensor,
-        config: SynthConfig = SynthConfig(),
-        seed: int = 0,
-        length: int = NOMINAL_LENGTH,
-    ) -> None:
-        self.image, self.label = template_image.float(), template_label.long()
-        self.config, self.seed, self.length = config, int(seed), int(length)
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
-        pair = synth_pair(self.seed + int(k), self.config, self.image, self.label)
-        return {key: pair[key][0] for key in ("fixed", "moving", "fixed_label", "moving_label")}

@@ -8,6 +8,8 @@ paper's claims are tested on axial slices: the training pairs are slices of the 
 at the same index, so a slice pair is the in-plane part of a 3D registration problem (its out-of-plane motion,
 up to a few mm, is what a 2D field cannot model, for every method alike).
 
+The training data set of slices is :class:`cir_monai.data.training.SlicePairDataset`.
+
 Tensors are ``(C, X, Y, Z)`` (data set items) or ``(B, C, X, Y, Z)`` in RAS; an axial slice keeps ``(X, Y)``.
 """
 
@@ -16,9 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch.utils.data import Dataset
 
-__all__ = ["SLICE_KEYS", "axial_band", "axial_slice", "SlicePairDataset", "slice_pairs"]
+__all__ = ["SLICE_KEYS", "axial_band", "axial_slice", "slice_pairs"]
 
 #: the keys a slice pair keeps (a 3D true field has an out-of-plane component, so ``ddf_truth`` is not sliced)
 SLICE_KEYS = ("fixed", "moving", "fixed_label", "moving_label")
@@ -47,33 +48,6 @@ def axial_band(label: torch.Tensor, min_fraction: float = 0.5) -> list[int]:
 def axial_slice(item: dict, index: int) -> dict:
     """The axial slice ``index`` of a pair: every :data:`SLICE_KEYS` entry ``(..., X, Y, Z)`` → ``(..., X, Y)``."""
     return {key: item[key][..., int(index)].contiguous() for key in SLICE_KEYS if key in item}
-
-
-class SlicePairDataset(Dataset):
-    """Item ``k``: an axial slice of item ``k`` of a 3D pair data set, the index drawn from ``band`` by ``seed + k``.
-
-    Item ``k`` is a fixed function of ``k`` when the 3D data set's is (exact resume, any worker count).
-
-    Args:
-        pairs: a 3D pair data set whose items are ``(1, X, Y, Z)`` tensors (``fixed``, ``moving``[, labels]).
-        band: the axial indices to draw from (:func:`axial_band` of the template's labels).
-        seed: seeds the draw of the index.
-    """
-
-    def __init__(self, pairs: Dataset, band: Sequence[int], seed: int = 0) -> None:
-        if len(band) == 0:
-            raise ValueError("SlicePairDataset needs at least one axial index in band")
-        self.pairs, self.band, self.seed = pairs, [int(i) for i in band], int(seed)
-        #: items are made on demand (no epoch) when the 3D data set's are
-        self.generated = bool(getattr(pairs, "generated", False))
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, k: int) -> dict:
-        gen = torch.Generator().manual_seed(self.seed + 11 * int(k) + 5)
-        index = self.band[int(torch.randint(len(self.band), (1,), generator=gen))]
-        return axial_slice(self.pairs[k], index)
 
 
 def slice_pairs(pairs: Sequence[dict], per_pair: int, min_fraction: float = 0.5) -> list[dict]:

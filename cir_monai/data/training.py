@@ -1,15 +1,28 @@
 # Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
-"""On-the-fly training pairs whose item ``k`` is a fixed function of ``k`` (exact resume, any worker count)."""
+"""The training data sets, in one module: item ``k`` is a fixed function of ``k`` (exact resume, any worker count).
+
+* :class:`RandomPairDataset`: pairs of random subjects of the embedded template (:mod:`cir_monai.data.pairs`);
+* :class:`SyntheticPairDataset`: generated pairs of template and random label maps (:mod:`cir_monai.data.generative`);
+* :class:`FilePairDataset`: users' file pairs, preprocessed;
+* :class:`SlicePairDataset`: axial slices of any of them, for 2D models (:mod:`cir_monai.data.slices`);
+
+and :class:`StepSampler`, the sampler that reads item ``k`` at step ``k``.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from cir_monai.data.generative import synth_pair
 from cir_monai.data.pairs import PairConfig, make_subject, pair_truth
 from cir_monai.data.seeds import NOMINAL_LENGTH, TRAIN_SEED
+from cir_monai.data.slices import axial_slice
+from cir_monai.data.synthesis import SynthConfig
 
-__all__ = ["RandomPairDataset", "FilePairDataset", "StepSampler"]
+__all__ = ["RandomPairDataset", "SyntheticPairDataset", "FilePairDataset", "SlicePairDataset", "StepSampler"]
 
 
 class RandomPairDataset(Dataset):
@@ -107,6 +120,68 @@ class FilePairDataset(Dataset):
                 return item
             self._cached[index] = item
         return self._cached[index]
+
+
+class SyntheticPairDataset(Dataset):
+    """Generated training pairs: item ``k`` is :func:`synth_pair` with seed ``seed + k``.
+
+    Items: ``{"fixed", "moving", "fixed_label", "moving_label"}``, each ``(1, *S)`` (labels int64),
+    so a resumed run, on any machine and with any number of workers, sees the same pairs.
+
+    Args:
+        template_image, template_label: the labelled template ``(1, 1, *S)``.
+        config: generation settings.
+        seed: first seed (training seeds; validation and test sets use disjoint ones).
+        length: nominal length (items are generated on demand).
+    """
+
+    #: items are made on demand, there is no epoch (the trainer trains for ``iterations`` whatever ``max_epochs``)
+    generated = True
+
+    def __init__(
+        self,
+        template_image: torch.Tensor,
+        template_label: torch.Tensor,
+        config: SynthConfig = SynthConfig(),
+        seed: int = 0,
+        length: int = NOMINAL_LENGTH,
+    ) -> None:
+        self.image, self.label = template_image.float(), template_label.long()
+        self.config, self.seed, self.length = config, int(seed), int(length)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        pair = synth_pair(self.seed + int(k), self.config, self.image, self.label)
+        return {key: pair[key][0] for key in ("fixed", "moving", "fixed_label", "moving_label")}
+
+
+class SlicePairDataset(Dataset):
+    """Item ``k``: an axial slice of item ``k`` of a 3D pair data set, the index drawn from ``band`` by ``seed + k``.
+
+    Item ``k`` is a fixed function of ``k`` when the 3D data set's is (exact resume, any worker count).
+
+    Args:
+        pairs: a 3D pair data set whose items are ``(1, X, Y, Z)`` tensors (``fixed``, ``moving``[, labels]).
+        band: the axial indices to draw from (:func:`axial_band` of the template's labels).
+        seed: seeds the draw of the index.
+    """
+
+    def __init__(self, pairs: Dataset, band: Sequence[int], seed: int = 0) -> None:
+        if len(band) == 0:
+            raise ValueError("SlicePairDataset needs at least one axial index in band")
+        self.pairs, self.band, self.seed = pairs, [int(i) for i in band], int(seed)
+        #: items are made on demand (no epoch) when the 3D data set's are
+        self.generated = bool(getattr(pairs, "generated", False))
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, k: int) -> dict:
+        gen = torch.Generator().manual_seed(self.seed + 11 * int(k) + 5)
+        index = self.band[int(torch.randint(len(self.band), (1,), generator=gen))]
+        return axial_slice(self.pairs[k], index)
 
 
 class StepSampler(Sampler[int]):

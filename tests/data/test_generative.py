@@ -7,13 +7,9 @@ import dataclasses
 import pytest
 import torch
 
-from cir_monai.data.generative import (
-    SOURCES,
-    SynthConfig,
-    SyntheticPairDataset,
-    synth_pair,
-)
+from cir_monai.data.generative import SOURCES, SynthConfig, synth_pair
 from cir_monai.data.synthetic import phantom
+from cir_monai.data.training import SyntheticPairDataset
 
 SHAPE = (40, 48, 40)
 

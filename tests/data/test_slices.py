@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cir_monai.data.slices import SlicePairDataset, axial_band, axial_slice, slice_pairs
+from cir_monai.data.slices import axial_band, axial_slice, slice_pairs
+from cir_monai.data.training import SlicePairDataset
 
 
 def ball(shape=(12, 14, 10), radius=4.5):

@@ -172,7 +172,7 @@ def test_resume_keeps_this_runs_fused_adam(tmp_path, template):
 
 
 def test_fine_tuning_label_term_and_frame(tmp_path, template):
-    from cir_monai.data.generative import SyntheticPairDataset
+    from cir_monai.data.training import SyntheticPairDataset
     from cir_monai.io import load_checkpoint, load_network, save_checkpoint
 
     source = net(seed=5, levels=2)
