@@ -14,12 +14,12 @@ one method name per λ (``baseline_method(λ)``). Rows without a λ (``""``: the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 
 __all__ = ["relative_difference", "percent_vs_baseline", "mean_abs_error_vs_baseline", "table1", "per_lambda",
-           "markdown_table1", "markdown_per_lambda"]
+           "markdown_table1", "markdown_per_lambda", "mean_over_seeds", "bootstrap_interval"]
 
 
 def relative_difference(value: float, baseline: float) -> float:
@@ -146,3 +146,61 @@ def markdown_per_lambda(lam_table: dict[str, dict[float, dict]]) -> str:
                                                            if "pct_jac" in lam_table[m][lam] else "") for m in methods]
         lines.append(f"| {lam:g} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def mean_over_seeds(rows: Sequence[dict], seed_key: str = "seed") -> list[dict]:
+    """Rows of several training seeds of a method made one row per (method, pair, λ): the mean of each number over
+    the seeds (the first row's other entries kept, ``seed_key`` dropped). Rows without ``seed_key`` pass through."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["method"], row["pair"], row["lam"]), []).append(row)
+    out = []
+    for group in groups.values():
+        merged = {k: v for k, v in group[0].items() if k != seed_key}
+        for key, value in group[0].items():
+            if key != seed_key and isinstance(value, (int, float)) and not isinstance(value, bool) and key != "lam":
+                merged[key] = float(np.mean([r[key] for r in group]))
+        out.append(merged)
+    return out
+
+
+def bootstrap_interval(rows: Sequence[dict], statistic: Callable[[list[dict]], float], cluster_key: str = "pair",
+                       seed_key: str | None = None, n: int = 2000, level: float = 0.95,
+                       seed: int = 0) -> tuple[float, float, float]:
+    """``statistic(rows)`` and its percentile bootstrap interval, resampling whole clusters of rows (the test pairs:
+    the slices of one 3D pair are one cluster) and, with ``seed_key``, each method's training seeds.
+
+    Each replicate draws the clusters with replacement (a cluster drawn twice appears twice, relabelled so its rows
+    stay apart and a method's row keeps meeting its baseline's row of the same draw) and, with ``seed_key``, for
+    each method as many of its seeds as it has, with replacement (the statistic averages over seeds, e.g. through
+    :func:`mean_over_seeds`). Rows whose ``cluster_key`` is missing or ``""`` are not resampled.
+
+    Returns:
+        ``(estimate, low, high)``: the statistic on ``rows`` and the ``level`` interval of ``n`` replicates.
+    """
+    rng = np.random.default_rng(seed)
+    clusters: list[Hashable] = list(dict.fromkeys(r[cluster_key] for r in rows))
+    by_cluster = {c: [r for r in rows if r[cluster_key] == c] for c in clusters}
+    seeds: dict[str, list] = {}
+    if seed_key is not None:
+        for row in rows:
+            if seed_key in row:
+                seeds.setdefault(row["method"], [])
+                if row[seed_key] not in seeds[row["method"]]:
+                    seeds[row["method"]].append(row[seed_key])
+    replicates = []
+    for _ in range(int(n)):
+        draw = {m: rng.choice(len(s), size=len(s)) for m, s in seeds.items()}
+        sample = []
+        for j, i in enumerate(rng.integers(len(clusters), size=len(clusters))):
+            for row in by_cluster[clusters[int(i)]]:
+                if seed_key is not None and row["method"] in draw:
+                    copies = [k for k, d in enumerate(draw[row["method"]])
+                              if seeds[row["method"]][d] == row[seed_key]]
+                    sample += [{**row, cluster_key: (row[cluster_key], j), seed_key: (row[seed_key], k)}
+                               for k in copies]
+                else:
+                    sample.append({**row, cluster_key: (row[cluster_key], j)})
+        replicates.append(statistic(sample))
+    low, high = np.quantile(replicates, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(statistic(list(rows))), float(low), float(high)

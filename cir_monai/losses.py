@@ -220,6 +220,16 @@ class CLapIRNLoss(nn.Module):
         self.field_weight = float(field_weight)
         self.field = FieldErrorLoss(spatial_dims)
 
+    def field_objective(self, moving: torch.Tensor, fixed: torch.Tensor, ddf: torch.Tensor,
+                        lam: float | torch.Tensor) -> torch.Tensor:
+        """The finest level's objective of a field ``ddf`` ``(B, n, *S)`` (voxels) on full-resolution images
+        ``(B, 1, *S)``: the similarity pyramid of ``moving`` warped by it (bilinear, border) against ``fixed``, plus
+        λ · smoothness; ``(B,)``. What refinement lowers (:func:`cir_monai.refine.refine_ddf`) and what the 2D
+        paper reproduction compares across models at each λ (a label-free check of the conditioning)."""
+        warped = Warp("bilinear", "border")(moving.float(), ddf)
+        lam_t = torch.as_tensor(lam, dtype=torch.float32, device=ddf.device).reshape(-1)
+        return self.similarity[-1](warped, fixed.float()) + lam_t * self.smoothness(ddf)
+
     def forward(
         self, out: PyramidOutput, lam: float | torch.Tensor, moving_label: torch.Tensor | None = None,
         fixed_label: torch.Tensor | None = None, ddf_truth: torch.Tensor | None = None,

@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from cir_monai.losses import CLapIRNLoss
-from cir_monai.networks.warp import Warp
 
 __all__ = ["refine_ddf", "refine_steps"]
 
@@ -71,8 +70,6 @@ def refine_ddf(moving: torch.Tensor, fixed: torch.Tensor, ddf: torch.Tensor, lam
         return (ddf, []) if return_losses else ddf
     n = ddf.shape[1]
     objective = CLapIRNLoss(n, num_levels).to(ddf.device)
-    similarity, smoothness = objective.similarity[num_levels - 1], objective.smoothness
-    warp = Warp("bilinear", "border")
     moving, fixed, start = moving.float(), fixed.float(), ddf.detach().float()
     size = tuple(start.shape[2:])
     coarse = tuple(max(1, s // grid_factor) for s in size)
@@ -86,8 +83,7 @@ def refine_ddf(moving: torch.Tensor, fixed: torch.Tensor, ddf: torch.Tensor, lam
         return start + up
 
     def loss() -> torch.Tensor:
-        u = field()
-        return (similarity(warp(moving, u), fixed) + lam * smoothness(u)).sum()
+        return objective.field_objective(moving, fixed, field(), lam).sum()
 
     losses = []
     with torch.enable_grad():

@@ -1,11 +1,14 @@
 """The paper's %DSC / %std|J| (Table 1) on hand-made numbers, worked out by hand below."""
 
+import numpy as np
 import pytest
 
 from cir_monai.comparison import (
+    bootstrap_interval,
     markdown_per_lambda,
     markdown_table1,
     mean_abs_error_vs_baseline,
+    mean_over_seeds,
     per_lambda,
     percent_vs_baseline,
     relative_difference,
@@ -85,3 +88,36 @@ def test_per_lambda_compares_each_lambda_with_its_own_baseline():
     assert table["cond"][1.0]["dsc"] == pytest.approx(0.59)
     lines = markdown_per_lambda(table).splitlines()
     assert lines[2].startswith("| 1 | 0.600 | 0.590 (-7.5 %) |")
+
+
+def test_mean_over_seeds_averages_each_number_per_method_pair_and_lambda():
+    seeded = [{"method": "m", "pair": "a", "lam": 1.0, "dice_mean": d, "seed": s, "slice": 7}
+              for s, d in ((0, 0.6), (1, 0.8))] + [{"method": "b", "pair": "a", "lam": 1.0, "dice_mean": 0.5}]
+    merged = mean_over_seeds(seeded)
+    assert merged == [{"method": "m", "pair": "a", "lam": 1.0, "dice_mean": pytest.approx(0.7), "slice": 7.0},
+                      {"method": "b", "pair": "a", "lam": 1.0, "dice_mean": 0.5}]
+
+
+def test_bootstrap_resamples_whole_clusters():
+    """Two clusters of values 0 and 10 (three rows each): the mean's replicates are 0, 5 or 10 with probabilities
+    1/4, 1/2, 1/4, so the 95 % interval is [0, 10]; one cluster has no spread at all."""
+    rows = [{"method": "m", "pair": p, "v": v} for p, v in (("a", 0.0), ("b", 10.0)) for _ in range(3)]
+    mean = lambda sample: float(np.mean([r["v"] for r in sample]))  # noqa: E731
+    assert bootstrap_interval(rows, mean, n=400) == (5.0, 0.0, 10.0)
+    assert bootstrap_interval(rows[:3], mean, n=50) == (0.0, 0.0, 0.0)
+
+
+def test_bootstrap_keeps_a_method_paired_with_its_baseline_and_resamples_seeds():
+    """%DSC of a method against its baseline is the same in every replicate when every pair gives +10 %, however the
+    pairs are drawn; with two seeds of +0 % and +20 % (mean +10 %) the seed draws spread it over [0, 20]."""
+    base = [{"method": baseline(1.0), "pair": p, "lam": 1.0, "dice_mean": 0.5} for p in "abcd"]
+    cond = [{"method": "cond", "pair": p, "lam": 1.0, "dice_mean": 0.55} for p in "abcd"]
+
+    def pct(sample):
+        return percent_vs_baseline(mean_over_seeds(sample), "cond", baseline)
+
+    estimate, low, high = bootstrap_interval(base + cond, pct, n=200)
+    assert estimate == pytest.approx(10.0) and low == pytest.approx(10.0) and high == pytest.approx(10.0)
+    seeded = base + [{**r, "dice_mean": d, "seed": s} for r in cond for s, d in ((0, 0.5), (1, 0.6))]
+    estimate, low, high = bootstrap_interval(seeded, pct, seed_key="seed", n=400)
+    assert estimate == pytest.approx(10.0) and low == pytest.approx(0.0) and high == pytest.approx(20.0)

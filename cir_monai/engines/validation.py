@@ -1,6 +1,8 @@
 # Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
 """Validation during training: the pyramid levels trained so far, scored at several λ on labelled pairs.
 
+* :func:`score_pairs`: one row per pair and λ: Dice, std|J|, % folding and the network's objective (the 2D paper
+  reproduction's test scores);
 * :func:`validate`: mean Dice, std|J| and % folding per λ over validation pairs (the plain function).
 * :class:`LevelValidator`: the same as an ignite engine over the pairs (``validate#evaluator`` in
   ``bundle/configs/train.yaml``): one iteration scores one pair at every λ, the means land in
@@ -31,7 +33,7 @@ from cir_monai.engines.prediction import predict_field
 from cir_monai.metrics import present_labels
 from cir_monai.networks import unwrap
 
-__all__ = ["validate", "LevelValidator", "LevelValidation"]
+__all__ = ["score_pairs", "validate", "LevelValidator", "LevelValidation"]
 
 logger = logging.getLogger("cir_monai.train")
 
@@ -52,6 +54,48 @@ def _score_pair(network, pair: dict, lams: Sequence[float], device, active_level
         scores[f"jac_std@{lam:g}"] = result["jac_std"]
         scores[f"folding_pct@{lam:g}"] = result["folding_pct"]
     return scores
+
+
+@torch.no_grad()
+def score_pairs(network: torch.nn.Module, pairs: Sequence[dict], lams: Sequence[float], device=None,
+                objective: bool = True) -> list[dict]:
+    """One row per pair and λ (the network in evaluation mode, restored afterwards): ``pair``, ``lam``,
+    ``dice_mean``, ``jac_std``, ``folding_pct`` (:func:`~cir_monai.engines.evaluation.score_field`) and, with
+    ``objective``, the network's objective of its field (:meth:`~cir_monai.losses.CLapIRNLoss.field_objective`:
+    similarity + λ · smoothness, lower is better), plus each pair's other plain entries (e.g. ``slice``) and a
+    ``lam`` ``""`` row per pair for the unregistered images (``method`` ``"identity"`` there, else the caller's).
+
+    Args:
+        pairs: ``(1, 1, *S)`` tensors ``fixed``, ``moving``, ``fixed_label``, ``moving_label`` and optionally
+            ``pair`` (an id; default the position) and other numbers or strings, copied to its rows.
+    """
+    from cir_monai.losses import CLapIRNLoss
+
+    device = default_device(device)
+    net = unwrap(network)
+    was_training = net.training
+    net.eval()
+    loss = CLapIRNLoss(net.spatial_dims, net.num_levels).to(device)
+    rows = []
+    for index, pair in enumerate(pairs):
+        extra = {k: v for k, v in pair.items() if isinstance(v, (int, float, str)) and k != "pair"}
+        fixed, moving = pair["fixed"].to(device), pair["moving"].to(device)
+        f_lab, m_lab = (pair[k].round().long().to(device) for k in ("fixed_label", "moving_label"))
+        labels = present_labels(f_lab, m_lab)
+        identity = torch.zeros(1, f_lab.ndim - 2, *f_lab.shape[2:], device=device)
+        before, _ = score_field(identity, m_lab, f_lab, labels)
+        rows.append({"method": "identity", "pair": pair.get("pair", index), **extra, "lam": "",
+                     **{k: before[k] for k in ("dice_mean", "jac_std", "folding_pct")}})
+        for lam in lams:
+            ddf = predict_field(net, moving, fixed, float(lam))
+            scores, _ = score_field(ddf, m_lab, f_lab, labels)
+            row = {"pair": pair.get("pair", index), **extra, "lam": float(lam),
+                   **{k: scores[k] for k in ("dice_mean", "jac_std", "folding_pct")}}
+            if objective:
+                row["objective"] = float(loss.field_objective(moving, fixed, ddf, float(lam))[0])
+            rows.append(row)
+    net.train(was_training)
+    return rows
 
 
 @torch.no_grad()
