@@ -1,56 +1,237 @@
 #!/usr/bin/env python
 """The paper's Table 1 and Fig. 3 in 2D, every model trained to convergence on CPU (issue 31).
 
-    python bench/paper_2d.py pilot [--out runs/paper_2d] [--threads 1]
+    python bench/paper_2d.py pilot   [--out runs/paper_2d] [--threads 1]
+    python bench/paper_2d.py runs    [--out runs/paper_2d] [--threads 1] [--only NAME ...]
+    python bench/paper_2d.py analyse [--out runs/paper_2d] [--pairs 10] [--per-pair 5] [--boot 2000]
 
-``pilot``: fixes the schedule and the learning rate. Trains CIR-DM (``configs/variants/cir_dm.yaml``) and the
-λ = 0.1 baseline (``baseline.yaml``) on the 2D overlay (``configs/scale/cpu_2d.yaml``: axial 80×96 slices, the
-paper's network, 4k / 4k / 20k iterations, a fresh Adam per level) at lr 1e-4, and CIR-DM at 1e-3, one after the
-other, each in its own resumable process (:mod:`cir_monai.experiments`); then draws their in-distribution
-validation curves (``docs/images/paper_2d_pilot.png``). Run it again to resume.
+Every model trains through the bundle's training workflow (``bundle/configs/train.yaml`` + a variant of
+``configs/variants/`` + ``configs/scale/cpu_2d.yaml``: the paper's network on 80×96 axial slices of the embedded pairs,
+a fresh Adam per level, CIR-CM's mapping network frozen with the lower levels), each in its own resumable process
+(:mod:`cir_monai.experiments`); run a stage again to resume it. Models are kept under ``OUT/models/<name>/`` with
+their ``metrics.jsonl`` (the learning curves).
+
+* ``pilot``: CIR-DM and the λ = 0.1 baseline at lr 1e-4, and CIR-DM at 1e-3, for 4k / 4k / 20k iterations: where
+  both level off, and at which learning rate (``OUT/pilot_curves.png``).
+* ``runs``: the seven fixed-λ baselines × 2 seeds, CIR-DM × 3, CIR-CM × 2, concat × 2 (18 models).
+* ``analyse``: whatever has finished, scored on held-out test slices (:func:`cir_monai.workflows.heldout_slice_pairs`:
+  ``--per-pair`` axial slices of each of ``--pairs`` MNI 2009c + CerebrA pairs, 2 mm) at the seven λ by
+  :func:`cir_monai.engines.validation.score_pairs` (Dice over the CerebrA regions of the slice, std|J|, % folding,
+  and the objective similarity + λ · smoothness); then Table 1 and Fig. 3 (:mod:`cir_monai.comparison`), with
+  bootstrap intervals over test pairs and seeds, the baselines' seed-to-seed noise floor, the label-free objective
+  check and the paper's claims judged (:func:`cir_monai.comparison.verdict`). Writes ``OUT/results.md``,
+  ``OUT/analysis.json``, ``OUT/paper_2d_fig3.png`` and ``OUT/curves.png``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = ROOT / "configs" / "scale" / "cpu_2d.yaml"
 VARIANTS = ROOT / "configs" / "variants"
-#: the pilot's models: name → (variant, overrides)
+LAMS = (0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0)
+CONDITIONAL = ("concat", "CIR-CM", "CIR-DM")
+COLOURS = {"Baseline": "tab:blue", "concat": "tab:orange", "CIR-CM": "tab:green", "CIR-DM": "tab:red"}
+#: name → (method, variant, overrides, seed)
 PILOT = {
-    "CIR-DM lr1e-4": ("cir_dm.yaml", {}),
-    "baseline lam0.1 lr1e-4": ("baseline.yaml", {"train#trainer#lam_fixed": 0.1}),
-    "CIR-DM lr1e-3": ("cir_dm.yaml", {"optimizer#lr": 0.001}),
+    "CIR-DM lr1e-4": ("CIR-DM", "cir_dm.yaml", {}, 0),
+    "baseline lam0.1 lr1e-4": ("baseline λ=0.1", "baseline.yaml", {"train#trainer#lam_fixed": 0.1}, 0),
+    "CIR-DM lr1e-3": ("CIR-DM lr1e-3", "cir_dm.yaml", {"optimizer#lr": 0.001}, 0),
 }
+RUNS = {
+    **{f"baseline lam{lam:g} seed{s}": (f"baseline λ={lam:g}", "baseline.yaml", {"train#trainer#lam_fixed": lam}, s)
+       for lam in LAMS for s in (0, 1)},
+    **{f"CIR-DM seed{s}": ("CIR-DM", "cir_dm.yaml", {}, s) for s in (0, 1, 2)},
+    **{f"CIR-CM seed{s}": ("CIR-CM", "cir_cm.yaml", {}, s) for s in (0, 1)},
+    **{f"concat seed{s}": ("concat", "concat.yaml", {}, s) for s in (0, 1)},
+}
+
+
+def baseline_name(lam: float) -> str:
+    return f"baseline λ={lam:g}"
 
 
 def folder(out: Path, name: str) -> Path:
     return out / "models" / name.replace(" ", "_")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["pilot"])
-    parser.add_argument("--out", default=str(ROOT / "runs" / "paper_2d"))
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--plot-only", action="store_true", help="draw the curves of what has trained so far")
-    args = parser.parse_args()
-
+def train(models: dict, out: Path, threads: int) -> None:
     from cir_monai.defaults import embedded_dir
-    from cir_monai.experiments import read_metrics, train_in_process
+    from cir_monai.experiments import train_in_process
+
+    for k, (name, (_, variant, overrides, seed)) in enumerate(models.items()):
+        seconds = train_in_process([VARIANTS / variant, SCALE], folder(out, name), seed, overrides, threads,
+                                   dataset_dir=embedded_dir())
+        print(f"[{k + 1}/{len(models)}] {name}: trained in {seconds / 60:.1f} min", flush=True)
+
+
+def curves(models: dict, out: Path, path: Path) -> Path:
+    from cir_monai.experiments import read_metrics
     from cir_monai.visualize import plot_learning_curves
 
+    runs = {name: read_metrics(folder(out, name)) for name in models if (folder(out, name) / "metrics.jsonl").is_file()}
+    return plot_learning_curves(runs, path, lams=(0.1, 1.0, 4.0))
+
+
+def scored(models: dict, out: Path, pairs: list[dict]) -> list[dict]:
+    """Every finished model's rows on the test slices (cached per model), with ``method`` and ``seed``."""
+    from cir_monai.engines.validation import score_pairs
+    from cir_monai.io import load_network
+
+    rows: list[dict] = []
+    for name, (method, _, overrides, seed) in models.items():
+        if not (folder(out, name) / "done.json").is_file():
+            continue
+        cache = out / "eval" / f"{folder(out, name).name}.json"
+        if not cache.is_file():
+            lams = [overrides["train#trainer#lam_fixed"]] if method.startswith("baseline") else list(LAMS)
+            model_rows = score_pairs(load_network(folder(out, name) / "model.pt"), pairs, lams, "cpu")
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(model_rows))
+        first = not any(r["method"] == "identity" for r in rows)
+        for row in json.loads(cache.read_text()):
+            # a test case is a slice; its cluster, which the bootstrap resamples, the 3D pair it was cut from
+            case = {"cluster": row["pair"], "pair": f"{row['pair']}/{row['slice']}"}
+            if row["lam"] != "":
+                rows.append({**row, **case, "method": method, "seed": seed})
+            elif first:
+                rows.append({**row, **case})
+    return rows
+
+
+def analyse(rows: list[dict], boot: int) -> dict:
+    """Table 1, the per-λ table, intervals, the noise floor, the objective check and the claims."""
+    from cir_monai.comparison import (
+        bootstrap_interval,
+        mean_abs_error_vs_baseline,
+        mean_difference_vs_baseline,
+        mean_over_seeds,
+        per_lambda,
+        percent_vs_baseline,
+        table1,
+        verdict,
+    )
+
+    lams = [lam for lam in LAMS if any(r["method"] == baseline_name(lam) for r in rows)]
+    conditional = [m for m in CONDITIONAL if any(r["method"] == m for r in rows)]
+    rows = [r for r in rows if r["lam"] == "" or any(np.isclose(r["lam"], lam) for lam in lams)]
+    merged = mean_over_seeds(rows)
+
+    def ci(statistic):
+        return bootstrap_interval(rows, lambda sample: statistic(mean_over_seeds(sample)), cluster_key="cluster",
+                                  seed_key="seed", n=boot)
+
+    result = {"lams": lams, "table1": table1(merged, conditional, baseline_name, lams),
+              "per_lambda": {m: {f"{k:g}": v for k, v in d.items()}
+                             for m, d in per_lambda(merged, conditional, baseline_name, lams).items()},
+              "intervals": {}, "objective": {}}
+    for m in conditional:
+        result["intervals"][m] = {
+            "pct_dsc": ci(lambda r, m=m: percent_vs_baseline(r, m, baseline_name)),
+            "pct_jac": ci(lambda r, m=m: percent_vs_baseline(r, m, baseline_name, key="jac_std")),
+            "mae_dsc": ci(lambda r, m=m: mean_abs_error_vs_baseline(r, m, baseline_name)),
+            "mae_jac": ci(lambda r, m=m: mean_abs_error_vs_baseline(r, m, baseline_name, key="jac_std")),
+            "objective_minus_baseline": ci(lambda r, m=m: mean_difference_vs_baseline(r, m, baseline_name)),
+        }
+    # the noise floor: a baseline's second seed against its first, as %DSC and MAE (what "no difference" looks like)
+    seeds = [{**r, "method": "seed 1" if r["seed"] == 1 else baseline_name(r["lam"])} for r in rows
+             if r["method"].startswith("baseline") and r["seed"] in (0, 1)]
+    if any(r["method"] == "seed 1" for r in seeds):
+        result["noise_floor"] = {"pct_dsc": abs(percent_vs_baseline(seeds, "seed 1", baseline_name)),
+                                 "mae_dsc": mean_abs_error_vs_baseline(seeds, "seed 1", baseline_name),
+                                 "mae_jac": mean_abs_error_vs_baseline(seeds, "seed 1", baseline_name, key="jac_std")}
+    margin = max(1.0, result.get("noise_floor", {}).get("pct_dsc", 0.0))
+    claims = []
+    if "CIR-DM" in conditional:
+        low, high = result["intervals"]["CIR-DM"]["pct_dsc"][1:]
+        claims.append(("1. CIR-DM's Dice is comparable to the baselines' (paper: −0.19 %DSC)", "%DSC", low, high,
+                       verdict(low, high, "within", margin), f"within ±{margin:.2f} %"))
+    if {"CIR-DM", "CIR-CM"} <= set(conditional):
+        for key, what in (("dice_mean", "MAE of Dice"), ("jac_std", "MAE of std|J|")):
+            diff = ci(lambda r, key=key: mean_abs_error_vs_baseline(r, "CIR-CM", baseline_name, key=key)
+                      - mean_abs_error_vs_baseline(r, "CIR-DM", baseline_name, key=key))
+            claims.append((f"2. CIR-DM tracks the baselines more closely than CIR-CM ({what})",
+                           f"CIR-CM − CIR-DM {what}", diff[1], diff[2], verdict(diff[1], diff[2], "above"), "> 0"))
+    large = [lam for lam in lams if lam >= 4]
+    if "concat" in conditional and large:
+        for key, what in (("dice_mean", "%DSC"), ("jac_std", "%std|J|")):
+            est = ci(lambda r, key=key: percent_vs_baseline(r, "concat", baseline_name, key=key, lams=large))
+            claims.append((f"3. concat has higher {what[1:]} than the baselines at λ ≥ 4", f"{what} at λ ≥ 4",
+                           est[1], est[2], verdict(est[1], est[2], "above"), "> 0"))
+    for m in [c for c in ("CIR-DM", "CIR-CM") if c in conditional and 0.1 in lams]:
+        jac = ci(lambda r, m=m: percent_vs_baseline(r, m, baseline_name, key="jac_std", lams=[0.1]))
+        dsc = ci(lambda r, m=m: percent_vs_baseline(r, m, baseline_name, lams=[0.1]))
+        both = verdict(jac[1], jac[2], "below") if verdict(dsc[1], dsc[2], "within", margin) == "agrees" else (
+            "disagrees" if verdict(dsc[1], dsc[2], "within", margin) == "disagrees" else "cannot tell")
+        claims.append((f"4. {m} at λ = 0.1: lower std|J| with comparable Dice", "%std|J| (%DSC)", jac[1], jac[2],
+                       both, f"%std|J| < 0 and %DSC in {dsc[1]:+.2f}..{dsc[2]:+.2f} within ±{margin:.2f}"))
+    for m in conditional:
+        low, high = result["intervals"][m]["objective_minus_baseline"][1:]
+        claims.append((f"Central (label-free): {m} reaches the objective of the baseline trained at each λ",
+                       "objective − baseline's", low, high, verdict(low, high, "below", 0.0)
+                       if high < 0 else verdict(low, high, "within", 0.01), "≤ 0.01 (or below 0)"))
+    result["claims"] = [dict(zip(("claim", "statistic", "low", "high", "verdict", "rule"), c)) for c in claims]
+    return result
+
+
+def markdown(result: dict) -> str:
+    from cir_monai.comparison import markdown_per_lambda, markdown_table1
+
+    lines = [markdown_table1(result["table1"]), "",
+             markdown_per_lambda({m: {float(k): v for k, v in d.items()} for m, d in result["per_lambda"].items()}),
+             "", "| method | %DSC (95 % CI) | %std\\|J\\| | MAE DSC | MAE std\\|J\\| | objective − baseline's |",
+             "|---|---|---|---|---|---|"]
+    for m, iv in result["intervals"].items():
+        lines.append(f"| {m} | " + " | ".join(f"{e:+.3f} [{lo:+.3f}, {hi:+.3f}]" for e, lo, hi in iv.values()) + " |")
+    if "noise_floor" in result:
+        lines += ["", "Noise floor (a baseline's second seed against its first): " + ", ".join(
+            f"{k} {v:.4f}" for k, v in result["noise_floor"].items())]
+    lines += ["", "| claim | statistic | 95 % CI | rule | verdict |", "|---|---|---|---|---|"]
+    lines += [f"| {c['claim']} | {c['statistic']} | [{c['low']:+.4f}, {c['high']:+.4f}] | {c['rule']} | "
+              f"**{c['verdict']}** |".replace("|J|", "\\|J\\|") for c in result["claims"]]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=["pilot", "runs", "analyse"])
+    parser.add_argument("--out", default=str(ROOT / "runs" / "paper_2d"))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--only", nargs="*", help="train only these models of the stage")
+    parser.add_argument("--pairs", type=int, default=10)
+    parser.add_argument("--per-pair", type=int, default=5)
+    parser.add_argument("--boot", type=int, default=2000)
+    parser.add_argument("--models", choices=["pilot", "runs"], default="runs", help="what `analyse` reads")
+    args = parser.parse_args()
     out = Path(args.out)
-    if not args.plot_only:
-        for name, (variant, overrides) in PILOT.items():
-            seconds = train_in_process([VARIANTS / variant, SCALE], folder(out, name), 0, overrides, args.threads,
-                                       dataset_dir=embedded_dir())
-            print(f"{name}: trained in {seconds / 60:.1f} min", flush=True)
-    runs = {name: read_metrics(folder(out, name)) for name in PILOT}
-    picture = plot_learning_curves(runs, out / "pilot_curves.png", lams=(0.1, 1.0, 4.0))
-    print(f"curves: {picture}")
+    if args.stage in ("pilot", "runs"):
+        models = PILOT if args.stage == "pilot" else RUNS
+        train({k: v for k, v in models.items() if not args.only or k in args.only}, out, args.threads)
+        print("curves:", curves(models, out, out / f"{args.stage}_curves.png"))
+        return
+    import torch
+
+    from cir_monai.comparison import mean_over_seeds
+    from cir_monai.visualize import plot_paper_fig3
+    from cir_monai.workflows import heldout_slice_pairs
+
+    torch.set_num_threads(args.threads)
+    models = PILOT if args.models == "pilot" else RUNS
+    pairs = heldout_slice_pairs(ROOT / "data" / "heldout_2d", args.pairs, args.per_pair)
+    result = analyse(scored(models, out, pairs), args.boot)
+    (out / "analysis.json").write_text(json.dumps(result, indent=1))
+    text = markdown(result)
+    (out / "results.md").write_text(text + "\n")
+    plot_paper_fig3(mean_over_seeds(scored(models, out, pairs)), result["table1"], out / "paper_2d_fig3.png",
+                    {k: v for k, v in COLOURS.items() if k == "Baseline" or k in result["intervals"]}, result["lams"],
+                    baseline_name, title=f"Dice ({len(pairs)} held-out test slices)")
+    curves(models, out, out / "curves.png")
+    print(text)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 import numpy as np
 
 __all__ = ["relative_difference", "percent_vs_baseline", "mean_abs_error_vs_baseline", "table1", "per_lambda",
-           "markdown_table1", "markdown_per_lambda", "mean_over_seeds", "bootstrap_interval"]
+           "markdown_table1", "markdown_per_lambda", "mean_over_seeds", "bootstrap_interval", "verdict",
+           "mean_difference_vs_baseline"]
 
 
 def relative_difference(value: float, baseline: float) -> float:
@@ -68,8 +69,20 @@ def mean_abs_error_vs_baseline(rows: Sequence[dict], method: str, baseline_metho
     return float(np.mean(diffs))
 
 
+def mean_difference_vs_baseline(rows: Sequence[dict], method: str, baseline_method: Callable[[float], str],
+                                key: str = "objective") -> float:
+    """Mean over (test case, λ) of ``method − baseline at that λ`` in the metric's own units, signed (e.g. the
+    objective a conditional model reaches against the one the baseline trained at that λ reaches: < 0 is better)."""
+    diffs = [v - b for _, v, b in _pairs_with_baseline(rows, method, baseline_method, key)]
+    if not diffs:
+        raise ValueError(f"no rows of method {method!r}")
+    return float(np.mean(diffs))
+
+
 def _mean(rows: Sequence[dict], methods: set[str], key: str) -> float:
-    return float(np.mean([r[key] for r in rows if r["method"] in methods]))
+    """The mean of ``key`` over the rows of ``methods`` that have it (NaN when none has: e.g. no timings)."""
+    values = [r[key] for r in rows if r["method"] in methods and key in r]
+    return float(np.mean(values)) if values else float("nan")
 
 
 def table1(rows: Sequence[dict], conditional: Sequence[str], baseline_method: Callable[[float], str],
@@ -165,15 +178,16 @@ def mean_over_seeds(rows: Sequence[dict], seed_key: str = "seed") -> list[dict]:
 
 
 def bootstrap_interval(rows: Sequence[dict], statistic: Callable[[list[dict]], float], cluster_key: str = "pair",
-                       seed_key: str | None = None, n: int = 2000, level: float = 0.95,
-                       seed: int = 0) -> tuple[float, float, float]:
+                       seed_key: str | None = None, n: int = 2000, level: float = 0.95, seed: int = 0,
+                       relabel: Sequence[str] = ("pair",)) -> tuple[float, float, float]:
     """``statistic(rows)`` and its percentile bootstrap interval, resampling whole clusters of rows (the test pairs:
     the slices of one 3D pair are one cluster) and, with ``seed_key``, each method's training seeds.
 
     Each replicate draws the clusters with replacement (a cluster drawn twice appears twice, relabelled so its rows
     stay apart and a method's row keeps meeting its baseline's row of the same draw) and, with ``seed_key``, for
     each method as many of its seeds as it has, with replacement (the statistic averages over seeds, e.g. through
-    :func:`mean_over_seeds`). Rows whose ``cluster_key`` is missing or ``""`` are not resampled.
+    :func:`mean_over_seeds`). ``relabel``: the keys (besides ``cluster_key``) that a cluster drawn twice gets
+    relabelled in, so that the statistic's matching of rows (by ``pair``) keeps the copies apart.
 
     Returns:
         ``(estimate, low, high)``: the statistic on ``rows`` and the ``level`` interval of ``n`` replicates.
@@ -188,6 +202,11 @@ def bootstrap_interval(rows: Sequence[dict], statistic: Callable[[list[dict]], f
                 seeds.setdefault(row["method"], [])
                 if row[seed_key] not in seeds[row["method"]]:
                     seeds[row["method"]].append(row[seed_key])
+    keys = dict.fromkeys((cluster_key, *relabel))
+
+    def tag(row: dict, j: int) -> dict:
+        return {k: (row[k], j) for k in keys if k in row}
+
     replicates = []
     for _ in range(int(n)):
         draw = {m: rng.choice(len(s), size=len(s)) for m, s in seeds.items()}
@@ -197,10 +216,29 @@ def bootstrap_interval(rows: Sequence[dict], statistic: Callable[[list[dict]], f
                 if seed_key is not None and row["method"] in draw:
                     copies = [k for k, d in enumerate(draw[row["method"]])
                               if seeds[row["method"]][d] == row[seed_key]]
-                    sample += [{**row, cluster_key: (row[cluster_key], j), seed_key: (row[seed_key], k)}
-                               for k in copies]
+                    sample += [{**row, **tag(row, j), seed_key: (row[seed_key], k)} for k in copies]
                 else:
-                    sample.append({**row, cluster_key: (row[cluster_key], j)})
+                    sample.append({**row, **tag(row, j)})
         replicates.append(statistic(sample))
     low, high = np.quantile(replicates, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(statistic(list(rows))), float(low), float(high)
+
+
+def verdict(low: float, high: float, expect: str, margin: float = 0.0) -> str:
+    """A claim judged by a confidence interval ``[low, high]`` of its statistic: ``"agrees"``, ``"disagrees"`` or
+    ``"cannot tell"`` (the interval straddles the boundary).
+
+    Args:
+        expect: ``"above"`` (the claim: the statistic exceeds ``margin``), ``"below"`` (it is under ``-margin``) or
+            ``"within"`` (it lies in ``[-margin, margin]``: an equivalence claim, e.g. "comparable Dice").
+        margin: the boundary, in the statistic's units (``>= 0``).
+    """
+    if expect == "above":
+        return "agrees" if low > margin else "disagrees" if high < margin else "cannot tell"
+    if expect == "below":
+        return "agrees" if high < -margin else "disagrees" if low > -margin else "cannot tell"
+    if expect == "within":
+        if -margin <= low and high <= margin:
+            return "agrees"
+        return "disagrees" if high < -margin or low > margin else "cannot tell"
+    raise ValueError(f"expect must be 'above', 'below' or 'within', got {expect!r}")

@@ -8,11 +8,13 @@ from cir_monai.comparison import (
     markdown_per_lambda,
     markdown_table1,
     mean_abs_error_vs_baseline,
+    mean_difference_vs_baseline,
     mean_over_seeds,
     per_lambda,
     percent_vs_baseline,
     relative_difference,
     table1,
+    verdict,
 )
 
 
@@ -53,6 +55,8 @@ def test_percent_dsc_is_the_mean_of_per_case_per_lambda_differences():
 
 def test_mae_is_in_the_metrics_units():
     assert mean_abs_error_vs_baseline(rows(), "cond", baseline) == pytest.approx((0.08 + 0.10 + 0.0 + 0.05) / 4)
+    # signed: +0.08 − 0.10 + 0 + 0.05
+    assert mean_difference_vs_baseline(rows(), "cond", baseline, key="dice_mean") == pytest.approx(0.03 / 4)
 
 
 def test_a_missing_baseline_is_named():
@@ -121,3 +125,31 @@ def test_bootstrap_keeps_a_method_paired_with_its_baseline_and_resamples_seeds()
     seeded = base + [{**r, "dice_mean": d, "seed": s} for r in cond for s, d in ((0, 0.5), (1, 0.6))]
     estimate, low, high = bootstrap_interval(seeded, pct, seed_key="seed", n=400)
     assert estimate == pytest.approx(10.0) and low == pytest.approx(0.0) and high == pytest.approx(20.0)
+
+
+@pytest.mark.parametrize("low, high, expect, margin, answer", [
+    (0.5, 2.0, "above", 0.0, "agrees"), (-2.0, -0.5, "above", 0.0, "disagrees"), (-0.5, 2.0, "above", 0.0,
+                                                                                   "cannot tell"),
+    (-2.0, -0.5, "below", 0.0, "agrees"), (0.5, 2.0, "below", 0.0, "disagrees"),
+    (-0.8, 0.9, "within", 1.0, "agrees"), (1.2, 3.0, "within", 1.0, "disagrees"), (0.5, 1.5, "within", 1.0,
+                                                                                   "cannot tell"),
+])
+def test_verdict_reads_the_interval(low, high, expect, margin, answer):
+    assert verdict(low, high, expect, margin) == answer
+
+
+def test_bootstrap_relabels_the_matching_key_of_a_cluster_drawn_twice():
+    """Slices (pair "a/0", "a/1") of one 3D pair (cluster "A"): a statistic that matches rows by ``pair`` sees both
+    copies of a cluster drawn twice, so the mean of a constant difference stays that constant in every replicate."""
+    cases = [("A", "a/0"), ("A", "a/1"), ("B", "b/0")]
+    base = [{"method": baseline(1.0), "cluster": c, "pair": p, "lam": 1.0, "objective": 0.0} for c, p in cases]
+    cond = [{"method": "cond", "cluster": c, "pair": p, "lam": 1.0, "objective": -0.2} for c, p in cases]
+
+    def count(sample):
+        return float(sum(1 for r in sample if r["method"] == "cond"))
+
+    estimate, low, high = bootstrap_interval(base + cond, count, cluster_key="cluster", n=200)
+    assert (estimate, low, high) == (3.0, 2.0, 4.0)  # clusters of sizes 2 and 1 drawn twice: 2..4 cases
+    diff = bootstrap_interval(base + cond, lambda r: mean_difference_vs_baseline(r, "cond", baseline),
+                              cluster_key="cluster", n=100)
+    assert diff == pytest.approx((-0.2, -0.2, -0.2))
