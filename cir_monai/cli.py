@@ -73,7 +73,7 @@ class Commands:
     def register(self, fixed: str, moving: str, lam="1.0", out: str = "runs/register", moving_label: str | None = None,
                  fixed_label: str | None = None, model: str | None = None, device: str | None = None,
                  ddf_units: str = "voxel", png: bool = False, frame: str = "model", inverse: bool = False,
-                 affine: bool = False, refine: int | None = None):
+                 affine: bool = False, refine: int | None = None, threads: int | None = None):
         """Register MOVING onto FIXED at one or more λ; NIfTI outputs in the fixed image's space.
 
         Writes OUT/<pair>/pair.json (which files) and OUT/<pair>/lam_<λ>/{warped.nii.gz, ddf.nii.gz, transform.json
@@ -114,9 +114,11 @@ class Commands:
             refine: refine the network's field for this pair by N steps of its own training objective at the same
                 λ (Adam, in the model's frame); 0 gives the network's field alone (fastest). Default 50, or the
                 sweep's with --lam SWEEP_FOLDER.
+            threads: CPU threads (default: $CIR_MONAI_THREADS, else the usable cores not busy with other work:
+                the process's affinity and cgroup quota, less the 1-minute load average).
         """
         from cir_monai.engines.inference import register_files, residual_text
-        from cir_monai.runtime import tune_cpu_allocator
+        from cir_monai.runtime import cpu_threads, tune_cpu_allocator
         from cir_monai.sweep import read_sweep
 
         started = _START if _START is not None else time.perf_counter()
@@ -136,9 +138,10 @@ class Commands:
         else:
             lams = parse_lams(lam)
         refine = DEFAULT_REFINE if refine is None else refine
-        results = register_files(fixed, moving, lams, out, moving_label=moving_label, fixed_label=fixed_label,
-                                 model=model, device=device, ddf_units=ddf_units, figures=png, frame=frame,
-                                 inverse=inverse, affine=affine, refine=refine)
+        with cpu_threads(threads):
+            results = register_files(fixed, moving, lams, out, moving_label=moving_label, fixed_label=fixed_label,
+                                     model=model, device=device, ddf_units=ddf_units, figures=png, frame=frame,
+                                     inverse=inverse, affine=affine, refine=refine)
         for value, record in results.items():
             extra = f"; inverse residual (voxels) {residual_text(record)}" if inverse else ""
             print(f"λ = {value:g}: {record['folder']} ({record['seconds']:.1f} s{extra})")
@@ -179,7 +182,7 @@ class Commands:
     def sweep(self, data: str = "embedded", lams=DEFAULT_LAMS, out: str = "runs/sweep",
               max_folding: float = MAX_FOLDING_PCT, rule: str = "max_dice", tolerance: float = 0.01,
               split: str = "validation", model: str | None = None, device: str | None = None,
-              pixdim: float | None = None, refine: int = DEFAULT_REFINE):
+              pixdim: float | None = None, refine: int = DEFAULT_REFINE, threads: int | None = None):
         """Find λ*: register every labelled pair at every λ with one model, as `register` would, and pick the best λ.
 
         Writes OUT/summary.md (report with tables and pictures), summary.json, one CSV per pair,
@@ -203,14 +206,16 @@ class Commands:
             refine: per-pair refinement steps at every λ (default 50, register's default: λ* is chosen for the
                 registrations register makes; `register --lam OUT` then refines as the sweep did). 0 scores the
                 network alone (8× faster).
+            threads: CPU threads (default: $CIR_MONAI_THREADS, else the usable cores not busy with other work).
         """
-        from cir_monai.runtime import tune_cpu_allocator
+        from cir_monai.runtime import cpu_threads, tune_cpu_allocator
         from cir_monai.sweep import sweep
 
         started = _START if _START is not None else time.perf_counter()
         tune_cpu_allocator()
-        summary = sweep(data, out, parse_lams(lams), max_folding, rule, tolerance, split, model, device, pixdim,
-                        refine=refine)
+        with cpu_threads(threads):
+            summary = sweep(data, out, parse_lams(lams), max_folding, rule, tolerance, split, model, device, pixdim,
+                            refine=refine)
         report = Path(out).expanduser() / "summary.md"
         _print_table(report, bold=True)
         print(f"λ* = {summary['lam_star']:g} (for {refine} refinement steps); report: {report}")
