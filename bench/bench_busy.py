@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import platform
 import subprocess
 import sys
@@ -57,8 +58,6 @@ def main() -> int:
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
     cores = usable_cpus()
-    import os
-
     env = {**os.environ, "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": str(cores)}
     with tempfile.TemporaryDirectory(prefix="bench_busy_") as tmp:
         paths = write_full_grid_pair(Path(tmp))
