@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-"""The held-out real-anatomy set: the shipped model at several λ vs identity, ANTs SyN and the authors' lite model.
+"""The held-out real-anatomy set: the shipped model at several λ vs identity, its peers (ANTs SyN, ConvexAdam, elastix)
+and the authors' lite model.
 
     python bench/bench_heldout.py [--model bundle/models/model.pt] [--lams 0,0.1,1,4,10] [--refine 50] [--pairs 4]
-        [--ants-transform SyN] [--no-ants] [--no-lite] [--out runs/heldout] [--no-append]
+        [--ants-transform SyN] [--no-ants] [--peers convexadam,elastix] [--no-lite] [--out runs/heldout] [--no-append]
 
 The pairs (:mod:`cir_monai.data.heldout`): the MNI ICBM152 2009c T1 with the CerebrA atlas (102
 regions), which no training of this project sees, as two subjects under independent known
@@ -13,7 +14,8 @@ differences, voxels). Ours runs twice: the network alone (``ours``) and refined 
 (``ours + refine N``, the default pipeline of ``cir-monai register``; s / pair counts the steps). Ours and the lite
 model run through :class:`cir_monai.engines.RegistrationEvaluator`
 in their own frames (the shipped model: 2 mm; the lite model: 1 mm), the field brought back to the 1 mm
-grid; ANTs through :func:`cir_monai.baselines.ants_rows` (needs ``pip install -r requirements-bench.txt``).
+grid; ANTs and the other peers (``--peers``: ConvexAdam, elastix, their package defaults) through
+:mod:`cir_monai.baselines` (needs ``pip install -r requirements-bench.txt``).
 
 Writes ``per_pair.csv``, ``summary.json`` and ``heldout_tradeoff.png`` to ``--out``, prints a markdown table
 and, unless ``--no-append``, copies the picture to docs/images/ and appends the table with the command to
@@ -60,6 +62,8 @@ def main() -> int:
                         "register's, cir_monai.defaults.DEFAULT_REFINE; 0: no refined rows)")
     parser.add_argument("--ants-transform", default="SyN")
     parser.add_argument("--no-ants", action="store_true")
+    parser.add_argument("--peers", default="", help="more peers, comma-separated (cir_monai.baselines.PEERS: "
+                        "convexadam, elastix; pip install -r requirements-bench.txt)")
     parser.add_argument("--no-lite", action="store_true")
     add_heldout_options(parser)
     parser.add_argument("--out", default=str(ROOT / "runs" / "heldout"))
@@ -99,6 +103,10 @@ def main() -> int:
         from cir_monai.baselines import ants_rows
 
         rows += ants_rows(pairs, args.ants_transform, hd95=False)[0]
+    for peer in [p.strip() for p in args.peers.split(",") if p.strip()]:
+        from cir_monai.baselines import peer_rows
+
+        rows += peer_rows(pairs, peer)
     summary = summarise(rows)
     with open(out / "per_pair.csv", "w", newline="") as f:
         keys = list(dict.fromkeys(k for r in rows for k in r))

@@ -1,5 +1,5 @@
 # Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
-"""Classical baselines scored exactly as the networks are: ANTs (antspyx, ``requirements-bench.txt``).
+"""Peers scored exactly as the networks are: ANTs, ConvexAdam and elastix, each from PyPI (``requirements-bench.txt``).
 
 :func:`ants_rows` registers each file pair with ``ants.registration`` on the files' own grid, composes the forward
 transform (affine + SyN) into one displacement field on the fixed grid, converts it to a voxel DDF in MONAI's
@@ -8,6 +8,17 @@ convention (:func:`cir_monai.conventions.itk_field_to_voxel_ddf`) and scores tha
 warped by nearest neighbour through the DDF, Dice per label, HD95, std|J|, % det J ≤ 0, SDlogJ and, for known-truth
 pairs, the end-point error. Every pair also checks the conversion (:func:`ants_conversion_check`): MONAI's warp
 with the converted DDF reproduces ANTs' own warped image, and its 4th-order det J ANTs' Jacobian image.
+
+:func:`peer_rows` does the same for every peer in :data:`PEERS`, each run with its package's defaults for
+inter-subject brain MRI on the files' own grid (both images of a pair on one grid, as the held-out pairs are):
+
+* ``"ants"``: ``ants.registration(type_of_transform="SyN")`` (affine + SyN, ANTs' recommended default);
+* ``"convexadam"``: ``convexAdam.convex_adam_MIND.convex_adam_pt`` with its package defaults (MIND-SSC features,
+  grid 6, displacement half-width 4, inverse-consistent coupled convex optimisation, then 80 Adam steps at
+  λ 1.25); its field is in voxels of the array, component *i* along axis *i*: MONAI's DDF as it is;
+* ``"elastix"``: ``itk.elastix_registration_method`` with elastix's default affine and B-spline parameter maps
+  (``itk.ParameterObject.GetDefaultParameterMap``), its transform turned into a displacement field on the fixed
+  grid by ``itk.transformix_deformation_field`` (LPS mm, converted like ANTs').
 """
 
 from __future__ import annotations
@@ -27,7 +38,8 @@ from cir_monai.engines.evaluation import score_field
 from cir_monai.metrics import dice_per_label, jacobian_determinant, present_labels
 from cir_monai.networks import Warp
 
-__all__ = ["ants_register", "ants_conversion_check", "ants_rows"]
+__all__ = ["PEERS", "ants_register", "ants_conversion_check", "ants_rows", "convexadam_register", "elastix_register",
+           "score_peer", "peer_rows"]
 
 
 def ants_register(fixed: str | os.PathLike, moving: str | os.PathLike, transform: str = "SyN",
@@ -82,6 +94,60 @@ def _labels(path: str | os.PathLike) -> torch.Tensor:
     return torch.from_numpy(np.rint(np.asarray(nib.load(str(path)).dataobj)).astype(np.int64))[None, None]
 
 
+def convexadam_register(fixed: str | os.PathLike, moving: str | os.PathLike, **settings) -> dict:
+    """ConvexAdam (``convexAdam.convex_adam_MIND.convex_adam_pt``, its defaults unless ``settings``) of two files on
+    one grid; ``ddf`` ``(1, 3, *S)`` voxels (MONAI's convention) and ``seconds``."""
+    from convexAdam.convex_adam_MIND import convex_adam_pt
+
+    arrays = [torch.from_numpy(np.asarray(nib.load(str(f)).dataobj, dtype=np.float32)) for f in (fixed, moving)]
+    start = time.perf_counter()
+    disp = convex_adam_pt(arrays[0], arrays[1], device=torch.device("cpu"), **settings)
+    seconds = time.perf_counter() - start
+    return {"ddf": torch.from_numpy(np.ascontiguousarray(np.moveaxis(disp, -1, 0), dtype=np.float32))[None],
+            "seconds": seconds}
+
+
+def elastix_register(fixed: str | os.PathLike, moving: str | os.PathLike,
+                     maps: Sequence[str] = ("affine", "bspline")) -> dict:
+    """elastix (``itk.elastix_registration_method``, elastix's default parameter maps ``maps``) of two files; its
+    transform as a displacement field on the fixed grid (``itk.transformix_deformation_field``), ``ddf``
+    ``(1, 3, *S)`` voxels of that grid, and ``seconds``."""
+    import itk
+
+    fixed_img = itk.imread(str(fixed), itk.F)
+    moving_img = itk.imread(str(moving), itk.F)
+    parameters = itk.ParameterObject.New()
+    for name in maps:
+        parameters.AddParameterMap(parameters.GetDefaultParameterMap(name))
+    start = time.perf_counter()
+    _, transform = itk.elastix_registration_method(fixed_img, moving_img, parameter_object=parameters,
+                                                   log_to_console=False)
+    seconds = time.perf_counter() - start
+    field = itk.transformix_deformation_field(moving_img, transform)
+    array = np.transpose(itk.array_from_image(field), (2, 1, 0, 3))  # ITK's arrays are (z, y, x, 3)
+    direction = np.asarray(fixed_img.GetDirection(), dtype=np.float64).reshape(3, 3)
+    return {"ddf": itk_field_to_voxel_ddf(array, direction, np.asarray(fixed_img.GetSpacing(), dtype=np.float64)),
+            "seconds": seconds}
+
+
+def score_peer(pair: dict, ddf: torch.Tensor, seconds: float, method: str, hd95: bool = True) -> dict:
+    """One row (:mod:`cir_monai.benchmarking`'s layout, λ ``""``) for a peer's voxel DDF of a file pair, scored by
+    :func:`~cir_monai.engines.evaluation.score_field` on the fixed file's grid."""
+    fixed = nib.load(str(pair["fixed"]))
+    f_lab, m_lab = _labels(pair["fixed_label"]), _labels(pair["moving_label"])
+    labels = present_labels(f_lab, m_lab)
+    truth = None
+    if pair.get("ddf_truth"):  # known-truth pairs (cir_monai.data.heldout): end-point error over the brain
+        truth = torch.from_numpy(np.moveaxis(np.asarray(nib.load(pair["ddf_truth"]).dataobj)[:, :, :, 0, :],
+                                             -1, 0).astype(np.float32).copy())[None]
+    brain = torch.from_numpy(np.asarray(fixed.dataobj) > 0)
+    scores, dice = score_field(ddf, m_lab, f_lab, labels,
+                               spacing=[float(s) for s in fixed.header.get_zooms()[:3]] if hd95 else None,
+                               truth=truth, brain=brain, affine=fixed.affine)
+    return {"method": method, "pair": pair["id"], "lam": "", **scores, "seconds": float(seconds),
+            **{f"dice_{v}": float(d) for v, d in zip(labels, dice)}}
+
+
 def ants_rows(pairs: Sequence[dict], transform: str = "SyN", hd95: bool = True) -> tuple[list[dict], list[dict]]:
     """Register each file pair with ANTs; its rows (:mod:`cir_monai.benchmarking`'s layout, method
     ``"ANTs <transform>"``, λ ``""``) and the conversion checks (one per pair, :func:`ants_conversion_check`).
@@ -93,24 +159,40 @@ def ants_rows(pairs: Sequence[dict], transform: str = "SyN", hd95: bool = True) 
     for pair in pairs:
         result = ants_register(pair["fixed"], pair["moving"], transform, pair["moving_label"])
         checks.append({"pair": pair["id"], **ants_conversion_check(result)})
-        fixed = nib.load(str(pair["fixed"]))
-        f_lab, m_lab = _labels(pair["fixed_label"]), _labels(pair["moving_label"])
-        labels = present_labels(f_lab, m_lab)
-        truth = None
-        if pair.get("ddf_truth"):  # known-truth pairs (cir_monai.data.heldout): end-point error over the brain
-            truth = torch.from_numpy(np.moveaxis(np.asarray(nib.load(pair["ddf_truth"]).dataobj)[:, :, :, 0, :],
-                                                 -1, 0).astype(np.float32).copy())[None]
-        brain = torch.from_numpy(np.asarray(fixed.dataobj) > 0)
-        scores, dice = score_field(result["ddf"], m_lab, f_lab, labels,
-                                   spacing=[float(s) for s in fixed.header.get_zooms()[:3]] if hd95 else None,
-                                   truth=truth, brain=brain, affine=fixed.affine)
-        generic, _ = dice_per_label(torch.from_numpy(np.rint(result["warped_label"]).astype(np.int64))[None, None],
-                                    f_lab, labels)
-        rows.append({"method": f"ANTs {transform}", "pair": pair["id"], "lam": "", **scores,
-                     "seconds": result["seconds"], "dice_mean_genericlabel": float(torch.nanmean(generic[0])),
-                     **{f"dice_{v}": float(d) for v, d in zip(labels, dice)}})
+        row = score_peer(pair, result["ddf"], result["seconds"], f"ANTs {transform}", hd95)
+        f_lab = _labels(pair["fixed_label"])
+        warped_label = torch.from_numpy(np.rint(result["warped_label"]).astype(np.int64))[None, None]
+        generic, _ = dice_per_label(warped_label, f_lab, present_labels(f_lab, _labels(pair["moving_label"])))
+        rows.append({**row, "dice_mean_genericlabel": float(torch.nanmean(generic[0]))})
         c = checks[-1]
-        print(f"  ANTs {pair['id']}: {result['seconds']:.1f} s, Dice {scores['dice_mean']:.3f}; DDF check: warp "
+        print(f"  ANTs {pair['id']}: {result['seconds']:.1f} s, Dice {row['dice_mean']:.3f}; DDF check: warp "
               f"max|Δ| {c['warp_maxabs_inside']:.2e}, det J max|Δ| {c['jac_maxabs_vs_ants']:.2e}",
               file=sys.stderr, flush=True)
     return rows, checks
+
+
+#: the peers :func:`peer_rows` runs: name → (method name in the rows, register function of two files)
+PEERS = {
+    "convexadam": ("ConvexAdam (MIND, defaults)", convexadam_register),
+    "elastix": ("elastix affine + B-spline (defaults)", elastix_register),
+}
+
+
+def peer_rows(pairs: Sequence[dict], peer: str, hd95: bool = False) -> list[dict]:
+    """Register each file pair with ``peer`` (:data:`PEERS`, or ``"ants"``: :func:`ants_rows`) and score it.
+
+    Raises:
+        ValueError: an unknown peer (the known ones named).
+    """
+    if peer == "ants":
+        return ants_rows(pairs, "SyN", hd95)[0]
+    if peer not in PEERS:
+        raise ValueError(f"peer must be one of {['ants', *PEERS]}, got {peer!r}")
+    method, register = PEERS[peer]
+    rows = []
+    for pair in pairs:
+        result = register(pair["fixed"], pair["moving"])
+        rows.append(score_peer(pair, result["ddf"], result["seconds"], method, hd95))
+        print(f"  {method} {pair['id']}: {result['seconds']:.1f} s, Dice {rows[-1]['dice_mean']:.3f}",
+              file=sys.stderr, flush=True)
+    return rows
