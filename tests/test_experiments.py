@@ -28,3 +28,17 @@ def test_read_metrics_splits_and_keeps_the_last_record_of_an_iteration(tmp_path)
     assert train == [{"iteration": 10, "loss": 0.9}, {"iteration": 20, "loss": 0.5}]
     assert [v["val_dice@1"] for v in val] == [0.4, 0.6]
     assert read_metrics(tmp_path / "missing") == ([], [])
+
+
+def test_late_slope_is_per_thousand_iterations_over_the_last_stretch():
+    import numpy as np
+
+    from cir_monai.experiments import late_slope
+
+    rising = [{"iteration": k, "val_dice@1": 0.5 + 0.002 * k / 1000} for k in range(1000, 21000, 1000)]
+    slope, error = late_slope(rising, "val_dice@1", last=5000)
+    assert slope == np.float64(slope) and abs(slope - 0.002) < 1e-12 and error < 1e-9
+    flat = [{"iteration": k, "val_dice@1": 0.7 + (0.01 if k % 2000 else -0.01)} for k in range(1000, 21000, 1000)]
+    slope, error = late_slope(flat, "val_dice@1", last=6000)  # the last 6 records: noise around a flat line
+    assert abs(slope) < 2 * error
+    assert np.isnan(late_slope(rising[:2], "val_dice@1")[0])
