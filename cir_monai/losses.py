@@ -219,6 +219,7 @@ class CLapIRNLoss(nn.Module):
         self.label = LabelDiceLoss(spatial_dims)
         self.field_weight = float(field_weight)
         self.field = FieldErrorLoss(spatial_dims)
+        self.field_warp = Warp("bilinear", "border")  # field_objective's; one module, so its grid is cached
 
     def field_objective(self, moving: torch.Tensor, fixed: torch.Tensor, ddf: torch.Tensor,
                         lam: float | torch.Tensor) -> torch.Tensor:
@@ -226,7 +227,7 @@ class CLapIRNLoss(nn.Module):
         ``(B, 1, *S)``: the similarity pyramid of ``moving`` warped by it (bilinear, border) against ``fixed``, plus
         λ · smoothness; ``(B,)``. What refinement lowers (:func:`cir_monai.refine.refine_ddf`) and what the 2D
         paper reproduction compares across models at each λ (a label-free check of the conditioning)."""
-        warped = Warp("bilinear", "border")(moving.float(), ddf)
+        warped = self.field_warp(moving.float(), ddf)
         lam_t = torch.as_tensor(lam, dtype=torch.float32, device=ddf.device).reshape(-1)
         return self.similarity[-1](warped, fixed.float()) + lam_t * self.smoothness(ddf)
 
