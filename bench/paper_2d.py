@@ -78,6 +78,27 @@ def curves(models: dict, out: Path, path: Path) -> Path:
     return plot_learning_curves(runs, path, lams=(0.1, 1.0, 4.0))
 
 
+def curve_table(models: dict, out: Path, lams=(0.1, 1.0, 4.0)) -> str:
+    """Each trained model's last validation Dice per λ and its slope over the last 5k iterations (per 1k, ± its
+    standard error: :func:`cir_monai.experiments.late_slope`), and its training minutes."""
+    from cir_monai.experiments import late_slope, read_metrics
+
+    lines = ["| model | iterations | " + " | ".join(f"Dice λ={lam:g} (slope / 1k over the last 5k)" for lam in lams)
+             + " | minutes |", "|---" * (3 + len(lams)) + "|"]
+    for name in models:
+        _, val = read_metrics(folder(out, name))
+        done = folder(out, name) / "done.json"
+        if not val:
+            continue
+        cells = []
+        for lam in lams:
+            slope, error = late_slope(val, f"val_dice@{lam:g}")
+            cells.append(f"{val[-1][f'val_dice@{lam:g}']:.3f} ({slope:+.4f} ± {error:.4f})")
+        minutes = f"{json.loads(done.read_text())['seconds'] / 60:.0f}" if done.is_file() else "running"
+        lines.append(f"| {name} | {val[-1]['iteration']} | " + " | ".join(cells) + f" | {minutes} |")
+    return "\n".join(lines)
+
+
 def scored(models: dict, out: Path, pairs: list[dict]) -> list[dict]:
     """Every finished model's rows on the test slices (cached per model), with ``method`` and ``seed``."""
     from cir_monai.engines.validation import score_pairs
@@ -213,6 +234,7 @@ def main() -> None:
         models = PILOT if args.stage == "pilot" else RUNS
         train({k: v for k, v in models.items() if not args.only or k in args.only}, out, args.threads)
         print("curves:", curves(models, out, out / f"{args.stage}_curves.png"))
+        print(curve_table(models, out))
         return
     import torch
 
