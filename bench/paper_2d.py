@@ -12,7 +12,8 @@ a fresh Adam per level, CIR-CM's mapping network frozen with the lower levels), 
 their ``metrics.jsonl`` (the learning curves).
 
 * ``pilot``: CIR-DM and the λ = 0.1 baseline at lr 1e-4, and CIR-DM at 1e-3, for 4k / 4k / 20k iterations: where
-  both level off, and at which learning rate (``OUT/pilot_curves.png``).
+  both level off, and at which learning rate (``OUT/pilot_curves.png``; the overlay's lr is now the pilot's choice,
+  1e-3, so the 1e-4 models override it).
 * ``runs``: the seven fixed-λ baselines × 2 seeds, CIR-DM × 3, CIR-CM × 2, concat × 2 (18 models).
 * ``analyse``: whatever has finished, scored on held-out test slices (:func:`cir_monai.workflows.heldout_slice_pairs`:
   ``--per-pair`` axial slices of each of ``--pairs`` MNI 2009c + CerebrA pairs, 2 mm) at the seven λ by
@@ -39,8 +40,9 @@ CONDITIONAL = ("concat", "CIR-CM", "CIR-DM")
 COLOURS = {"Baseline": "tab:blue", "concat": "tab:orange", "CIR-CM": "tab:green", "CIR-DM": "tab:red"}
 #: name → (method, variant, overrides, seed)
 PILOT = {
-    "CIR-DM lr1e-4": ("CIR-DM", "cir_dm.yaml", {}, 0),
-    "baseline lam0.1 lr1e-4": ("baseline λ=0.1", "baseline.yaml", {"train#trainer#lam_fixed": 0.1}, 0),
+    "CIR-DM lr1e-4": ("CIR-DM", "cir_dm.yaml", {"optimizer#lr": 0.0001}, 0),
+    "baseline lam0.1 lr1e-4": ("baseline λ=0.1", "baseline.yaml", {"train#trainer#lam_fixed": 0.1,
+                                                                   "optimizer#lr": 0.0001}, 0),
     "CIR-DM lr1e-3": ("CIR-DM lr1e-3", "cir_dm.yaml", {"optimizer#lr": 0.001}, 0),
 }
 RUNS = {
