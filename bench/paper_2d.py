@@ -247,11 +247,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     models = PILOT if args.models == "pilot" else RUNS
     pairs = heldout_slice_pairs(ROOT / "data" / "heldout_2d", args.pairs, args.per_pair)
-    result = analyse(scored(models, out, pairs), args.boot)
+    rows = scored(models, out, pairs)
+    result = analyse(rows, args.boot)
     (out / "analysis.json").write_text(json.dumps(result, indent=1))
     text = markdown(result)
     (out / "results.md").write_text(text + "\n")
-    plot_paper_fig3(mean_over_seeds(scored(models, out, pairs)), result["table1"], out / "paper_2d_fig3.png",
+    plot_paper_fig3(mean_over_seeds(rows), result["table1"], out / "paper_2d_fig3.png",
                     {k: v for k, v in COLOURS.items() if k == "Baseline" or k in result["intervals"]}, result["lams"],
                     baseline_name, title=f"Dice ({len(pairs)} held-out test slices)")
     curves(models, out, out / "curves.png")

@@ -35,6 +35,7 @@ import torch
 
 from cir_monai.conventions import itk_field_to_voxel_ddf
 from cir_monai.engines.evaluation import score_field
+from cir_monai.io.results import ddf_from_array
 from cir_monai.metrics import dice_per_label, jacobian_determinant, present_labels
 from cir_monai.networks import Warp
 
@@ -123,29 +124,35 @@ def elastix_register(fixed: str | os.PathLike, moving: str | os.PathLike,
     _, transform = itk.elastix_registration_method(fixed_img, moving_img, parameter_object=parameters,
                                                    log_to_console=False)
     seconds = time.perf_counter() - start
-    field = itk.transformix_deformation_field(moving_img, transform)
+    with tempfile.TemporaryDirectory(prefix="transformix_") as tmp:  # transformix writes deformationField.nii there
+        field = itk.transformix_deformation_field(moving_img, transform, output_directory=tmp)
     array = np.transpose(itk.array_from_image(field), (2, 1, 0, 3))  # ITK's arrays are (z, y, x, 3)
     direction = np.asarray(fixed_img.GetDirection(), dtype=np.float64).reshape(3, 3)
     return {"ddf": itk_field_to_voxel_ddf(array, direction, np.asarray(fixed_img.GetSpacing(), dtype=np.float64)),
             "seconds": seconds}
 
 
-def score_peer(pair: dict, ddf: torch.Tensor, seconds: float, method: str, hd95: bool = True) -> dict:
+def score_peer(pair: dict, ddf: torch.Tensor, seconds: float, method: str, hd95: bool = True,
+               warped_label: np.ndarray | None = None) -> dict:
     """One row (:mod:`cir_monai.benchmarking`'s layout, λ ``""``) for a peer's voxel DDF of a file pair, scored by
-    :func:`~cir_monai.engines.evaluation.score_field` on the fixed file's grid."""
+    :func:`~cir_monai.engines.evaluation.score_field` on the fixed file's grid; with ``warped_label`` (the peer's own
+    warp of the moving labels) also its Dice, ``dice_mean_genericlabel``."""
     fixed = nib.load(str(pair["fixed"]))
     f_lab, m_lab = _labels(pair["fixed_label"]), _labels(pair["moving_label"])
     labels = present_labels(f_lab, m_lab)
     truth = None
     if pair.get("ddf_truth"):  # known-truth pairs (cir_monai.data.heldout): end-point error over the brain
-        truth = torch.from_numpy(np.moveaxis(np.asarray(nib.load(pair["ddf_truth"]).dataobj)[:, :, :, 0, :],
-                                             -1, 0).astype(np.float32).copy())[None]
+        truth = ddf_from_array(np.asarray(nib.load(str(pair["ddf_truth"])).dataobj), "voxel", fixed.affine)
     brain = torch.from_numpy(np.asarray(fixed.dataobj) > 0)
     scores, dice = score_field(ddf, m_lab, f_lab, labels,
                                spacing=[float(s) for s in fixed.header.get_zooms()[:3]] if hd95 else None,
                                truth=truth, brain=brain, affine=fixed.affine)
-    return {"method": method, "pair": pair["id"], "lam": "", **scores, "seconds": float(seconds),
-            **{f"dice_{v}": float(d) for v, d in zip(labels, dice)}}
+    row = {"method": method, "pair": pair["id"], "lam": "", **scores, "seconds": float(seconds),
+           **{f"dice_{v}": float(d) for v, d in zip(labels, dice)}}
+    if warped_label is not None:
+        own, _ = dice_per_label(torch.from_numpy(np.rint(warped_label).astype(np.int64))[None, None], f_lab, labels)
+        row["dice_mean_genericlabel"] = float(torch.nanmean(own[0]))
+    return row
 
 
 def ants_rows(pairs: Sequence[dict], transform: str = "SyN", hd95: bool = True) -> tuple[list[dict], list[dict]]:
@@ -159,11 +166,8 @@ def ants_rows(pairs: Sequence[dict], transform: str = "SyN", hd95: bool = True) 
     for pair in pairs:
         result = ants_register(pair["fixed"], pair["moving"], transform, pair["moving_label"])
         checks.append({"pair": pair["id"], **ants_conversion_check(result)})
-        row = score_peer(pair, result["ddf"], result["seconds"], f"ANTs {transform}", hd95)
-        f_lab = _labels(pair["fixed_label"])
-        warped_label = torch.from_numpy(np.rint(result["warped_label"]).astype(np.int64))[None, None]
-        generic, _ = dice_per_label(warped_label, f_lab, present_labels(f_lab, _labels(pair["moving_label"])))
-        rows.append({**row, "dice_mean_genericlabel": float(torch.nanmean(generic[0]))})
+        row = score_peer(pair, result["ddf"], result["seconds"], f"ANTs {transform}", hd95, result["warped_label"])
+        rows.append(row)
         c = checks[-1]
         print(f"  ANTs {pair['id']}: {result['seconds']:.1f} s, Dice {row['dice_mean']:.3f}; DDF check: warp "
               f"max|Δ| {c['warp_maxabs_inside']:.2e}, det J max|Δ| {c['jac_maxabs_vs_ants']:.2e}",

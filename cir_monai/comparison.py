@@ -46,6 +46,16 @@ def _pairs_with_baseline(rows: Sequence[dict], method: str, baseline_method: Cal
         yield lam, value, base
 
 
+def _mean_against_baseline(rows: Sequence[dict], method: str, baseline_method: Callable[[float], str], key: str,
+                           difference: Callable[[float, float], float], lams: Sequence[float] | None = None) -> float:
+    """The mean over (test case, λ) of ``difference(method's value, the baseline's at that λ)``."""
+    diffs = [difference(v, b) for lam, v, b in _pairs_with_baseline(rows, method, baseline_method, key)
+             if lams is None or any(np.isclose(lam, x) for x in lams)]
+    if not diffs:
+        raise ValueError(f"no rows of method {method!r}" + (f" at λ {list(lams)}" if lams is not None else ""))
+    return float(np.mean(diffs))
+
+
 def percent_vs_baseline(rows: Sequence[dict], method: str, baseline_method: Callable[[float], str],
                         key: str = "dice_mean", lams: Sequence[float] | None = None) -> float:
     """The paper's %DSC (``key="dice_mean"``) or %std|J| (``key="jac_std"``) of ``method``.
@@ -53,30 +63,20 @@ def percent_vs_baseline(rows: Sequence[dict], method: str, baseline_method: Call
     The mean over every (test case, λ) of :func:`relative_difference` of ``method``'s value against
     the value of the baseline trained at that λ on the same case; ``lams`` restricts the λ values.
     """
-    diffs = [relative_difference(v, b) for lam, v, b in _pairs_with_baseline(rows, method, baseline_method, key)
-             if lams is None or any(np.isclose(lam, x) for x in lams)]
-    if not diffs:
-        raise ValueError(f"no rows of method {method!r}" + (f" at λ {list(lams)}" if lams is not None else ""))
-    return float(np.mean(diffs))
+    return _mean_against_baseline(rows, method, baseline_method, key, relative_difference, lams)
 
 
 def mean_abs_error_vs_baseline(rows: Sequence[dict], method: str, baseline_method: Callable[[float], str],
                                key: str = "dice_mean") -> float:
     """Mean over (test case, λ) of ``|method − baseline at that λ|`` in the metric's own units (Fig. 3's MAE)."""
-    diffs = [abs(v - b) for _, v, b in _pairs_with_baseline(rows, method, baseline_method, key)]
-    if not diffs:
-        raise ValueError(f"no rows of method {method!r}")
-    return float(np.mean(diffs))
+    return _mean_against_baseline(rows, method, baseline_method, key, lambda v, b: abs(v - b))
 
 
 def mean_difference_vs_baseline(rows: Sequence[dict], method: str, baseline_method: Callable[[float], str],
                                 key: str = "objective") -> float:
     """Mean over (test case, λ) of ``method − baseline at that λ`` in the metric's own units, signed (e.g. the
     objective a conditional model reaches against the one the baseline trained at that λ reaches: < 0 is better)."""
-    diffs = [v - b for _, v, b in _pairs_with_baseline(rows, method, baseline_method, key)]
-    if not diffs:
-        raise ValueError(f"no rows of method {method!r}")
-    return float(np.mean(diffs))
+    return _mean_against_baseline(rows, method, baseline_method, key, lambda v, b: v - b)
 
 
 def _mean(rows: Sequence[dict], methods: set[str], key: str) -> float:

@@ -101,5 +101,5 @@ def late_slope(records: Sequence[dict], key: str, last: int = 5000) -> tuple[flo
     x, y = np.array(points).T
     slope, intercept = np.polyfit(x, y, 1)
     residual = y - (slope * x + intercept)
-    error = np.sqrt(residual.var(ddof=2) / ((x - x.mean()) ** 2).sum()) if len(x) > 2 else float("nan")
+    error = np.sqrt(residual.var(ddof=2) / ((x - x.mean()) ** 2).sum())
     return float(slope), float(error)

@@ -7,6 +7,7 @@ Run by `make integration` in its own venv (antspyx pins numpy < 2.4 and scipy < 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +68,4 @@ def test_each_peer_registers_and_is_scored_as_the_networks_are(peer):
     row = peer_rows([pair], peer)[0]
     print(peer, {k: round(row[k], 4) for k in ("dice_mean", "jac_std", "folding_pct", "seconds")})
     assert row["dice_mean"] > 0.62 and row["folding_pct"] < 1.0 and row["seconds"] > 0
+    assert not Path("deformationField.nii").exists()  # transformix writes into a temporary folder, not the cwd

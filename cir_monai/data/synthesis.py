@@ -108,7 +108,7 @@ class SynthConfig:
         gamma: spread of ``log γ``.
         noise: largest noise standard deviation (fraction of the intensity range).
         variability: each subject's own anatomy (0 = off): label boundaries moved irregularly per
-            subject by :func:`perturb_labels` (argmax of the smoothed one-hot map plus
+            subject by :func:`cir_monai.data.generative.perturb_labels` (argmax of the smoothed one-hot map plus
             ``variability`` × noise varying over ``variability_scale`` voxels), so no smooth field matches fixed
             and moving exactly and λ has a real trade-off
             to learn; not applied to the ``"template"`` source, whose image is the real T1.
@@ -128,7 +128,6 @@ class SynthConfig:
     noise: float = 0.05
     variability: float = 0.0
     variability_scale: float = 4.0
-
 
 
 def smooth_noise(

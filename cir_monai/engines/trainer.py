@@ -50,7 +50,6 @@ logger = logging.getLogger("cir_monai.train")
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
-
 def step_loader(data: Dataset | DataLoader) -> DataLoader:
     """``data`` as a loader of training steps: a ``DataLoader`` whose sampler is a :class:`StepSampler` as given,
     or a data set wrapped in one (batch 1, no workers).

@@ -38,21 +38,41 @@ __all__ = ["score_pairs", "validate", "LevelValidator", "LevelValidation"]
 logger = logging.getLogger("cir_monai.train")
 
 
+#: the scores of a row and their names in validation's means (``dice@λ`` …)
+_SCORES = {"dice_mean": "dice", "jac_std": "jac_std", "folding_pct": "folding_pct"}
 
-def _score_pair(network, pair: dict, lams: Sequence[float], device, active_levels, before: bool) -> dict[str, float]:
+
+def _pair_rows(net, pair: dict, index: int, lams: Sequence[float], device, active_levels=None, before: bool = True,
+               loss=None) -> list[dict]:
+    """The rows of one pair: the unregistered images (``before``) and each λ, with the objective when ``loss``."""
+    extra = {k: v for k, v in pair.items() if isinstance(v, (int, float, str)) and k != "pair"}
     fixed, moving = pair["fixed"].to(device), pair["moving"].to(device)
-    f_lab, m_lab = pair["fixed_label"].round().long().to(device), pair["moving_label"].round().long().to(device)
+    f_lab, m_lab = (pair[k].round().long().to(device) for k in ("fixed_label", "moving_label"))
     labels = present_labels(f_lab, m_lab)
-    scores = {}
+    rows = []
     if before:
         identity = torch.zeros(1, f_lab.ndim - 2, *f_lab.shape[2:], device=device)
-        scores["dice_before"] = score_field(identity, m_lab, f_lab, labels)[0]["dice_mean"]
+        scores, _ = score_field(identity, m_lab, f_lab, labels)
+        rows.append({"method": "identity", "pair": pair.get("pair", index), **extra, "lam": "",
+                     **{k: scores[k] for k in _SCORES}})
     for lam in lams:
-        ddf = predict_field(network, moving, fixed, float(lam), active_levels=active_levels)
-        result, _ = score_field(ddf, m_lab, f_lab, labels)
-        scores[f"dice@{lam:g}"] = result["dice_mean"]
-        scores[f"jac_std@{lam:g}"] = result["jac_std"]
-        scores[f"folding_pct@{lam:g}"] = result["folding_pct"]
+        ddf = predict_field(net, moving, fixed, float(lam), active_levels=active_levels)
+        scores, _ = score_field(ddf, m_lab, f_lab, labels)
+        row = {"pair": pair.get("pair", index), **extra, "lam": float(lam), **{k: scores[k] for k in _SCORES}}
+        if loss is not None:
+            row["objective"] = float(loss.field_objective(moving, fixed, ddf, float(lam))[0])
+        rows.append(row)
+    return rows
+
+
+def _score_pair(network, pair: dict, lams: Sequence[float], device, active_levels, before: bool) -> dict[str, float]:
+    """One pair's validation scores, named as :func:`validate` returns them."""
+    scores = {}
+    for row in _pair_rows(network, pair, 0, lams, device, active_levels, before):
+        if row["lam"] == "":
+            scores["dice_before"] = row["dice_mean"]
+        else:
+            scores.update({f"{name}@{row['lam']:g}": row[key] for key, name in _SCORES.items()})
     return scores
 
 
@@ -75,25 +95,8 @@ def score_pairs(network: torch.nn.Module, pairs: Sequence[dict], lams: Sequence[
     net = unwrap(network)
     was_training = net.training
     net.eval()
-    loss = CLapIRNLoss(net.spatial_dims, net.num_levels).to(device)
-    rows = []
-    for index, pair in enumerate(pairs):
-        extra = {k: v for k, v in pair.items() if isinstance(v, (int, float, str)) and k != "pair"}
-        fixed, moving = pair["fixed"].to(device), pair["moving"].to(device)
-        f_lab, m_lab = (pair[k].round().long().to(device) for k in ("fixed_label", "moving_label"))
-        labels = present_labels(f_lab, m_lab)
-        identity = torch.zeros(1, f_lab.ndim - 2, *f_lab.shape[2:], device=device)
-        before, _ = score_field(identity, m_lab, f_lab, labels)
-        rows.append({"method": "identity", "pair": pair.get("pair", index), **extra, "lam": "",
-                     **{k: before[k] for k in ("dice_mean", "jac_std", "folding_pct")}})
-        for lam in lams:
-            ddf = predict_field(net, moving, fixed, float(lam))
-            scores, _ = score_field(ddf, m_lab, f_lab, labels)
-            row = {"pair": pair.get("pair", index), **extra, "lam": float(lam),
-                   **{k: scores[k] for k in ("dice_mean", "jac_std", "folding_pct")}}
-            if objective:
-                row["objective"] = float(loss.field_objective(moving, fixed, ddf, float(lam))[0])
-            rows.append(row)
+    loss = CLapIRNLoss(net.spatial_dims, net.num_levels).to(device) if objective else None
+    rows = [row for index, pair in enumerate(pairs) for row in _pair_rows(net, pair, index, lams, device, loss=loss)]
     net.train(was_training)
     return rows
 
