@@ -18,14 +18,15 @@ then deformable ``u``" in voxels of the fixed grid, ``G⁻¹ A G (x + u(x)) − 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from cir_monai.atomic import atomic_path
 
-__all__ = ["affine_register", "affine_matrix_ras", "affine_then", "write_transform", "known_misalignment",
-           "move_volume"]
+__all__ = ["affine_register", "affine_matrix_ras", "affine_then", "write_transform", "transform_text",
+           "known_misalignment", "move_volume"]
 
 _LPS = np.diag([-1.0, -1.0, 1.0])
 
@@ -155,6 +156,19 @@ def write_transform(transform, path: str | os.PathLike) -> None:
 
     with atomic_path(path) as staged:
         itk.transformwrite([transform], str(staged))
+
+
+def transform_text(transform) -> str:
+    """The ``.tfm`` text of an ITK transform (what :func:`write_transform` writes), e.g. to pass it between
+    processes: ITK's objects do not pickle."""
+    import tempfile
+
+    import itk
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "affine.tfm"
+        itk.transformwrite([transform], str(path))
+        return path.read_text()
 
 
 def _rotation(axis: int, degrees: float) -> np.ndarray:

@@ -147,6 +147,55 @@ class Commands:
             print(f"λ = {value:g}: {record['folder']} ({record['seconds']:.1f} s{extra})")
         print(f"done in {time.perf_counter() - started:.1f} s (start-up, reading, {len(lams)} λ and writing)")
 
+    def batch(self, data: str, lam="1.0", out: str = "runs/batch", split: str = "test", workers: int = 1,
+              model: str | None = None, device: str | None = None, ddf_units: str = "voxel", png: bool = False,
+              frame: str = "model", inverse: bool = False, affine: bool = False, refine: int = DEFAULT_REFINE,
+              threads: int | None = None):
+        """Register many pairs (a study to a template): `register`'s outputs for each pair of a datalist, the model
+        loaded once, the next pairs read while one is registered, the last written while the next is registered.
+
+        Writes OUT/<pair id>/... (as `register`) and OUT/summary.json, OUT/summary.md (status, time and folding per
+        pair and λ; pairs per hour). Each pair's folder appears whole or not at all; run the same command again to
+        resume (finished pairs are skipped); a pair that fails is reported and the others go on (exit status 1
+        at the end when any failed).
+        Across processes, GPUs or machines: `torchrun --nproc_per_node=N -m cir_monai batch DATA ...` (each
+        process its share of the pairs, one summary; see docs/many_pairs.md for several machines).
+
+        Args:
+            data: a JSON datalist (pairs {"fixed", "moving"[, "moving_label", "fixed_label", "id"]}, or images with
+                a "pairing": "atlas" / "all"), a Learn2Reg or neurite-OASIS folder, or a folder with datalist.json.
+            lam: λ, or several (0.1,1,4). Default 1.
+            out: output folder.
+            split: which list of a datalist (default "test").
+            workers: processes reading and preprocessing the next pairs ahead (0: none). Default 1.
+            model, device, ddf_units, png, frame, inverse, affine, refine: as `register`.
+            threads: CPU threads per process (default: as `register`, shared among the processes of one machine
+                under torchrun).
+        """
+        from cir_monai.data import load_pairs
+        from cir_monai.engines.batch import register_many
+        from cir_monai.runtime import cpu_threads, tune_cpu_allocator, usable_cpus
+
+        started = _START if _START is not None else time.perf_counter()
+        tune_cpu_allocator()
+        lams = parse_lams(lam)
+        pairs = load_pairs(data, split=split)
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        if threads is None and local > 1 and not os.environ.get("CIR_MONAI_THREADS"):
+            threads = max(1, usable_cpus() // local)  # torchrun's processes on this machine share its cores
+        with cpu_threads(threads):
+            summary = register_many(pairs, lams, out, model=model, device=device, workers=int(workers),
+                                    ddf_units=ddf_units, figures=png, frame=frame, inverse=inverse, affine=affine,
+                                    refine=int(refine))
+        if summary.get("processes", 1) == 1 or int(os.environ.get("RANK", "0")) == 0:
+            print(f"{summary['registered']} registered, {summary['skipped']} already done, {summary['failed']} failed "
+                  f"({summary['pairs_per_hour']:.0f} pairs per hour): {Path(out).expanduser() / 'summary.md'}")
+            print(f"done in {time.perf_counter() - started:.1f} s")
+        if summary["failed"]:
+            failed = [k for k, v in summary["pairs"].items() if v["status"] == "failed"]
+            raise ValueError(f"{len(failed)} pair(s) failed ({', '.join(failed[:5])}{' ...' if len(failed) > 5 else ''}"
+                               f"): see {Path(out).expanduser() / 'summary.md'}")
+
     def apply(self, transform_dir: str, *images: str, out: str | None = None, label: bool = False,
               inverse: bool = False):
         """Apply a registration to other images (a T2, a PET, a label map), like antsApplyTransforms.

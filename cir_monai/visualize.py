@@ -28,6 +28,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from cir_monai.atomic import atomic_path
 from cir_monai.metrics import jacobian_determinant, jacobian_statistics  # noqa: E402
@@ -183,7 +184,8 @@ def plot_overlay(fixed, moving, warped, path: str | os.PathLike, title: str = ""
         title: figure title (e.g. the pair and λ).
     """
     fixed, moving, warped = _np(fixed), _np(moving), _np(warped)
-    fig, axes = plt.subplots(2, 3, figsize=(10, 6.5))
+    fig = Figure(figsize=(10, 6.5))  # not pyplot's: the many-pair runner draws it in its writing thread
+    axes = fig.subplots(2, 3)
     for c, (name, axis, _) in enumerate(VIEWS):
         for r, (label, other) in enumerate((("before", moving), ("after", warped))):
             axes[r, c].imshow(_rgb(_slice(fixed, axis), _slice(other, axis)), origin="lower")

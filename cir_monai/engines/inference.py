@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cir_monai.atomic import staged_folder, write_json
+from cir_monai.atomic import staged_folder, write_json, write_text
 from cir_monai.defaults import MAX_FOLDING_PCT, default_device
 from cir_monai.engines.prediction import check_options, checked_lams, predict_in_frame, resolve_frame
 from cir_monai.frame import FrameResampler
@@ -148,9 +148,120 @@ class RegistrationRunner:
         if self.progress:
             tqdm.write(text, file=sys.stderr)
 
+    def prepare(self, pair: dict, pair_id: str) -> dict:
+        """Read and preprocess one pair (and align it affinely): all the work before the network.
+
+        It writes nothing, so it may run in a data-loading worker while the previous pair is registered
+        (:func:`cir_monai.engines.batch.register_many`); the affine transform comes back as the text of its ``.tfm``.
+
+        Returns:
+            ``{"pair", "id", "data"`` (the preprocessed dict), ``"fixed_w", "moving_w"`` (the images in the model's
+            frame), ``"moving_world"`` (the affine step's RAS matrix or ``None``), ``"affine_tfm"`` (its ``.tfm``
+            text or ``None``), ``"setup_seconds"}``.
+        """
+        started = time.perf_counter()
+        moving_world = tfm = None
+        if self.affine:  # aligned in world space, so the scan is sampled once, already aligned (MoveInWorldd)
+            from cir_monai.affine import affine_matrix_ras, affine_register, transform_text
+
+            self._say(f"{pair_id}: affine alignment (ITK, mutual information, 3 levels) ...")
+            transform = affine_register(pair["fixed"], pair["moving"])
+            tfm, moving_world = transform_text(transform), affine_matrix_ras(transform)
+        data = self.preprocessing(dict(pair, moving_world=moving_world))
+        fixed_w, moving_w = self.resampler.to_frame(data["fixed"]), self.resampler.to_frame(data["moving"])
+        setup = time.perf_counter() - started
+        self._say(f"{pair_id}: read and preprocessed{' with the affine step' if self.affine else ''} in {setup:.1f} s"
+                  f" ({tuple(data['fixed'].shape[1:])} voxels; {len(self.lams)} λ, {self.refine} refinement steps "
+                  "each)")
+        return {"pair": pair, "id": pair_id, "data": data, "fixed_w": fixed_w, "moving_w": moving_w,
+                "moving_world": moving_world, "affine_tfm": tfm, "setup_seconds": setup}
+
     @torch.no_grad()
+    def compute(self, prepared: dict, lam: float) -> tuple[dict[str, np.ndarray], dict]:
+        """The network (and the refinement) at ``lam`` for a :meth:`prepare` d pair, and every output on the fixed
+        file's grid.
+
+        Returns:
+            ``(arrays, record)``: ``{name: array}`` as :func:`~cir_monai.io.results.write_outputs` writes them, and
+            ``{"seconds", "setup_seconds", "folding_pct"[, the inverse residual's statistics][, "_overlay"]}``
+            (``"_overlay"``: the fixed, moving and warped slices' volumes for the picture, with ``figures``).
+        """
+        start = time.perf_counter()
+        data, pair_id = prepared["data"], prepared["id"]
+        fixed, moving_world = data["fixed"], prepared["moving_world"]
+        own_grid = {key: (data[key].as_tensor()[None].to(self.device).float(), data[key].affine)  # the moving grid
+                    for key in ("moving_raw", "moving_label") if key in data}
+        file_affine = np.asarray(fixed.meta.get("original_affine", fixed.affine), dtype=np.float64)
+        deformable = predict_in_frame(self.network, self.resampler, prepared["moving_w"], prepared["fixed_w"], lam,
+                                      grid=fixed, device=self.device, refine=self.refine,
+                                      progress=f"{pair_id} λ={lam:g} refining" if self.progress else None)
+        ddf = deformable
+        if moving_world is not None:  # the written field: the total one, from the moving scan's own position
+            from cir_monai.affine import affine_then
+
+            ddf = affine_then(deformable, moving_world, np.asarray(fixed.affine))
+        record = {"folding_pct": float(jacobian_statistics(ddf.float())["folding_pct"][0]),  # % of fixed voxels
+                  "setup_seconds": prepared["setup_seconds"], "file_affine": file_affine}
+        # sampled once from the moving grid (world-moved by the affine step) through the field
+        outputs = sample_moving(own_grid, deformable, fixed.affine)
+        outputs["ddf"] = field_in_world(ddf, fixed.affine)
+        if self.inverse:
+            inverse = invert_ddf(ddf)
+            outputs["ddf_inverse"] = field_in_world(inverse, fixed.affine)
+            residual = composition_residual(ddf, inverse)[0][fixed.as_tensor()[0].to(ddf.device) > 0].float()
+            record.update(residual_statistics(residual))
+        arrays = {}
+        for key, value in outputs.items():
+            array = self.to_file_grid("ddf" if key == "ddf_inverse" else key, value.cpu(), fixed)
+            arrays[key] = (ddf_array(array, self.ddf_units, file_affine) if key.startswith("ddf")
+                           else image_array(array, label=key == "warped_label"))
+        if self.figures:
+            before = data["moving"].as_tensor()[None].to(self.device).float()  # after the affine step, if any
+            after = Warp("bilinear")(before, deformable)[0, 0]
+            record["_overlay"] = (fixed.as_tensor()[0].cpu(), before[0, 0].cpu(), after.cpu())
+        record["seconds"] = time.perf_counter() - start
+        return arrays, record
+
+    def write(self, folder: str | os.PathLike, prepared: dict, lam: float, arrays: dict[str, np.ndarray],
+              record: dict) -> dict:
+        """Write one λ's outputs (:meth:`compute`) into ``folder/lam_<λ>/``, with ``transform.json`` (what
+        ``cir-monai apply`` reads) and the picture; returns the record with the written files' paths, ``"seconds"``
+        counting up to the written files."""
+        start = time.perf_counter()
+        record = dict(record)
+        file_affine, overlay = record.pop("file_affine"), record.pop("_overlay", None)
+        target = Path(folder) / lam_tag(lam)
+        paths = write_outputs(target, arrays, file_affine)
+        paths["transform"] = str(write_json(target / TRANSFORM_RECORD, transform_record(
+            prepared["pair"], lam, self.ddf_units, total=self.affine, inverse=self.inverse)))
+        if overlay is not None:
+            from cir_monai.visualize import plot_overlay
+
+            paths["overlay"] = str(plot_overlay(*overlay, target / "overlay.png",
+                                                title=f"{prepared['id']}, λ = {lam:g}"))
+        record["seconds"] += time.perf_counter() - start
+        return paths | record
+
+    def start_pair(self, folder: str | os.PathLike, prepared: dict) -> None:
+        """Write the pair's record (which files these results are of) and the affine step's ``affine.tfm``."""
+        folder = Path(folder)
+        write_json(folder / PAIR_RECORD, pair_record(prepared["pair"]))
+        if prepared["affine_tfm"] is not None:
+            write_text(folder / "affine.tfm", prepared["affine_tfm"])
+
+    def lam_line(self, pair_id: str, lam: float, record: dict) -> str:
+        """The progress line of one written λ: its time, its folding and the inverse's residual."""
+        folding = record["folding_pct"]
+        line = f"{pair_id} λ = {lam:g}: written in {record['seconds']:.1f} s; det J ≤ 0 in {folding:.3f} % of voxels"
+        if folding > MAX_FOLDING_PCT:
+            line += (f" (more than {MAX_FOLDING_PCT:g} %: the field folds; a larger λ, or --refine 0 at this λ, "
+                     "gives a smoother one)")
+        if "inverse_residual_median" in record:
+            line += "; inverse residual (voxels, fixed brain) " + residual_text(record)
+        return line
+
     def register(self, pair: dict, pair_id: str) -> dict[float, dict[str, str]]:
-        """Register one pair at every λ into ``output_dir/pair_id/lam_<λ>/``.
+        """Register one pair at every λ into ``output_dir/pair_id/lam_<λ>/``, one λ written before the next.
 
         Returns:
             ``{λ: record}``: the written files' paths, ``"seconds"`` (that λ's work from the prediction to its
@@ -158,75 +269,15 @@ class RegistrationRunner:
             differences, as the sweep scores it), ``"setup_seconds"`` (the pair's reading, preprocessing and affine
             step, shared by its λ) and, with ``inverse``, the residual's statistics.
         """
-        started = time.perf_counter()
-        check_pair_folder(self.output_dir / pair_id, pair)
-        write_json(self.output_dir / pair_id / PAIR_RECORD, pair_record(pair))  # which files these results are of
-        moving_world = None
-        if self.affine:  # aligned in world space, so the scan is sampled once, already aligned (MoveInWorldd)
-            from cir_monai.affine import affine_matrix_ras, affine_register, write_transform
-
-            self._say(f"{pair_id}: affine alignment (ITK, mutual information, 3 levels) ...")
-            transform = affine_register(pair["fixed"], pair["moving"])
-            write_transform(transform, self.output_dir / pair_id / "affine.tfm")
-            moving_world = affine_matrix_ras(transform)
-        data = self.preprocessing(dict(pair, moving_world=moving_world))
-        fixed, moving = data["fixed"], data["moving"]
-        fixed_w, moving_w = self.resampler.to_frame(fixed), self.resampler.to_frame(moving)
-        own_grid = {key: (data[key].as_tensor()[None].to(self.device).float(), data[key].affine)  # the moving grid
-                    for key in ("moving_raw", "moving_label") if key in data}
-        file_affine = np.asarray(fixed.meta.get("original_affine", fixed.affine), dtype=np.float64)
-        setup = time.perf_counter() - started
-        self._say(f"{pair_id}: read and preprocessed{' with the affine step' if self.affine else ''} in {setup:.1f} s"
-                  f" ({tuple(fixed.shape[1:])} voxels; {len(self.lams)} λ, {self.refine} refinement steps each)")
+        folder = self.output_dir / pair_id
+        check_pair_folder(folder, pair)
+        write_json(folder / PAIR_RECORD, pair_record(pair))  # which files these results are of, before the work
+        prepared = self.prepare(pair, pair_id)
+        self.start_pair(folder, prepared)
         written: dict[float, dict[str, str]] = {}
         for lam in self.lams:
-            start = time.perf_counter()
-            deformable = predict_in_frame(self.network, self.resampler, moving_w, fixed_w, lam, grid=fixed,
-                                          device=self.device, refine=self.refine,
-                                          progress=f"{pair_id} λ={lam:g} refining" if self.progress else None)
-            ddf = deformable
-            if moving_world is not None:  # the written field: the total one, from the moving scan's own position
-                from cir_monai.affine import affine_then
-
-                ddf = affine_then(deformable, moving_world, np.asarray(fixed.affine))
-            folder = self.output_dir / pair_id / lam_tag(lam)
-            folding = float(jacobian_statistics(ddf.float())["folding_pct"][0])  # % of the fixed grid's voxels
-            # sampled once from the moving grid (world-moved by the affine step) through the field
-            outputs = sample_moving(own_grid, deformable, fixed.affine)
-            outputs["ddf"] = field_in_world(ddf, fixed.affine)
-            residual = None
-            if self.inverse:
-                inverse = invert_ddf(ddf)
-                outputs["ddf_inverse"] = field_in_world(inverse, fixed.affine)
-                residual = composition_residual(ddf, inverse)[0][fixed.as_tensor()[0].to(ddf.device) > 0].float()
-            arrays = {}
-            for key, value in outputs.items():
-                array = self.to_file_grid("ddf" if key == "ddf_inverse" else key, value.cpu(), fixed)
-                arrays[key] = (ddf_array(array, self.ddf_units, file_affine) if key.startswith("ddf")
-                               else image_array(array, label=key == "warped_label"))
-            paths = write_outputs(folder, arrays, file_affine)
-            paths["transform"] = str(write_json(folder / TRANSFORM_RECORD, transform_record(  # for `cir-monai apply`
-                pair, lam, self.ddf_units, total=self.affine, inverse=self.inverse)))
-            del arrays
-            if self.figures:
-                from cir_monai.visualize import plot_overlay
-
-                before = data["moving"].as_tensor()[None].to(self.device).float()  # after the affine step, if any
-                after = Warp("bilinear")(before, deformable)[0, 0]
-                paths["overlay"] = str(plot_overlay(fixed.as_tensor()[0], before[0, 0], after, folder / "overlay.png",
-                                                    title=f"{pair_id}, λ = {lam:g}"))
-            paths["seconds"] = time.perf_counter() - start  # everything up to this λ's written files
-            paths["setup_seconds"] = setup
-            paths["folding_pct"] = folding
-            line = f"{pair_id} λ = {lam:g}: written in {paths['seconds']:.1f} s; det J ≤ 0 in {folding:.3f} % of voxels"
-            if folding > MAX_FOLDING_PCT:
-                line += (f" (more than {MAX_FOLDING_PCT:g} %: the field folds; a larger λ, or --refine 0 at this λ, "
-                         "gives a smoother one)")
-            if residual is not None:
-                paths.update(residual_statistics(residual))
-                line += "; inverse residual (voxels, fixed brain) " + residual_text(paths)
-            self._say(line)
-            written[lam] = paths
+            written[lam] = self.write(folder, prepared, lam, *self.compute(prepared, lam))
+            self._say(self.lam_line(pair_id, lam, written[lam]))
         return written
 
     def run(self) -> dict[str, dict]:

@@ -100,3 +100,15 @@ def test_image_intensities_follow_labels_without_artefacts():
     expected = means[label] / means[label].max()
     assert torch.allclose(image, expected, atol=1e-6)  # one intensity per label, nothing else
     assert 1 < len(torch.unique(label)) <= config.num_labels + 1
+
+
+@pytest.mark.parametrize("shape, sigma", [((20, 24, 18), 2.0), ((20, 24, 18), 6.0), ((30, 40), 3.3), ((12, 9), 5.0)])
+def test_gaussian_smooth_is_monais_gaussian_filter(shape, sigma):
+    """The banded-matrix Gaussian gives MONAI's GaussianFilter (kernel longer than the axis included) to 1e-6."""
+    from monai.networks.layers import GaussianFilter
+
+    from cir_monai.data.synthesis import gaussian_smooth
+
+    x = torch.randn(1, 2, *shape, generator=torch.Generator().manual_seed(3))
+    expected = GaussianFilter(len(shape), sigma=sigma)(x)
+    assert (gaussian_smooth(x, sigma) - expected).abs().max() <= 1e-6 * expected.abs().max()
