@@ -27,7 +27,7 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["tune_cpu_allocator", "usable_cpus", "idle_cpus", "choose_threads", "cpu_threads"]
+__all__ = ["tune_cpu_allocator", "usable_cpus", "idle_cpus", "choose_threads", "cpu_threads", "rank_and_world"]
 
 #: the environment variable that sets the command-line tools' CPU threads
 THREADS_ENV = "CIR_MONAI_THREADS"
@@ -138,3 +138,12 @@ def cpu_threads(requested: int | str | None = None):
         yield threads
     finally:
         torch.set_num_threads(previous)
+
+
+def rank_and_world() -> tuple[int, int]:
+    """``(rank, world size)`` of the ``torch.distributed`` process group this process is in, else ``(0, 1)``."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -139,3 +140,25 @@ def test_bundle_inference_segments_an_image_from_another_folder(tmp_path, heldou
     pred, ref = np.asarray(seg.dataobj).reshape(truth.shape).astype(int), np.asarray(truth.dataobj).astype(int)
     dice = [2 * np.sum((pred == v) & (ref == v)) / (np.sum(pred == v) + np.sum(ref == v)) for v in np.unique(ref) if v]
     assert np.mean(dice) > 0.76, np.mean(dice)
+
+
+def test_bundle_inference_across_two_processes(tmp_path, heldout_pairs):
+    """multi_gpu_inference.yaml under torchrun (2 gloo processes, MONAI's DistributedSampler): each process segments
+    one of the two images, and the label maps equal one process's."""
+    images = []
+    for k, key in enumerate(("fixed", "moving")):  # the held-out pair's two scans as two subjects
+        images.append(tmp_path / f"subject{k}.nii.gz")
+        images[-1].write_bytes(Path(heldout_pairs[0][key]).read_bytes())
+    configs = [str(BUNDLE / "configs" / "inference.yaml"), str(BUNDLE / "configs" / "multi_gpu_inference.yaml")]
+    common = ["--bundle_root", str(BUNDLE), "--datalist", str([str(i) for i in images]), "--refine", "0"]
+    one = [sys.executable, "-m", "monai.bundle", "run", "--config_file", configs[0], "--output_dir",
+           str(tmp_path / "one"), *common]
+    two = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node=2", "-m",
+           "monai.bundle", "run", "--config_file", json.dumps(configs), "--output_dir", str(tmp_path / "two"), *common]
+    for cmd in (one, two):
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    for k in range(2):
+        a, b = (np.asarray(nib.load(str(tmp_path / side / f"subject{k}_atlas_seg.nii.gz")).dataobj)
+                for side in ("one", "two"))
+        assert a.shape == b.shape and np.mean(a == b) > 0.999, np.mean(a == b)  # float drift moves a few voxels

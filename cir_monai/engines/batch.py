@@ -50,8 +50,9 @@ from cir_monai.defaults import default_device
 from cir_monai.engines.inference import RegistrationRunner
 from cir_monai.io.models import load_network
 from cir_monai.io.results import PAIR_RECORD, TRANSFORM_RECORD, check_pair_folder, lam_tag, pair_record
+from cir_monai.runtime import rank_and_world
 
-__all__ = ["register_many", "shard", "with_ids", "finished", "process_group", "summary_markdown"]
+__all__ = ["register_many", "BatchRegistration", "shard", "with_ids", "finished", "process_group", "summary_markdown"]
 
 #: the summary files of a many-pair run, beside the pairs' folders
 SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
@@ -104,7 +105,7 @@ def process_group() -> tuple[int, int, bool]:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), False
+        return (*rank_and_world(), False)
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return 0, 1, False
     backend = "nccl" if torch.cuda.is_available() else "gloo"
@@ -174,7 +175,7 @@ def register_many(pairs: Sequence[dict], lams: Sequence[float] = (1.0,), out: st
     """
     started = time.perf_counter()
     rank, world, started_group = process_group()
-    if device is None and torch.cuda.is_available():
+    if torch.cuda.is_available() and (device is None or str(device) == "cuda"):  # this process's own GPU
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count()}"
     device = default_device(device)
     if device.type == "cuda":
@@ -298,3 +299,23 @@ def summary_markdown(summary: dict) -> str:
             lines.append(f"| {pair_id} | {entry['status']} | {lam} | {record['seconds']:.1f} | "
                          f"{record['folding_pct']:.3f} | {record['folder']} |")
     return "\n".join(lines) + "\n"
+
+
+class BatchRegistration:
+    """:func:`register_many` as a workflow object (``run()``), for the bundle's ``multi_gpu_register.yaml``.
+
+    Args:
+        pairs, lams, output_dir, model, device, workers: as :func:`register_many` (``output_dir`` is its ``out``).
+        options: :class:`~cir_monai.engines.inference.RegistrationRunner`'s.
+    """
+
+    def __init__(self, pairs: Sequence[dict], lams: Sequence[float] = (1.0,), output_dir: str | os.PathLike = "runs",
+                 model: str | os.PathLike | None = None, device: str | torch.device | None = None, workers: int = 1,
+                 **options) -> None:
+        self.pairs, self.lams, self.output_dir, self.model = list(pairs), list(lams), output_dir, model
+        self.device, self.workers, self.options = device, int(workers), options
+
+    def run(self) -> dict:
+        """Register every pair (this process's share under torchrun); returns the summary."""
+        return register_many(self.pairs, self.lams, self.output_dir, model=self.model, device=self.device,
+                             workers=self.workers, **self.options)

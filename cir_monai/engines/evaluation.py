@@ -27,6 +27,7 @@ from cir_monai.engines.reporting import COLUMNS, write_pair_csv, write_report
 from cir_monai.frame import EMBEDDED_FRAME, FrameResampler
 from cir_monai.metrics import dice_per_label, hd95_per_label, jacobian_statistics, present_labels
 from cir_monai.networks import CLapIRN, Warp
+from cir_monai.runtime import rank_and_world
 from cir_monai.transforms import registration_preprocessing
 
 __all__ = ["RegistrationEvaluator", "PANEL_LAMS", "score_field"]
@@ -153,6 +154,10 @@ class RegistrationEvaluator:
         Args:
             report: write ``summary.json`` / ``summary.md`` (:func:`write_report`); off when the
                 caller writes its own report from the summary (the λ sweep).
+
+        In a ``torch.distributed`` process group (``torchrun``, ``bundle/configs/multi_gpu_evaluate.yaml``) rank ``r``
+        of ``W`` evaluates pairs ``r, r + W, ...`` and writes their CSVs; the rows are gathered, every rank returns the
+        whole summary and rank 0 writes the report (its pictures are of pair 0, which rank 0 evaluates).
         """
         self.output_dir.mkdir(parents=True, exist_ok=True)
         all_rows: dict[str, list[dict]] = {}
@@ -162,9 +167,11 @@ class RegistrationEvaluator:
         example = None
         started = time.perf_counter()
         preprocess_seconds = []
-        with tqdm(total=len(self.pairs) * len(self.lams), desc="evaluating", unit="registration",
-                  disable=not self.progress) as bar:
-            for index, pair in enumerate(self.pairs):
+        rank, world = rank_and_world()
+        mine = list(enumerate(self.pairs))[rank::world]  # under torchrun: every world-th pair (rank 0 has pair 0)
+        with tqdm(total=len(mine) * len(self.lams), desc="evaluating" if world == 1 else f"rank {rank}: evaluating",
+                  unit="registration", disable=not self.progress) as bar:
+            for index, pair in mine:
                 pair_id = pair.get("id") or f"pair_{index:03d}"
                 wanted = sorted(set(keep) | {overlay_lam}) if self.figures and index == 0 else ()
                 rows, labels, per_label, kept = self.evaluate_pair(dict(pair, id=pair_id), keep=wanted, bar=bar)
@@ -174,6 +181,17 @@ class RegistrationEvaluator:
                 write_pair_csv(self.output_dir / f"{pair_id}.csv", rows, labels, per_label)
                 all_rows[pair_id] = rows
                 per_label_all[pair_id] = {"labels": labels, **per_label}
+        if world > 1:  # every rank's pairs, in the datalist's order, on every rank (the model zoo's multi-GPU pattern)
+            import torch.distributed as dist
+
+            gathered: list = [None] * world
+            dist.all_gather_object(gathered, (rank, all_rows, per_label_all, preprocess_seconds))
+            order = {pair.get("id") or f"pair_{index:03d}": index for index, pair in enumerate(self.pairs)}
+            all_rows = dict(sorted(((k, v) for _, rows, _, _ in gathered for k, v in rows.items()),
+                                   key=lambda item: order[item[0]]))
+            per_label_all = {k: v for _, _, labels, _ in gathered for k, v in labels.items()}
+            per_label_all = {k: per_label_all[k] for k in all_rows}
+            preprocess_seconds = [t for _, _, _, times in gathered for t in times]
         names = [r["lam"] for r in next(iter(all_rows.values()))]
         summary = {"pairs": len(all_rows), "per_lam": {}, "per_pair": all_rows, "per_label_dice": per_label_all,
                    "timing": {"preprocess_seconds": preprocess_seconds,
@@ -195,7 +213,7 @@ class RegistrationEvaluator:
                                               title=f"{pair_id}, λ = {overlay_lam:g}").name
             summary["figure_pair"] = pair_id
         summary["figures"] = figures
-        if report:
+        if report and rank == 0:
             write_report(self.output_dir, summary, figures=self.figures)
         return summary
 

@@ -60,6 +60,31 @@ def test_evaluate_workflow(trained):
     assert (work / "eval" / "summary.md").is_file()
 
 
+def test_two_process_gloo_evaluation(trained, tmp_path):
+    """multi_gpu_evaluate.yaml under torchrun: 2 CPU processes each evaluate one of the 2 test pairs, rank 0 writes
+    the summary, and its rows equal one process's (timings aside)."""
+    work, overrides = trained
+    single = ConfigWorkflow([str(CONFIGS / "train.yaml"), str(CONFIGS / "evaluate.yaml")], workflow_type="train",
+                            run_id="evaluate", meta_file=str(CONFIGS / "metadata.json"),
+                            **dict(overrides, eval_dir=str(tmp_path / "one"), eval_lams=[2.0]))
+    single.initialize()
+    single.run()
+    torchrun = Path(sys.executable).with_name("torchrun")
+    configs = [str(CONFIGS / name) for name in ("train.yaml", "evaluate.yaml", "multi_gpu_evaluate.yaml")]
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "monai.bundle", "run", "evaluate",
+           "--config_file", json.dumps(configs), "--eval_dir", str(tmp_path / "two"), "--eval_lams", "[2.0]",
+           *[arg for key, value in overrides.items() for arg in (f"--{key}", json.dumps(value))]]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    one, two = (json.loads((tmp_path / name / "summary.json").read_text()) for name in ("one", "two"))
+    assert two["pairs"] == 2 and list(two["per_pair"]) == list(one["per_pair"])
+    assert "rank 1: evaluating" in proc.stderr  # the second process did evaluate a pair
+    for pair, rows in one["per_pair"].items():
+        for a, b in zip(rows, two["per_pair"][pair]):
+            for key in ("dice_mean", "jac_std", "folding_pct"):
+                assert a[key] == pytest.approx(b[key], abs=1e-5), (pair, a["lam"], key)
+
+
 def test_inference_command(trained):
     work, _ = trained
     pair = json.loads((work / "data" / "datalist.json").read_text())["test"][0]
@@ -75,6 +100,36 @@ def test_inference_command(trained):
     assert len(records) == 2 and json.loads(records[0].read_text())["units"] == "voxel"
     written = nib.load(str(next((work / "inf").rglob("lam_0.1/warped.nii.gz"))))
     assert (written.affine == nib.load(str(fixed)).affine).all()
+
+
+def test_two_process_gloo_registration(trained, tmp_path):
+    """multi_gpu_register.yaml under torchrun: 2 CPU processes register the 2 test pairs, one each, into the files
+    register.yaml writes in one process, and rank 0 writes the summary; a second run finds them done."""
+    import numpy as np
+
+    work, _ = trained
+    common = ["--bundle_root", str(work / "bundle"), "--dataset_dir", str(work / "data"), "--lams", "[2.0]",
+              "--refine", "1"]
+    one = [sys.executable, "-m", "monai.bundle", "run", "register", "--config_file", str(CONFIGS / "register.yaml"),
+           "--output_dir", str(tmp_path / "one"), *common]
+    proc = subprocess.run(one, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    configs = json.dumps([str(CONFIGS / "register.yaml"), str(CONFIGS / "multi_gpu_register.yaml")])
+    two = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node=2", "-m", "monai.bundle",
+           "run", "register", "--config_file", configs, "--output_dir", str(tmp_path / "two"), *common]
+    proc = subprocess.run(two, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert (summary["processes"], summary["registered"]) == (2, 2)
+    assert sorted(p["rank"] for p in summary["pairs"].values()) == [0, 1]
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.nii.gz"))
+    assert len(files) == 2 * 3 and files == sorted(p.relative_to(tmp_path / "two")
+                                                   for p in (tmp_path / "two").rglob("*.nii.gz"))
+    for name in files:
+        a, b = (np.asarray(nib.load(tmp_path / side / name).dataobj) for side in ("one", "two"))
+        assert np.allclose(a, b, atol=1e-4), name
+    proc = subprocess.run(two, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0 and json.loads((tmp_path / "two" / "summary.json").read_text())["skipped"] == 2
 
 
 def test_refine_defaults_and_override(trained):
