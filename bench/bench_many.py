@@ -56,7 +56,8 @@ def main() -> int:
     args = parser.parse_args()
     cores = usable_cpus()
     env = {**os.environ, "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": str(cores)}
-    pairs = [dict(pair, id=f"pair{k}") for k, pair in enumerate(heldout_pairs(ROOT / "data", args.group, args.pairs, args.data))]
+    found = heldout_pairs(ROOT / "data", args.group, args.pairs, args.data)
+    pairs = [dict(pair, id=f"pair{k}") for k, pair in enumerate(found)]
     cli = [sys.executable, "-m", "cir_monai"]
     with tempfile.TemporaryDirectory(prefix="bench_many_") as tmp:
         datalist = Path(tmp) / "datalist.json"
@@ -84,8 +85,8 @@ def main() -> int:
     table = "\n".join(lines)
     print(table)
     if not args.no_append:
-        details = (f"{platform.machine()}, {cores} usable cores; {len(pairs)} 1 mm held-out pairs ({args.group} group), "
-                   "λ = 1, 50 refinement steps; each job timed start to exit")
+        details = (f"{platform.machine()}, {cores} usable cores; {len(pairs)} 1 mm held-out pairs "
+                   f"({args.group} group), λ = 1, 50 refinement steps; each job timed start to exit")
         append_table(ROOT, "Many pairs: pairs per hour", "bench/bench_many.py", details, table)
     return 0
 

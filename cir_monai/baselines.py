@@ -1,5 +1,6 @@
 # Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
-"""Peers scored exactly as the networks are: ANTs, ConvexAdam and elastix, each from PyPI (``requirements-bench.txt``).
+"""Peers scored exactly as the networks are: ANTs, ConvexAdam, elastix and FireANTs, each from PyPI
+(``requirements-bench.txt``).
 
 :func:`ants_rows` registers each file pair with ``ants.registration`` on the files' own grid, composes the forward
 transform (affine + SyN) into one displacement field on the fixed grid, converts it to a voxel DDF in MONAI's
@@ -18,11 +19,16 @@ inter-subject brain MRI on the files' own grid (both images of a pair on one gri
   λ 1.25); its field is in voxels of the array, component *i* along axis *i*: MONAI's DDF as it is;
 * ``"elastix"``: ``itk.elastix_registration_method`` with elastix's default affine and B-spline parameter maps
   (``itk.ParameterObject.GetDefaultParameterMap``), its transform turned into a displacement field on the fixed
-  grid by ``itk.transformix_deformation_field`` (LPS mm, converted like ANTs').
+  grid by ``itk.transformix_deformation_field`` (LPS mm, converted like ANTs');
+* ``"fireants"``: FireANTs' ``AffineRegistration`` then ``GreedyRegistration`` with the settings of its own
+  inter-subject brain script (:data:`FIREANTS_AFFINE`, :data:`FIREANTS_GREEDY`), on CPU; its sampling grid
+  (normalised ``align_corners=True`` coordinates of the moving image) turned into a voxel DDF
+  (:func:`fireants_register`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -40,7 +46,7 @@ from cir_monai.metrics import dice_per_label, jacobian_determinant, present_labe
 from cir_monai.networks import Warp
 
 __all__ = ["PEERS", "ants_register", "ants_conversion_check", "ants_rows", "convexadam_register", "elastix_register",
-           "score_peer", "peer_rows"]
+           "fireants_register", "FIREANTS_AFFINE", "FIREANTS_GREEDY", "score_peer", "peer_rows"]
 
 
 def ants_register(fixed: str | os.PathLike, moving: str | os.PathLike, transform: str = "SyN",
@@ -132,6 +138,74 @@ def elastix_register(fixed: str | os.PathLike, moving: str | os.PathLike,
             "seconds": seconds}
 
 
+#: FireANTs' affine stage for inter-subject brain MRI: ``AffineRegistration`` as its LPBA40 script
+#: (``fireants/scripts/pairwise/test_lpba40.py`` of fireants 1.5.0, the paper's evaluation on skull-stripped T1
+#: brains) runs it before greedy; that script's ``loss_type`` is ``"fusedcc"`` on CUDA, ``"cc"`` on CPU (the same
+#: local NCC; the fused kernels are not in the PyPI wheel)
+FIREANTS_AFFINE = {"scales": [8, 4, 2, 1], "iterations": [100, 50, 25, 20], "loss_type": "cc", "optimizer": "Adam",
+                   "optimizer_lr": 3e-4, "optimizer_params": {}, "cc_kernel_size": 5}
+#: FireANTs' greedy stage, the same script's ``GreedyRegistration`` (``--algo greedy``); from the class defaults it
+#: differs only in ``smooth_grad_sigma`` (2, default 1) and the iterations
+FIREANTS_GREEDY = {"scales": [4, 2, 1], "iterations": [200, 100, 50], "loss_type": "cc", "cc_kernel_size": 7,
+                   "deformation_type": "compositive", "smooth_grad_sigma": 2, "smooth_warp_sigma": 0.5,
+                   "optimizer": "adam", "optimizer_lr": 0.5}
+
+
+def fireants_register(fixed: str | os.PathLike, moving: str | os.PathLike, *, affine: dict | None = None,
+                      greedy: dict | None = None) -> dict:
+    """FireANTs (``fireants.registration``) of two files on one grid, on CPU: ``AffineRegistration`` with
+    :data:`FIREANTS_AFFINE`, then ``GreedyRegistration`` with :data:`FIREANTS_GREEDY` initialised by its matrix
+    (``init_affine``), each updated by ``affine`` / ``greedy`` when given.
+
+    The settings are those of FireANTs' own inter-subject brain script, ``fireants/scripts/pairwise/test_lpba40.py``
+    (LPBA40, skull-stripped T1; its siblings for IBSR18, CUMC12 and MGH10 differ in kernel size, gradient smoothing
+    and the last scale's iterations). On CPU that script skips the affine stage, only to time the deformable one
+    without evaluating; here it runs, as the script's evaluated (CUDA) path does.
+
+    Conversion: ``get_warped_coordinates(fixed, moving)`` is FireANTs' sampling grid, ``(1, K, J, I, 3)`` over
+    SimpleITK's array (axes reversed from nibabel's), component ``c`` the normalised ``align_corners=True``
+    coordinate along ITK index axis ``c`` of the moving image (nibabel's array axis ``c``): the affine and the warp
+    already composed, physical space handled through the images' ``torch2phy`` / ``phy2torch``. The moving voxel is
+    ``(g_c + 1)(S_c - 1) / 2``, so ``ddf_c = (g_c + 1)(S_c - 1) / 2 - x_c`` on the array transposed to (i, j, k):
+    MONAI's DDF, in voxels of the fixed grid where both images share it.
+
+    Returns:
+        ``ddf`` ``(1, 3, *S)`` float32 voxels (MONAI's convention), ``seconds`` (the wall time of the two
+        registrations, not the loading), ``warped`` (FireANTs' own warp of the moving image, ``evaluate``: bilinear,
+        zeros outside, nibabel's axes) and ``moving`` (the moving image's array).
+
+    Raises:
+        ValueError: the two images are not on one grid (shape and voxel-to-world matrix).
+    """
+    with contextlib.redirect_stdout(sys.stderr):  # fireants prints its fused-ops status on import
+        from fireants.io.image import BatchedImages, Image
+        from fireants.registration.affine import AffineRegistration
+        from fireants.registration.greedy import GreedyRegistration
+
+    grids = [nib.load(str(f)) for f in (fixed, moving)]
+    if grids[0].shape != grids[1].shape or not np.allclose(grids[0].affine, grids[1].affine, atol=1e-4):
+        raise ValueError(f"fireants_register needs both images on one grid, got {grids[0].shape} and "
+                         f"{grids[1].shape} with affines\n{grids[0].affine}\n{grids[1].affine}")
+    fixed_b, moving_b = (BatchedImages(Image.load_file(str(f), device="cpu")) for f in (fixed, moving))
+    start = time.perf_counter()
+    linear = AffineRegistration(fixed_images=fixed_b, moving_images=moving_b, progress_bar=False,
+                                **{**FIREANTS_AFFINE, **(affine or {})})
+    linear.optimize()
+    deformable = GreedyRegistration(fixed_images=fixed_b, moving_images=moving_b, progress_bar=False,
+                                    init_affine=linear.get_affine_matrix().detach(),
+                                    **{**FIREANTS_GREEDY, **(greedy or {})})
+    deformable.optimize()
+    seconds = time.perf_counter() - start
+    with torch.no_grad():
+        grid = deformable.get_warped_coordinates(fixed_b, moving_b)[0].permute(3, 2, 1, 0).double()  # (3, I, J, K)
+        warped = deformable.evaluate(fixed_b, moving_b)[0, 0].permute(2, 1, 0)
+    shape = grid.shape[1:]
+    size = torch.tensor(shape, dtype=torch.float64).view(3, 1, 1, 1)
+    index = torch.stack(torch.meshgrid(*[torch.arange(s, dtype=torch.float64) for s in shape], indexing="ij"))
+    return {"ddf": ((grid + 1) * (size - 1) / 2 - index)[None].float().contiguous(), "seconds": seconds,
+            "warped": warped.float().numpy(), "moving": moving_b()[0, 0].permute(2, 1, 0).float().numpy()}
+
+
 def score_peer(pair: dict, ddf: torch.Tensor, seconds: float, method: str, hd95: bool = True,
                warped_label: np.ndarray | None = None) -> dict:
     """One row (:mod:`cir_monai.benchmarking`'s layout, λ ``""``) for a peer's voxel DDF of a file pair, scored by
@@ -179,6 +253,7 @@ def ants_rows(pairs: Sequence[dict], transform: str = "SyN", hd95: bool = True) 
 PEERS = {
     "convexadam": ("ConvexAdam (MIND, defaults)", convexadam_register),
     "elastix": ("elastix affine + B-spline (defaults)", elastix_register),
+    "fireants": ("FireANTs affine + greedy (its brain settings)", fireants_register),
 }
 
 
