@@ -14,7 +14,7 @@ their ``metrics.jsonl`` (the learning curves).
 * ``pilot``: CIR-DM and the λ = 0.1 baseline at lr 1e-4, and CIR-DM at 1e-3, for 4k / 4k / 20k iterations: where
   both level off, and at which learning rate (``OUT/pilot_curves.png``; the overlay's lr is now the pilot's choice,
   1e-3, so the 1e-4 models override it).
-* ``runs``: the seven fixed-λ baselines × 2 seeds, CIR-DM × 3, CIR-CM × 2, concat × 2 (18 models).
+* ``runs``: the seven fixed-λ baselines × 2 seeds, CIR-DM × 3, CIR-CM × 2, concat × 2 (21 models), ordered by seed.
 * ``analyse``: whatever has finished, scored on held-out test slices (:func:`cir_monai.workflows.heldout_slice_pairs`:
   ``--per-pair`` axial slices of each of ``--pairs`` MNI 2009c + CerebrA pairs, 2 mm) at the seven λ by
   :func:`cir_monai.engines.validation.score_pairs` (Dice over the CerebrA regions of the slice, std|J|, % folding,

@@ -55,6 +55,16 @@ class LevelSchedule:
         starts = [sum(self.iterations[:i]) + 1 for i in range(1, len(self.iterations))]
         return int(iteration) in starts
 
+    def lr_factor(self, iteration: int, final: float = 1.0) -> float:
+        """The learning rate's factor at the 1-based ``iteration``: 1 until the last level, then a cosine from 1 down
+        to ``final`` over the last level's steps (``final`` = 1: constant, the paper's). A pure function of the step,
+        so a resumed run continues on the same curve."""
+        if final == 1.0:
+            return 1.0
+        start = self.total - int(self.iterations[-1])
+        progress = min(max((int(iteration) - start) / max(1, int(self.iterations[-1])), 0.0), 1.0)
+        return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
     def at(self, iteration: int) -> tuple[int, bool]:
         """``(active_levels, lower_levels_frozen)`` for the 1-based ``iteration``."""
         start = 0

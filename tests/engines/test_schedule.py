@@ -38,3 +38,15 @@ def test_starts_level_marks_the_first_step_of_each_later_level():
     schedule = LevelSchedule((4, 3, 3), 1)
     assert [k for k in range(1, 11) if schedule.starts_level(k)] == [5, 8]
     assert not LevelSchedule((5,), 0).starts_level(1)
+
+
+def test_the_last_levels_learning_rate_decay():
+    """1 through the lower levels, then a cosine over the last level from 1 to ``final`` (half-way at its middle);
+    constant with final = 1 (the paper's)."""
+    schedule = LevelSchedule((4, 4, 20), 2)
+    factors = [schedule.lr_factor(k, 0.1) for k in range(1, 29)]
+    assert factors[:8] == [1.0] * 8
+    assert factors[8] < 1.0 and factors[-1] == pytest.approx(0.1)
+    assert schedule.lr_factor(18, 0.1) == pytest.approx(0.55)
+    assert all(a >= b for a, b in zip(factors, factors[1:]))
+    assert {schedule.lr_factor(k) for k in range(1, 29)} == {1.0}

@@ -63,12 +63,13 @@ def test_training_on_a_fixed_pair_lowers_the_similarity_loss(tmp_path, template)
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) >= 40
 
 
-@pytest.mark.parametrize("fresh", [False, True])
-def test_resume_continues_with_identical_losses(tmp_path, template, fresh):
-    """Also with a fresh Adam per level: the reset at the first step of a level happens again after a resume."""
+@pytest.mark.parametrize("fresh, final", [(False, 1.0), (True, 1.0), (True, 0.1)])
+def test_resume_continues_with_identical_losses(tmp_path, template, fresh, final):
+    """Also with a fresh Adam per level (the reset at the first step of a level happens again after a resume) and
+    with the last level's learning-rate decay (the rate is a function of the step, not of the run's history)."""
     data = RandomPairDataset(*template, pool_size=4)
     kwargs = dict(iterations=(4, 3, 3), freeze_steps=1, checkpoint_every=5, log_every=1, lr=1e-3,
-                  fresh_optimizer_per_level=fresh)
+                  fresh_optimizer_per_level=fresh, final_lr_fraction=final)
     full = make_trainer(net(0), data, tmp_path / "full", **kwargs)
     full.run()
     reference = {r["iteration"]: r["loss"] for r in full.history if "loss" in r}
@@ -90,6 +91,7 @@ def test_resume_continues_with_identical_losses(tmp_path, template, fresh):
     assert sorted(after) == [6, 7, 8, 9, 10]
     for k, loss in after.items():
         assert loss == reference[k], (k, loss, reference[k])
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * final)  # the last step's rate
 
 
 def test_fresh_optimizer_per_level_restarts_adam(tmp_path, template):
