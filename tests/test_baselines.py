@@ -28,5 +28,6 @@ def test_the_true_field_scores_no_end_point_error_and_beats_no_registration(held
 
 
 def test_an_unknown_peer_is_named():
-    with pytest.raises(ValueError, match=r"peer must be one of \['ants', 'convexadam', 'elastix', 'fireants'\], got 'syn'"):
+    names = r"\['ants', 'convexadam', 'elastix', 'fireants'\]"
+    with pytest.raises(ValueError, match=rf"peer must be one of {names}, got 'syn'"):
         peer_rows([], "syn")
