@@ -1,9 +1,10 @@
 # Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
-"""The ``cir-monai`` command (fire): register, sweep λ, evaluate, train, convert.
+"""The ``cir-monai`` command (fire): register (one pair or many), apply, sweep λ, evaluate, train, convert.
 
 Installed as the console script ``cir-monai`` and runnable as ``python -m cir_monai``.
 Each subcommand parses its arguments, calls one library function and prints the result:
-``register`` → :func:`cir_monai.engines.inference.register_files`, ``sweep`` → :func:`cir_monai.sweep.sweep`,
+``register`` → :func:`cir_monai.engines.inference.register_files`, ``batch`` →
+:func:`cir_monai.engines.batch.register_many`, ``sweep`` → :func:`cir_monai.sweep.sweep`,
 ``evaluate`` / ``train`` → :func:`cir_monai.workflows.evaluate` / :func:`~cir_monai.workflows.train` (the
 bundle's workflows), ``convert`` → :func:`cir_monai.io.models.convert_checkpoint`.
 ``cir-monai SUBCOMMAND --help`` explains one.
@@ -159,7 +160,7 @@ class Commands:
         resume (finished pairs are skipped); a pair that fails is reported and the others go on (exit status 1
         at the end when any failed).
         Across processes, GPUs or machines: `torchrun --nproc_per_node=N -m cir_monai batch DATA ...` (each
-        process its share of the pairs, one summary; see docs/many_pairs.md for several machines).
+        process its share of the pairs, one summary; docs/usage.md, "Many pairs", for several machines).
 
         Args:
             data: a JSON datalist (pairs {"fixed", "moving"[, "moving_label", "fixed_label", "id"]}, or images with
