@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cir_monai.atomic import atomic_path
+from cir_monai.atomic import write_text
 
 __all__ = ["affine_register", "affine_matrix_ras", "affine_then", "write_transform", "transform_text",
            "known_misalignment", "move_volume"]
@@ -152,10 +152,7 @@ def affine_then(ddf: torch.Tensor, affine_ras: np.ndarray, grid_affine: np.ndarr
 
 def write_transform(transform, path: str | os.PathLike) -> None:
     """Write the ITK transform (``.tfm`` / ``.txt``; LPS, fixed → moving: what ANTs and Slicer read), atomically."""
-    import itk
-
-    with atomic_path(path) as staged:
-        itk.transformwrite([transform], str(staged))
+    write_text(path, transform_text(transform))
 
 
 def transform_text(transform) -> str:

@@ -188,7 +188,7 @@ class Commands:
             summary = register_many(pairs, lams, out, model=model, device=device, workers=int(workers),
                                     ddf_units=ddf_units, figures=png, frame=frame, inverse=inverse, affine=affine,
                                     refine=int(refine))
-        if summary.get("processes", 1) == 1 or int(os.environ.get("RANK", "0")) == 0:
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 alone reports
             print(f"{summary['registered']} registered, {summary['skipped']} already done, {summary['failed']} failed "
                   f"({summary['pairs_per_hour']:.0f} pairs per hour): {Path(out).expanduser() / 'summary.md'}")
             print(f"done in {time.perf_counter() - started:.1f} s")

@@ -203,10 +203,9 @@ class StepSampler(Sampler[int]):
         self.batch_size, self.start = int(batch_size), int(start)
 
     def __iter__(self):
-        import torch.distributed as dist
+        from cir_monai.runtime import rank_and_world
 
-        distributed = dist.is_available() and dist.is_initialized()
-        world, rank = (dist.get_world_size(), dist.get_rank()) if distributed else (1, 0)
+        rank, world = rank_and_world()
         k = self.start + 1
         while True:
             first = ((k - 1) * world + rank) * self.batch_size

@@ -31,6 +31,7 @@ processes and with one, and compares every written file.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -42,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from monai.data.utils import no_collation
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -90,8 +92,6 @@ def finished(folder: str | os.PathLike, pair: dict, lams: Sequence[float]) -> bo
     record = folder / PAIR_RECORD
     if not record.is_file():
         return False
-    import json
-
     try:
         same = json.loads(record.read_text()) == pair_record(pair)
     except ValueError:
@@ -111,11 +111,6 @@ def process_group() -> tuple[int, int, bool]:
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     dist.init_process_group(backend=backend, timeout=timedelta(hours=24))
     return dist.get_rank(), dist.get_world_size(), True
-
-
-def _identity(item):
-    """The DataLoader's "collation" of one prepared pair: none (it is a dict of MetaTensors and plain values)."""
-    return item
 
 
 class _Prepared(Dataset):
@@ -196,7 +191,7 @@ def register_many(pairs: Sequence[dict], lams: Sequence[float] = (1.0,), out: st
             todo.append(pair)
             for stale in out.glob(f".{pair['id']}.partial-*"):  # a killed run's half-written folder of this pair
                 shutil.rmtree(stale, ignore_errors=True)
-    loader = DataLoader(_Prepared(runner, todo), batch_size=None, collate_fn=_identity, num_workers=int(workers),
+    loader = DataLoader(_Prepared(runner, todo), batch_size=None, collate_fn=no_collation, num_workers=int(workers),
                         prefetch_factor=1 if workers else None)
     label = f"rank {rank}/{world}: registering" if world > 1 else "registering"
     pending: tuple[str, Future] | None = None

@@ -185,13 +185,12 @@ class RegistrationEvaluator:
             import torch.distributed as dist
 
             gathered: list = [None] * world
-            dist.all_gather_object(gathered, (rank, all_rows, per_label_all, preprocess_seconds))
-            order = {pair.get("id") or f"pair_{index:03d}": index for index, pair in enumerate(self.pairs)}
-            all_rows = dict(sorted(((k, v) for _, rows, _, _ in gathered for k, v in rows.items()),
-                                   key=lambda item: order[item[0]]))
-            per_label_all = {k: v for _, _, labels, _ in gathered for k, v in labels.items()}
-            per_label_all = {k: per_label_all[k] for k in all_rows}
-            preprocess_seconds = [t for _, _, _, times in gathered for t in times]
+            dist.all_gather_object(gathered, (all_rows, per_label_all, preprocess_seconds))
+            order = [pair.get("id") or f"pair_{index:03d}" for index, pair in enumerate(self.pairs)]
+            rows = {k: v for part, _, _ in gathered for k, v in part.items()}
+            labels = {k: v for _, part, _ in gathered for k, v in part.items()}
+            all_rows, per_label_all = {k: rows[k] for k in order}, {k: labels[k] for k in order}
+            preprocess_seconds = [t for _, _, times in gathered for t in times]
         names = [r["lam"] for r in next(iter(all_rows.values()))]
         summary = {"pairs": len(all_rows), "per_lam": {}, "per_pair": all_rows, "per_label_dice": per_label_all,
                    "timing": {"preprocess_seconds": preprocess_seconds,

@@ -31,13 +31,13 @@ import time
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from ignite.engine import Engine, Events
 
 from cir_monai.frame import model_frame
 from cir_monai.io.checkpoint import save_checkpoint
 from cir_monai.io.models import model_file_state
 from cir_monai.networks import unwrap
+from cir_monai.runtime import rank_and_world
 
 __all__ = ["is_main_process", "every", "progress_line", "tensorboard_scalars", "MetricsFile", "TrainingCheckpoint",
            "default_handlers"]
@@ -50,7 +50,7 @@ SCALARS = ("loss", "similarity", "smoothness", "label", "field", "lam", "level",
 
 def is_main_process() -> bool:
     """True without ``torch.distributed`` or on rank 0: the process that logs and writes files."""
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    return rank_and_world()[0] == 0
 
 
 def _record(engine: Engine) -> dict:

@@ -156,8 +156,9 @@ class RegistrationRunner:
 
         Returns:
             ``{"pair", "id", "data"`` (the preprocessed dict), ``"fixed_w", "moving_w"`` (the images in the model's
-            frame), ``"moving_world"`` (the affine step's RAS matrix or ``None``), ``"affine_tfm"`` (its ``.tfm``
-            text or ``None``), ``"setup_seconds"}``.
+            frame), ``"file_affine"`` (the fixed file's voxel-to-world matrix, which every output carries),
+            ``"moving_world"`` (the affine step's RAS matrix or ``None``), ``"affine_tfm"`` (its ``.tfm`` text or
+            ``None``), ``"setup_seconds"}``.
         """
         started = time.perf_counter()
         moving_world = tfm = None
@@ -168,18 +169,20 @@ class RegistrationRunner:
             transform = affine_register(pair["fixed"], pair["moving"])
             tfm, moving_world = transform_text(transform), affine_matrix_ras(transform)
         data = self.preprocessing(dict(pair, moving_world=moving_world))
-        fixed_w, moving_w = self.resampler.to_frame(data["fixed"]), self.resampler.to_frame(data["moving"])
+        fixed = data["fixed"]
+        fixed_w, moving_w = self.resampler.to_frame(fixed), self.resampler.to_frame(data["moving"])
+        file_affine = np.asarray(fixed.meta.get("original_affine", fixed.affine), dtype=np.float64)
         setup = time.perf_counter() - started
         self._say(f"{pair_id}: read and preprocessed{' with the affine step' if self.affine else ''} in {setup:.1f} s"
-                  f" ({tuple(data['fixed'].shape[1:])} voxels; {len(self.lams)} λ, {self.refine} refinement steps "
+                  f" ({tuple(fixed.shape[1:])} voxels; {len(self.lams)} λ, {self.refine} refinement steps "
                   "each)")
         return {"pair": pair, "id": pair_id, "data": data, "fixed_w": fixed_w, "moving_w": moving_w,
-                "moving_world": moving_world, "affine_tfm": tfm, "setup_seconds": setup}
+                "file_affine": file_affine, "moving_world": moving_world, "affine_tfm": tfm, "setup_seconds": setup}
 
     @torch.no_grad()
     def compute(self, prepared: dict, lam: float) -> tuple[dict[str, np.ndarray], dict]:
-        """The network (and the refinement) at ``lam`` for a :meth:`prepare` d pair, and every output on the fixed
-        file's grid.
+        """The network (and the refinement) at ``lam`` for a pair from :meth:`prepare`, and every output on the
+        fixed file's grid.
 
         Returns:
             ``(arrays, record)``: ``{name: array}`` as :func:`~cir_monai.io.results.write_outputs` writes them, and
@@ -188,10 +191,9 @@ class RegistrationRunner:
         """
         start = time.perf_counter()
         data, pair_id = prepared["data"], prepared["id"]
-        fixed, moving_world = data["fixed"], prepared["moving_world"]
+        fixed, moving_world, file_affine = data["fixed"], prepared["moving_world"], prepared["file_affine"]
         own_grid = {key: (data[key].as_tensor()[None].to(self.device).float(), data[key].affine)  # the moving grid
                     for key in ("moving_raw", "moving_label") if key in data}
-        file_affine = np.asarray(fixed.meta.get("original_affine", fixed.affine), dtype=np.float64)
         deformable = predict_in_frame(self.network, self.resampler, prepared["moving_w"], prepared["fixed_w"], lam,
                                       grid=fixed, device=self.device, refine=self.refine,
                                       progress=f"{pair_id} λ={lam:g} refining" if self.progress else None)
@@ -201,7 +203,7 @@ class RegistrationRunner:
 
             ddf = affine_then(deformable, moving_world, np.asarray(fixed.affine))
         record = {"folding_pct": float(jacobian_statistics(ddf.float())["folding_pct"][0]),  # % of fixed voxels
-                  "setup_seconds": prepared["setup_seconds"], "file_affine": file_affine}
+                  "setup_seconds": prepared["setup_seconds"]}
         # sampled once from the moving grid (world-moved by the affine step) through the field
         outputs = sample_moving(own_grid, deformable, fixed.affine)
         outputs["ddf"] = field_in_world(ddf, fixed.affine)
@@ -229,9 +231,9 @@ class RegistrationRunner:
         counting up to the written files."""
         start = time.perf_counter()
         record = dict(record)
-        file_affine, overlay = record.pop("file_affine"), record.pop("_overlay", None)
+        overlay = record.pop("_overlay", None)
         target = Path(folder) / lam_tag(lam)
-        paths = write_outputs(target, arrays, file_affine)
+        paths = write_outputs(target, arrays, prepared["file_affine"])
         paths["transform"] = str(write_json(target / TRANSFORM_RECORD, transform_record(
             prepared["pair"], lam, self.ddf_units, total=self.affine, inverse=self.inverse)))
         if overlay is not None:
@@ -271,9 +273,8 @@ class RegistrationRunner:
         """
         folder = self.output_dir / pair_id
         check_pair_folder(folder, pair)
-        write_json(folder / PAIR_RECORD, pair_record(pair))  # which files these results are of, before the work
         prepared = self.prepare(pair, pair_id)
-        self.start_pair(folder, prepared)
+        self.start_pair(folder, prepared)  # which files these results are of, before any λ's files
         written: dict[float, dict[str, str]] = {}
         for lam in self.lams:
             written[lam] = self.write(folder, prepared, lam, *self.compute(prepared, lam))

@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from ignite.engine import Engine, Events
 from monai.engines import Trainer
 from monai.engines.workflow import Workflow
@@ -41,6 +40,7 @@ from cir_monai.io import load_network, save_model_file
 from cir_monai.io.checkpoint import load_checkpoint
 from cir_monai.losses import CLapIRNLoss
 from cir_monai.networks import unwrap
+from cir_monai.runtime import rank_and_world
 
 __all__ = ["CLapIRNTrainer", "validate", "CHECKPOINT_FILE"]
 
@@ -156,7 +156,7 @@ class CLapIRNTrainer(Trainer):
         super().__init__(device=self.device, max_epochs=1, data_loader=self.loader,
                          epoch_length=self.schedule.total, decollate=False, amp=False)
         self.batch_size = int(self.loader.batch_size)
-        self.world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        self.rank, self.world = rank_and_world()
         if max_epochs is not None:
             dataset = self.loader.dataset
             length = len(dataset) if hasattr(dataset, "__len__") else None
@@ -284,7 +284,7 @@ class CLapIRNTrainer(Trainer):
                            "(the embedded pairs, with_truth) has them; set loss#field_weight to 0")
             raise ValueError(": ".join(why))
         batch = {key: batch[key].to(self.device) for key in keys}
-        rank = dist.get_rank() if self.world > 1 else 0
+        rank = self.rank
         if self.lam_fixed is not None:
             lam = torch.full((self.batch_size,), self.lam_fixed)
         else:

@@ -12,36 +12,20 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 
 from cir_monai.cli import main
-from cir_monai.data import synthetic_pair
 from cir_monai.engines.batch import finished, register_many, shard, with_ids
 from cir_monai.engines.inference import register_files
-from cir_monai.io import save_checkpoint
-from cir_monai.networks import CLapIRN
 
 ROOT = Path(__file__).resolve().parents[2]
 AFFINE = np.diag([1.5, 1.5, 2.0, 1.0])
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    """Five small synthetic pairs with moving labels, a datalist of them and a random model."""
+def study(tmp_path_factory, write_synthetic_pair):
+    """Five small synthetic pairs with moving labels, and a datalist of them."""
     root = tmp_path_factory.mktemp("study")
-    torch.manual_seed(0)
-    net = CLapIRN(3, start_channels=2)
-    save_checkpoint({"model": net.state_dict(), "network": net.config}, root / "model.pt")
-    pairs = []
-    for k in range(5):
-        pair = synthetic_pair((36, 40, 32), seed=k)
-        files = {}
-        for key in ("fixed", "moving", "moving_label"):
-            data = pair[key][0, 0].numpy()
-            data = data.astype(np.int16) if "label" in key else (data * 800.0 + 20.0 * (data > 0)).astype(np.float32)
-            files[key] = str(root / f"s{k}_{key}.nii.gz")
-            nib.save(nib.Nifti1Image(data, AFFINE), files[key])
-        pairs.append(files)
+    pairs = [write_synthetic_pair(root, AFFINE, seed=k, prefix=f"s{k}_") for k in range(5)]
     (root / "datalist.json").write_text(json.dumps({"test": pairs}))
     return root, pairs
 
@@ -68,16 +52,16 @@ def test_shard_and_ids():
         with_ids([dict(p, id="same") for p in pairs])
 
 
-def test_two_gloo_processes_write_what_one_process_writes(study, tmp_path):
+def test_two_gloo_processes_write_what_one_process_writes(study, model_file, tmp_path):
     """torchrun with 2 CPU processes: each registers its share, rank 0 writes one summary of all; every file equals
     the one-process run's, bit for bit (both on one thread), and a pair's files equal `register`'s."""
     root, pairs = study
-    one = register_many(pairs, (0.5, 2.0), tmp_path / "one", model=root / "model.pt", workers=1, refine=2,
+    one = register_many(pairs, (0.5, 2.0), tmp_path / "one", model=model_file, workers=1, refine=2,
                         progress=False)
     assert one["registered"] == 5 and one["processes"] == 1
     torchrun = Path(sys.executable).with_name("torchrun")
     cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "cir_monai", "batch", str(root / "datalist.json"),
-           "--model", str(root / "model.pt"), "--out", str(tmp_path / "two"), "--lam", "0.5,2", "--refine", "2",
+           "--model", str(model_file), "--out", str(tmp_path / "two"), "--lam", "0.5,2", "--refine", "2",
            "--threads", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
@@ -93,19 +77,19 @@ def test_two_gloo_processes_write_what_one_process_writes(study, tmp_path):
         else:
             assert value == b[key].replace(str(tmp_path / "two"), str(tmp_path / "one")), key
     single = register_files(pairs[3]["fixed"], pairs[3]["moving"], (2.0,), tmp_path / "single",
-                            moving_label=pairs[3]["moving_label"], model=root / "model.pt", refine=2, progress=False)
+                            moving_label=pairs[3]["moving_label"], model=model_file, refine=2, progress=False)
     for name in ("ddf", "warped", "warped_label"):
         assert np.array_equal(np.asarray(nib.load(single[2.0][name]).dataobj),
                               a[f"pair_003_s3_moving/lam_2/{name}.nii.gz"]), name
 
 
-def test_a_rerun_resumes_and_a_bad_pair_does_not_stop_the_others(study, tmp_path):
+def test_a_rerun_resumes_and_a_bad_pair_does_not_stop_the_others(study, model_file, tmp_path):
     root, pairs = study
     broken = tmp_path / "broken_moving.nii.gz"  # a valid header, then the data cut short
     whole = gzip.decompress(Path(pairs[1]["moving"]).read_bytes())
     broken.write_bytes(gzip.compress(whole[: len(whole) // 3]))
     three = [pairs[0], dict(pairs[1], moving=str(broken), id="bad"), pairs[2]]
-    first = register_many(three, (1.0,), tmp_path / "out", model=root / "model.pt", workers=1, refine=0,
+    first = register_many(three, (1.0,), tmp_path / "out", model=model_file, workers=1, refine=0,
                           progress=False)
     assert (first["registered"], first["skipped"], first["failed"]) == (2, 0, 1)
     assert "broken_moving.nii.gz: moving cannot be read (truncated or corrupt file?)" in first["pairs"]["bad"]["error"]
@@ -115,7 +99,7 @@ def test_a_rerun_resumes_and_a_bad_pair_does_not_stop_the_others(study, tmp_path
     assert not finished(tmp_path / "out" / "pair_000_s0_moving", three[0], [1.0, 2.0])
     before = (tmp_path / "out" / "pair_000_s0_moving" / "lam_1" / "ddf.nii.gz").stat().st_mtime_ns
     three[1]["moving"] = pairs[1]["moving"]  # the user mends the file and runs the same command again
-    again = register_many(three, (1.0,), tmp_path / "out", model=root / "model.pt", workers=0, refine=0,
+    again = register_many(three, (1.0,), tmp_path / "out", model=model_file, workers=0, refine=0,
                           progress=False)
     assert (again["registered"], again["skipped"], again["failed"]) == (1, 2, 0)
     assert (tmp_path / "out" / "bad" / "lam_1" / "warped.nii.gz").is_file()
@@ -123,12 +107,12 @@ def test_a_rerun_resumes_and_a_bad_pair_does_not_stop_the_others(study, tmp_path
     assert "1 pairs registered, 2 already done, 0 failed" in (tmp_path / "out" / "summary.md").read_text()
 
 
-def test_the_command_reports_failed_pairs_in_one_line(study, tmp_path, capsys):
+def test_the_command_reports_failed_pairs_in_one_line(study, model_file, tmp_path, capsys):
     root, pairs = study
     broken = tmp_path / "cut.nii.gz"
     broken.write_bytes(gzip.compress(gzip.decompress(Path(pairs[0]["moving"]).read_bytes())[:1000]))
     (tmp_path / "list.json").write_text(json.dumps([dict(pairs[0], moving=str(broken)), pairs[1]]))
-    status = main(["batch", str(tmp_path / "list.json"), "--model", str(root / "model.pt"), "--out",
+    status = main(["batch", str(tmp_path / "list.json"), "--model", str(model_file), "--out",
                    str(tmp_path / "out"), "--refine", "0", "--workers", "0"])
     err = capsys.readouterr().err
     assert status == 1

@@ -8,40 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from cir_monai.data import synthetic_pair
 from cir_monai.engines import RegistrationRunner
 from cir_monai.engines.inference import register_files
-from cir_monai.io import load_network, save_checkpoint
-from cir_monai.networks import CLapIRN, Warp
+from cir_monai.io import load_network
+from cir_monai.networks import Warp
 
 SHAPE = (36, 40, 32)
 
 
-def write_pair(folder, affine):
-    pair = synthetic_pair(SHAPE, seed=2)
-    paths = {}
-    for key in ("fixed", "moving", "moving_label"):
-        data = pair[key][0, 0].numpy()
-        data = data.astype(np.int16) if "label" in key else (data * 800.0 + 20.0 * (data > 0)).astype(np.float32)
-        paths[key] = str(folder / f"{key}.nii.gz")
-        nib.save(nib.Nifti1Image(data, affine), paths[key])
-    return paths
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    torch.manual_seed(0)
-    net = CLapIRN(3, start_channels=2)
-    path = tmp_path_factory.mktemp("model") / "model.pt"
-    save_checkpoint({"model": net.state_dict(), "network": net.config}, path)
-    return path
-
-
 @pytest.mark.parametrize("flip", [False, True])
-def test_outputs_in_the_fixed_space_and_consistent_with_warp(tmp_path, model_file, flip):
+def test_outputs_in_the_fixed_space_and_consistent_with_warp(write_synthetic_pair, tmp_path, model_file, flip):
     affine = np.diag([-1.5 if flip else 1.5, 1.5, 2.0, 1.0])
     affine[:3, 3] = [30.0, -20.0, 5.0]
-    paths = write_pair(tmp_path, affine)
+    paths = write_synthetic_pair(tmp_path, affine)
     net = load_network(model_file)
     written = RegistrationRunner(net, [dict(paths, id="case")], lams=(0.5, 4.0), output_dir=tmp_path / "out",
                                  progress=False).run()
@@ -61,9 +40,9 @@ def test_outputs_in_the_fixed_space_and_consistent_with_warp(tmp_path, model_fil
     assert np.abs(np.diff(ddf4, axis=0)).mean() < np.abs(np.diff(ddf_img.get_fdata(), axis=0)).mean()
 
 
-def test_ddf_in_millimetres(tmp_path, model_file):
+def test_ddf_in_millimetres(write_synthetic_pair, tmp_path, model_file):
     affine = np.diag([1.5, 2.0, 2.5, 1.0])
-    paths = write_pair(tmp_path, affine)
+    paths = write_synthetic_pair(tmp_path, affine)
     net = load_network(model_file)
     vox = RegistrationRunner(net, [paths], lams=(1.0,), output_dir=tmp_path / "v", progress=False).run()
     mm = RegistrationRunner(net, [paths], lams=(1.0,), output_dir=tmp_path / "m", ddf_units="mm", progress=False).run()
@@ -82,9 +61,10 @@ def test_errors(tmp_path, model_file):
         RegistrationRunner(net, [], ddf_units="inch")
 
 
-def test_register_files_reports_the_final_folder_and_leaves_nothing_on_failure(tmp_path, model_file):
+def test_register_files_reports_the_final_folder_and_leaves_nothing_on_failure(write_synthetic_pair, tmp_path,
+                                                                               model_file):
     """The library function behind `cir-monai register`: records point into ``out``, not the staging folder."""
-    paths = write_pair(tmp_path, np.diag([1.5, 1.5, 2.0, 1.0]))
+    paths = write_synthetic_pair(tmp_path, np.diag([1.5, 1.5, 2.0, 1.0]))
     out = tmp_path / "out"
     records = register_files(paths["fixed"], paths["moving"], [1.0, 4.0], out, moving_label=paths["moving_label"],
                              model=model_file, frame="input", figures=True)
@@ -99,13 +79,13 @@ def test_register_files_reports_the_final_folder_and_leaves_nothing_on_failure(t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fixed.nii.gz", "moving.nii.gz", "moving_label.nii.gz", "out"]
 
 
-def test_the_runner_refuses_to_mix_two_pairs_in_one_folder(tmp_path, model_file):
+def test_the_runner_refuses_to_mix_two_pairs_in_one_folder(write_synthetic_pair, tmp_path, model_file):
     """The bundle's register workflow writes straight into its output folder: the same check as register_files."""
     first, second = tmp_path / "a", tmp_path / "b"
     first.mkdir(), second.mkdir()
     net = load_network(model_file)
     for folder in (first, second):
-        paths = dict(write_pair(folder, np.diag([1.5, 1.5, 2.0, 1.0])), id="case")
+        paths = dict(write_synthetic_pair(folder, np.diag([1.5, 1.5, 2.0, 1.0])), id="case")
         run = RegistrationRunner(net, [paths], lams=(1.0,), output_dir=tmp_path / "out", frame="input", progress=False)
         if folder is first:
             run.run()
@@ -115,10 +95,10 @@ def test_the_runner_refuses_to_mix_two_pairs_in_one_folder(tmp_path, model_file)
     assert json.loads((tmp_path / "out" / "case" / "pair.json").read_text())["fixed"] == str(first / "fixed.nii.gz")
 
 
-def test_resampled_registration_grid_writes_back_to_the_file_grid(tmp_path, model_file):
+def test_resampled_registration_grid_writes_back_to_the_file_grid(write_synthetic_pair, tmp_path, model_file):
     """pixdim: registered on a 3 mm grid (labels too), outputs back on the fixed file's 1.5/2 mm grid."""
     affine = np.diag([1.5, 1.5, 2.0, 1.0])
-    paths = write_pair(tmp_path, affine)
+    paths = write_synthetic_pair(tmp_path, affine)
     net = load_network(model_file)
     written = RegistrationRunner(net, [dict(paths, id="case")], lams=(1.0,), output_dir=tmp_path / "out",
                                  pixdim=3.0, progress=False).run()["case"][1.0]
@@ -207,7 +187,7 @@ def test_written_field_reproduces_warped_with_monai_warp(tmp_path, brain_pair_1m
     assert (np.asarray(nib.load(out["warped_label"]).dataobj) == expected_label).mean() > 0.999
 
 
-def test_itk_units_are_applied_by_itk_itself(tmp_path, model_file):
+def test_itk_units_are_applied_by_itk_itself(write_synthetic_pair, tmp_path, model_file):
     """--ddf-units itk: ITK's WarpImageFilter with the written field reproduces warped.nii.gz."""
     import itk
 
@@ -216,7 +196,7 @@ def test_itk_units_are_applied_by_itk_itself(tmp_path, model_file):
     affine = np.eye(4)
     affine[:3, :3] = rotation @ np.diag([-2.0, 2.0, 2.5])  # oblique and flipped
     affine[:3, 3] = [40.0, -30.0, 12.0]
-    paths = write_pair(tmp_path, affine)
+    paths = write_synthetic_pair(tmp_path, affine)
     net = load_network(model_file)
     net.frame = dict(net.frame, spacing=None)  # predict on the file grid: the check is about the written units
     out = RegistrationRunner(net, [dict(paths, id="case")], lams=(0.5,), output_dir=tmp_path / "out", ddf_units="itk",
