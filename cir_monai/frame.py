@@ -25,13 +25,14 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from monai.data import MetaTensor
 from monai.transforms import Spacing
 from monai.transforms.utils import generate_spatial_bounding_box
 
 from cir_monai.conventions import voxel_to_world, world_to_voxel
 
-__all__ = ["EMBEDDED_FRAME", "OFFICIAL_FRAME", "model_frame", "frame_spacing", "FrameResampler"]
+__all__ = ["EMBEDDED_FRAME", "OFFICIAL_FRAME", "FRAME_MARGIN", "model_frame", "frame_spacing", "FrameResampler"]
 
 #: the embedded data set's working grid (cir_monai.data.embedded): 2 mm, 80×96×80
 EMBEDDED_FRAME = {
@@ -43,6 +44,9 @@ EMBEDDED_FRAME = {
 }
 #: the authors' OASIS training data (Learn2Reg / neurite OASIS): 1 mm, 160×192×224
 OFFICIAL_FRAME = {**EMBEDDED_FRAME, "spacing": [1.0, 1.0, 1.0], "spatial_size": [160, 192, 224]}
+
+#: voxels of the frame grid kept around the images' foreground box (training crops are the brain's box plus a few)
+FRAME_MARGIN = 4
 
 _KEYS = ("spacing", "orientation", "percentiles", "lam_range", "spatial_size")
 
@@ -118,7 +122,7 @@ class FrameResampler:
         margin: voxels of the frame grid kept around the foreground box.
     """
 
-    def __init__(self, spacing: float | Sequence[float] | None, margin: int = 4) -> None:
+    def __init__(self, spacing: float | Sequence[float] | None, margin: int = FRAME_MARGIN) -> None:
         self.margin = int(margin)
         self.spacing = (None if spacing is None
                         else frame_spacing(spacing, 3 if isinstance(spacing, (int, float)) else len(spacing)))
@@ -146,6 +150,21 @@ class FrameResampler:
             return tuple(slice(None) for _ in start)
         return tuple(slice(int(s), int(e)) for s, e in zip(start, end))
 
+    @staticmethod
+    def uncrop(field: torch.Tensor, box: Sequence[slice], shape: Sequence[int]) -> torch.Tensor:
+        """``field`` ``(B, C, *B_box)``, computed on ``box`` (:meth:`foreground_box`) of a grid of ``shape``, continued
+        to the whole grid ``(B, C, *shape)`` by replicating its border (a field goes on as it was at the box's edge)."""
+        pads = []
+        for sl, size in reversed(list(zip(box, shape))):
+            start, stop, _ = sl.indices(int(size))
+            pads += [start, int(size) - stop]
+        return F.pad(field, pads, mode="replicate") if any(pads) else field
+
+    def from_frame(self, image):
+        """The inverse of :meth:`to_frame` for a ``MetaTensor`` carrying the frame grid's metadata and transform history
+        (MONAI's ``Spacing.inverse``, bilinear, border): a world-unit field or an image back on the original grid."""
+        return self._spacer.inverse(image)
+
     def field_to_grid(self, ddf, work, grid):
         """A DDF predicted on ``work`` (the output of :meth:`to_frame` for ``grid``) on ``grid``'s voxels.
 
@@ -163,6 +182,6 @@ class FrameResampler:
         back = []
         for sample in world:
             moved = MetaTensor(sample, meta=dict(work.meta), applied_operations=list(work.applied_operations))
-            restored = self._spacer.inverse(moved)
+            restored = self.from_frame(moved)
             back.append(restored.as_tensor() if isinstance(restored, MetaTensor) else restored)
         return world_to_voxel(torch.stack(back), grid.affine)

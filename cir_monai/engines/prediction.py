@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from cir_monai.frame import FrameResampler, model_frame
 from cir_monai.io.results import DDF_UNITS
@@ -144,10 +143,5 @@ def predict_in_frame(network, resampler: FrameResampler, moving_w, fixed_w, lam:
     if device is not None:
         moving, fixed = moving.to(device), fixed.to(device)
     ddf = predict_field(network, moving, fixed, lam, refine=refine, progress=progress)
-    shape = tuple(fixed_w.shape[1:])
-    pads = []
-    for sl, size in reversed(list(zip(box, shape))):
-        start, stop, _ = sl.indices(size)
-        pads += [start, size - stop]
-    ddf = F.pad(ddf, pads, mode="replicate") if any(pads) else ddf
+    ddf = resampler.uncrop(ddf, box, fixed_w.shape[1:])
     return ddf if grid is None else resampler.field_to_grid(ddf, fixed_w, grid)

@@ -1,6 +1,7 @@
 # Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
 """MONAI transforms of the package, one home: registration pairs' preprocessing (:mod:`.registration`), the atlas
-segmentation's transforms (:mod:`.atlas`) and the one ``Spacingd`` workaround (:mod:`.spacing`)."""
+segmentation's transforms (:mod:`.atlas`), a model's frame (:mod:`.frame`) and the one ``Spacingd`` workaround
+(:mod:`.spacing`)."""
 
 from cir_monai.transforms.atlas import (
     ATLAS_FILES,
@@ -10,6 +11,7 @@ from cir_monai.transforms.atlas import (
     atlas_label_names,
     missing_atlas_file,
 )
+from cir_monai.transforms.frame import ToFramed
 from cir_monai.transforms.registration import (
     IMAGE_KEYS,
     LABEL_KEYS,
@@ -44,4 +46,5 @@ __all__ = [
     "intensity_image_problem",
     "missing_atlas_file",
     "registration_preprocessing",
+    "ToFramed",
 ]
