@@ -91,17 +91,22 @@ class ConditionalInferer(Inferer):
         refine: per-image refinement steps (0: the network's field as it is).
         num_levels: the network's pyramid levels, for the refinement's similarity pyramid (read from an eager
             network; a TorchScript module does not carry it).
+        stacked: the network takes the stacked ``(moving, fixed)`` input (:class:`~cir_monai.networks.StackedCLapIRN`,
+            the exported model); ``False``: a plain :class:`~cir_monai.networks.CLapIRN`, ``network(moving, fixed,
+            lam)``, as training validates it (``train#inferer``, used by ``validate#evaluator``), which may also
+            predict with the coarsest ``active_levels`` levels only.
 
     Raises:
         InvalidRequestError: (when called, like λ: both may come with a request) λ is not a number, not finite, or
             outside ``[0, network.lam_max]``; ``refine`` is not a whole number >= 0.
     """
 
-    def __init__(self, lam: float = 1.0, refine: int = 0, num_levels: int = 3) -> None:
+    def __init__(self, lam: float = 1.0, refine: int = 0, num_levels: int = 3, stacked: bool = True) -> None:
         super().__init__()
         self.lam = lam
         self.refine = refine
         self.num_levels = int(num_levels)
+        self.stacked = bool(stacked)
 
     def _steps(self) -> int:
         try:
@@ -109,8 +114,11 @@ class ConditionalInferer(Inferer):
         except ValueError as err:
             raise InvalidRequestError(str(err)) from None
 
-    def __call__(self, inputs: torch.Tensor, network, *args, lam=None, **kwargs) -> torch.Tensor:
+    def __call__(self, inputs: torch.Tensor, network, *args, lam=None, active_levels: int | None = None,
+                 **kwargs) -> torch.Tensor:
         """``lam``: a λ given with the call (MONAI Deploy passes the bundle's ``lam`` input as a keyword) wins.
+        ``active_levels``: the coarsest levels to predict with (a plain network's validation during progressive
+        training; ``None``: all).
 
         Raises:
             TypeError: other arguments for the network (it takes the stacked image and λ only).
@@ -133,5 +141,8 @@ class ConditionalInferer(Inferer):
                 raise InvalidRequestError(str(err)) from None
         if lam_t.numel() == 1:
             lam_t = lam_t.expand(inputs.shape[0])
-        return predict_field(network, inputs[:, :1], inputs[:, 1:], lam_t, refine=self._steps(), stacked=True,
+        if active_levels is not None and self.stacked:
+            raise TypeError("active_levels needs a plain network (ConditionalInferer(stacked=False))")
+        return predict_field(network, inputs[:, :1], inputs[:, 1:], lam_t, refine=self._steps(), stacked=self.stacked,
+                             active_levels=active_levels,
                              num_levels=int(getattr(network, "num_levels", self.num_levels)))

@@ -43,8 +43,10 @@ _SCORES = {"dice_mean": "dice", "jac_std": "jac_std", "folding_pct": "folding_pc
 
 
 def _pair_rows(net, pair: dict, index: int, lams: Sequence[float], device, active_levels=None, before: bool = True,
-               loss=None) -> list[dict]:
-    """The rows of one pair: the unregistered images (``before``) and each λ, with the objective when ``loss``."""
+               loss=None, inferer=None) -> list[dict]:
+    """The rows of one pair: the unregistered images (``before``) and each λ, with the objective when ``loss``; the
+    field is ``inferer``'s (a :class:`~cir_monai.inferers.ConditionalInferer` of a plain network) when given, else
+    :func:`predict_field`'s (the same call)."""
     extra = {k: v for k, v in pair.items() if isinstance(v, (int, float, str)) and k != "pair"}
     fixed, moving = pair["fixed"].to(device), pair["moving"].to(device)
     f_lab, m_lab = (pair[k].round().long().to(device) for k in ("fixed_label", "moving_label"))
@@ -56,7 +58,10 @@ def _pair_rows(net, pair: dict, index: int, lams: Sequence[float], device, activ
         rows.append({"method": "identity", "pair": pair.get("pair", index), **extra, "lam": "",
                      **{k: scores[k] for k in _SCORES}})
     for lam in lams:
-        ddf = predict_field(net, moving, fixed, float(lam), active_levels=active_levels)
+        if inferer is None:
+            ddf = predict_field(net, moving, fixed, float(lam), active_levels=active_levels)
+        else:
+            ddf = inferer(torch.cat([moving, fixed], 1), net, lam=float(lam), active_levels=active_levels)
         scores, _ = score_field(ddf, m_lab, f_lab, labels)
         row = {"pair": pair.get("pair", index), **extra, "lam": float(lam), **{k: scores[k] for k in _SCORES}}
         if loss is not None:
@@ -65,10 +70,11 @@ def _pair_rows(net, pair: dict, index: int, lams: Sequence[float], device, activ
     return rows
 
 
-def _score_pair(network, pair: dict, lams: Sequence[float], device, active_levels, before: bool) -> dict[str, float]:
+def _score_pair(network, pair: dict, lams: Sequence[float], device, active_levels, before: bool,
+                inferer=None) -> dict[str, float]:
     """One pair's validation scores, named as :func:`validate` returns them."""
     scores = {}
-    for row in _pair_rows(network, pair, 0, lams, device, active_levels, before):
+    for row in _pair_rows(network, pair, 0, lams, device, active_levels, before, inferer=inferer):
         if row["lam"] == "":
             scores["dice_before"] = row["dice_mean"]
         else:
@@ -141,12 +147,15 @@ class LevelValidator(Engine):
         lams: λ values scored.
         device: where to score (default: CUDA when available, else the CPU).
         handlers: attached to this engine (e.g. MONAI's ``StatsHandler``).
+        inferer: what predicts each field: a :class:`~cir_monai.inferers.ConditionalInferer` with ``stacked=False``
+            (``train#inferer``; it is given the stacked pair, λ and the active levels); ``None``:
+            :func:`~cir_monai.engines.prediction.predict_field`, the same call.
     """
 
     def __init__(self, network: torch.nn.Module, pairs: Sequence[dict], lams: Sequence[float] = (0.1, 1.0, 4.0),
-                 device: str | torch.device | None = None, handlers: Sequence | None = None) -> None:
+                 device: str | torch.device | None = None, handlers: Sequence | None = None, inferer=None) -> None:
         super().__init__(self._step)
-        self.network, self.pairs = network, list(pairs or [])
+        self.network, self.pairs, self.inferer = network, list(pairs or []), inferer
         self.lams = [float(v) for v in lams]
         self.device = default_device(device)
         self.active_levels: int | None = None
@@ -165,7 +174,7 @@ class LevelValidator(Engine):
     @torch.no_grad()
     def _step(self, _engine: Engine, pair: dict) -> dict[str, float]:
         scores = _score_pair(unwrap(self.network), pair, self.lams, self.device, self.active_levels,
-                             before=self.dice_before is None)
+                             before=self.dice_before is None, inferer=self.inferer)
         for key, value in scores.items():
             self._sums[key] = self._sums.get(key, 0.0) + value
         return scores
