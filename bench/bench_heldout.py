@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""The held-out real-anatomy set: the shipped model at several λ vs identity, its peers (ANTs SyN, ConvexAdam, elastix)
-and the authors' lite model.
+"""The held-out real-anatomy set: the shipped model at several λ vs identity, its peers (ANTs SyN, ConvexAdam, elastix,
+FireANTs) and the authors' lite model.
 
     python bench/bench_heldout.py [--model bundle/models/model.pt] [--lams 0,0.1,1,4,10] [--refine 50] [--pairs 4]
-        [--ants-transform SyN] [--no-ants] [--peers convexadam,elastix] [--no-lite] [--out runs/heldout] [--no-append]
+        [--ants-transform SyN] [--no-ants] [--peers convexadam,elastix,fireants] [--no-lite] [--out runs/heldout]
+        [--no-append]
 
 The pairs (:mod:`cir_monai.data.heldout`): the MNI ICBM152 2009c T1 with the CerebrA atlas (102
 regions), which no training of this project sees, as two subjects under independent known
@@ -14,7 +15,8 @@ differences, voxels). Ours runs twice: the network alone (``ours``) and refined 
 (``ours + refine N``, the default pipeline of ``cir-monai register``; s / pair counts the steps). Ours and the lite
 model run through :class:`cir_monai.engines.RegistrationEvaluator`
 in their own frames (the shipped model: 2 mm; the lite model: 1 mm), the field brought back to the 1 mm
-grid; ANTs and the other peers (``--peers``: ConvexAdam, elastix, their package defaults) through
+grid; ANTs and the other peers (``--peers``: ConvexAdam and elastix with their package defaults, FireANTs with its brain
+script's settings) through
 :mod:`cir_monai.baselines` (needs ``pip install -r requirements-bench.txt``).
 
 Writes ``per_pair.csv``, ``summary.json`` and ``heldout_tradeoff.png`` to ``--out``, prints a markdown table
@@ -63,7 +65,7 @@ def main() -> int:
     parser.add_argument("--ants-transform", default="SyN")
     parser.add_argument("--no-ants", action="store_true")
     parser.add_argument("--peers", default="", help="more peers, comma-separated (cir_monai.baselines.PEERS: "
-                        "convexadam, elastix; pip install -r requirements-bench.txt)")
+                        "convexadam, elastix, fireants; pip install -r requirements-bench.txt)")
     parser.add_argument("--no-lite", action="store_true")
     add_heldout_options(parser)
     parser.add_argument("--out", default=str(ROOT / "runs" / "heldout"))
