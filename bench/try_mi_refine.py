@@ -10,7 +10,8 @@ pipeline (λ = 1, 50 refinement steps) through :func:`cir_monai.engines.batch.re
 of each pair's written ``warped_label.nii.gz`` against its ``fixed_label`` over the labels present in both.
 
 Measured 2026-12-07 on the cross-template group (docs/results.md): 0.720 against the default's 0.661, folding 0.247 %
-against 0.023 %. To be confirmed on anatomical labels (the standard and hard groups) before it is kept.
+against 0.023 %. Rejected on anatomical labels (docs/results.md): standard group 0.884 -> 0.870, hard group
+0.838 -> 0.796 (CerebrA Dice, every pair lower, folding 10-100x); kept as the record of the try.
 """
 
 from __future__ import annotations
