@@ -8,21 +8,13 @@ from collections.abc import Hashable, Mapping, Sequence
 
 import torch
 from monai.config import KeysCollection
-from monai.data import MetaTensor
-from monai.transforms import MapTransform
+from monai.transforms import BorderPad, MapTransform, SpatialCrop
 from monai.transforms.inverse import InvertibleTransform
 from monai.utils import TraceKeys
 
 from cir_monai.frame import FRAME_MARGIN, FrameResampler
 
 __all__ = ["ToFramed"]
-
-
-def _shift(affine: torch.Tensor, start: Sequence[int]) -> torch.Tensor:
-    """``affine`` of a grid whose voxel 0 is voxel ``start`` of the grid of ``affine``."""
-    shift = torch.eye(affine.shape[0], dtype=affine.dtype)
-    shift[: len(start), -1] = torch.as_tensor([float(v) for v in start], dtype=affine.dtype)
-    return affine @ shift
 
 
 class ToFramed(MapTransform, InvertibleTransform):
@@ -32,8 +24,10 @@ class ToFramed(MapTransform, InvertibleTransform):
     :func:`cir_monai.engines.prediction.predict_in_frame` does for the file runner.
 
     The inverse (MONAI's ``Invertd``, e.g. for the predicted field as world vectors, :class:`~.atlas.DDFToWorldd`)
-    continues the output outside the box by replicating its border (:meth:`FrameResampler.uncrop`) and resamples it
-    back to the input's grid (:meth:`FrameResampler.from_frame`): the runner's path, step for step.
+    continues the output outside the box by replicating its border (as :meth:`FrameResampler.uncrop` does for the
+    runner) and resamples it back to the input's grid (:meth:`FrameResampler.from_frame`): the runner's path, step
+    for step (``tests/transforms/test_frame.py`` compares the two). MONAI's ``SpatialCrop`` and ``BorderPad`` (its
+    replicate mode) do the cropping and padding and keep the affine; this transform records the box once, for both.
 
     Args:
         keys: the images to move.
@@ -50,11 +44,12 @@ class ToFramed(MapTransform, InvertibleTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             image = self.resampler.to_frame(d[key])
-            box = self.resampler.foreground_box(image)
-            start = [sl.indices(size)[0] for sl, size in zip(box, image.shape[1:])]
-            cropped = MetaTensor(image.as_tensor()[(slice(None), *box)], meta=dict(image.meta),
-                                 applied_operations=list(image.applied_operations))
-            cropped.affine = _shift(image.affine, start)
+            box = [slice(*sl.indices(size)[:2]) for sl, size in zip(self.resampler.foreground_box(image),
+                                                                     image.shape[1:])]
+            start = [sl.start for sl in box]
+            cropper = SpatialCrop(roi_slices=box)
+            with cropper.trace_transform(False):
+                cropped = cropper(image)
             d[key] = self.push_transform(cropped, orig_size=tuple(int(v) for v in image.shape[1:]), extra_info={
                 "start": start, "resampled": image is not d[key]})
         return d
@@ -66,9 +61,9 @@ class ToFramed(MapTransform, InvertibleTransform):
             op = self.pop_transform(field)
             shape = [int(v) for v in op[TraceKeys.ORIG_SIZE]]
             start = [int(v) for v in op[TraceKeys.EXTRA_INFO]["start"]]
-            box = [slice(s, s + n) for s, n in zip(start, field.shape[1:])]
-            whole = MetaTensor(self.resampler.uncrop(field.as_tensor()[None], box, shape)[0], meta=dict(field.meta),
-                               applied_operations=list(field.applied_operations))
-            whole.affine = _shift(field.affine, [-s for s in start])
+            border = [n for s, size, full in zip(start, field.shape[1:], shape) for n in (s, full - s - size)]
+            padder = BorderPad(spatial_border=border, mode="replicate")
+            with padder.trace_transform(False):
+                whole = padder(field)
             d[key] = self.resampler.from_frame(whole) if bool(op[TraceKeys.EXTRA_INFO]["resampled"]) else whole
         return d

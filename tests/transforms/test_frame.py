@@ -67,3 +67,14 @@ def test_on_the_frame_grid_it_only_crops_and_the_inverse_continues_the_border():
     field[:, 0] = 5.0  # the lowest x-plane of the box: continued to the volume's lower x edge
     back = to_frame.inverse({"image": field})["image"]
     assert back.shape[1:] == image.shape[1:] and torch.all(back[:, :4] == 5.0) and torch.all(back[:, -1] == 1.0)
+
+
+def test_an_empty_image_keeps_the_whole_frame_grid():
+    """No voxel above the threshold: the whole grid is the box (FrameResampler.foreground_box), and back."""
+    image = _image(spacing=2.0)
+    image.zero_()
+    to_frame = ToFramed("image", spacing=2.0)
+    framed = to_frame({"image": image})["image"]
+    assert framed.shape == image.shape and np.allclose(np.asarray(framed.affine), np.asarray(image.affine))
+    back = to_frame.inverse({"image": framed})["image"]
+    assert back.shape == image.shape and not back.applied_operations
