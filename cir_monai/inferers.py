@@ -115,10 +115,10 @@ class ConditionalInferer(Inferer):
             raise InvalidRequestError(str(err)) from None
 
     def __call__(self, inputs: torch.Tensor, network, *args, lam=None, active_levels: int | None = None,
-                 **kwargs) -> torch.Tensor:
+                 progress: str | None = None, **kwargs) -> torch.Tensor:
         """``lam``: a λ given with the call (MONAI Deploy passes the bundle's ``lam`` input as a keyword) wins.
         ``active_levels``: the coarsest levels to predict with (a plain network's validation during progressive
-        training; ``None``: all).
+        training; ``None``: all). ``progress``: a description for the refinement's progress bar (the runner's).
 
         Raises:
             TypeError: other arguments for the network (it takes the stacked image and λ only).
@@ -144,5 +144,5 @@ class ConditionalInferer(Inferer):
         if active_levels is not None and self.stacked:
             raise TypeError("active_levels needs a plain network (ConditionalInferer(stacked=False))")
         return predict_field(network, inputs[:, :1], inputs[:, 1:], lam_t, refine=self._steps(), stacked=self.stacked,
-                             active_levels=active_levels,
+                             active_levels=active_levels, progress=progress,
                              num_levels=int(getattr(network, "num_levels", self.num_levels)))

@@ -93,6 +93,10 @@ class RegistrationRunner:
         refine: refine each pair's field by this many steps of the network's own objective at the same λ, in the
             model's frame (:func:`cir_monai.refine.refine_ddf`; 0: the network's field as it is). The refined field
             is what every output is made from (warped images, ``ddf.nii.gz``, the inverse, the affine's total field).
+        inferer: what predicts the field in the frame (:func:`~cir_monai.engines.prediction.predict_in_frame`):
+            ``register.yaml``'s ``inferer``, a :class:`~cir_monai.inferers.ConditionalInferer` with
+            ``stacked=False`` that holds the refinement steps (its ``refine``; then ``refine`` here must be 0);
+            ``None``: the network with ``refine`` steps.
     """
 
     def __init__(
@@ -112,7 +116,13 @@ class RegistrationRunner:
         inverse: bool = False,
         affine: bool = False,
         refine: int = 0,
+        inferer=None,
     ) -> None:
+        if inferer is not None and refine:
+            raise ValueError(f"refine={refine} is given beside an inferer: set the refinement steps on the inferer "
+                             f"(ConditionalInferer(refine=...), register.yaml's inferer#refine)")
+        self.inferer = inferer
+        refine = getattr(inferer, "refine", 0) if inferer is not None else refine
         check_options(ddf_units, frame, refine)
         self.device = default_device(device)
         self.network = network.to(self.device).eval()
@@ -195,8 +205,9 @@ class RegistrationRunner:
         own_grid = {key: (data[key].as_tensor()[None].to(self.device).float(), data[key].affine)  # the moving grid
                     for key in ("moving_raw", "moving_label") if key in data}
         deformable = predict_in_frame(self.network, self.resampler, prepared["moving_w"], prepared["fixed_w"], lam,
-                                      grid=fixed, device=self.device, refine=self.refine,
-                                      progress=f"{pair_id} λ={lam:g} refining" if self.progress else None)
+                                      grid=fixed, device=self.device, refine=0 if self.inferer else self.refine,
+                                      progress=f"{pair_id} λ={lam:g} refining" if self.progress else None,
+                                      inferer=self.inferer)
         ddf = deformable
         if moving_world is not None:  # the written field: the total one, from the moving scan's own position
             from cir_monai.affine import affine_then

@@ -114,7 +114,7 @@ def predict_field(network, moving: torch.Tensor, fixed: torch.Tensor, lam, refin
 
 
 def predict_in_frame(network, resampler: FrameResampler, moving_w, fixed_w, lam: float, grid=None, device=None,
-                     refine: int = 0, progress: str | None = None) -> torch.Tensor:
+                     refine: int = 0, progress: str | None = None, inferer=None) -> torch.Tensor:
     """:func:`predict_field` on the two images' foreground box of the frame grid, the field continued outside the
     box by replicating its border, and brought back to ``grid`` (:meth:`FrameResampler.field_to_grid`).
 
@@ -132,16 +132,28 @@ def predict_in_frame(network, resampler: FrameResampler, moving_w, fixed_w, lam:
         device: where to run (default: the images').
         refine: per-pair refinement steps (0: the network's field as it is).
         progress: a description for the refinement's progress bar (``None``: none).
+        inferer: what predicts the field from the cropped pair, called as ``inferer(cat([moving, fixed], 1), network,
+            lam=lam, progress=progress)``: a :class:`~cir_monai.inferers.ConditionalInferer` with ``stacked=False``,
+            which holds its own refinement steps (``register.yaml``'s ``inferer``); ``None``: :func:`predict_field`
+            with ``refine`` steps.
 
     Returns:
         ``(1, n, *S)`` displacement in voxels of ``grid`` (``*S_w`` of the frame grid when ``grid`` is ``None``).
+
+    Raises:
+        ValueError: both ``inferer`` and ``refine`` are given (the refinement is the inferer's).
     """
+    if inferer is not None and refine:
+        raise ValueError(f"refine={refine} is given beside an inferer: set the refinement steps on the inferer")
     box = resampler.foreground_box(fixed_w, moving_w)
     crop = (slice(None), slice(None), *box)
     moving = torch.as_tensor(moving_w)[None][crop]
     fixed = torch.as_tensor(fixed_w)[None][crop]
     if device is not None:
         moving, fixed = moving.to(device), fixed.to(device)
-    ddf = predict_field(network, moving, fixed, lam, refine=refine, progress=progress)
+    if inferer is None:
+        ddf = predict_field(network, moving, fixed, lam, refine=refine, progress=progress)
+    else:
+        ddf = inferer(torch.cat([moving, fixed], dim=1), network, lam=lam, progress=progress)
     ddf = resampler.uncrop(ddf, box, fixed_w.shape[1:])
     return ddf if grid is None else resampler.field_to_grid(ddf, fixed_w, grid)

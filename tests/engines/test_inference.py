@@ -226,3 +226,18 @@ def test_itk_units_are_applied_by_itk_itself(write_synthetic_pair, tmp_path, mod
                             progress=False).run()["m"][0.5]["ddf"]
     ras, lps = np.asarray(nib.load(mm).dataobj), np.asarray(nib.load(out["ddf"]).dataobj)
     assert np.allclose(ras * np.array([-1.0, -1.0, 1.0]), lps, atol=1e-6)
+
+
+def test_runner_takes_its_refinement_from_the_inferer():
+    """register.yaml passes its inferer (which holds the refinement steps); a second ``refine`` beside it is refused
+    before any work, and a bad step count on the inferer is named."""
+    from cir_monai.inferers import ConditionalInferer
+    from cir_monai.networks import CLapIRN
+
+    net = CLapIRN(3, start_channels=2)
+    runner = RegistrationRunner(net, [], inferer=ConditionalInferer(refine=7, stacked=False), progress=False)
+    assert runner.refine == 7
+    with pytest.raises(ValueError, match="set the refinement steps on the inferer"):
+        RegistrationRunner(net, [], refine=3, inferer=ConditionalInferer(stacked=False))
+    with pytest.raises(ValueError, match="refine"):
+        RegistrationRunner(net, [], inferer=ConditionalInferer(refine=-2, stacked=False))

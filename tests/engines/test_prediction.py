@@ -46,3 +46,28 @@ def test_check_options_names_the_bad_value():
                             ({"frame": "native"}, "native")):
         with pytest.raises(ValueError, match=message):
             check_options(**kwargs)
+
+
+def test_predict_in_frame_through_the_inferer_equals_the_refine_path():
+    """register.yaml's inferer (a ConditionalInferer of the plain network, holding the refinement steps) gives the
+    runner's field of ``refine`` steps; giving both is refused, naming the fix."""
+    from monai.data import MetaTensor
+
+    from cir_monai.engines.prediction import predict_in_frame
+    from cir_monai.frame import FrameResampler
+    from cir_monai.inferers import ConditionalInferer
+
+    g = torch.Generator().manual_seed(1)
+    moving, fixed = (MetaTensor(torch.rand(1, 20, 22, 18, generator=g), affine=torch.diag(torch.tensor([2.0] * 3 + [1])))
+                     for _ in range(2))
+    torch.manual_seed(0)
+    net = CLapIRN(3, start_channels=2).eval()
+    resampler = FrameResampler(2.0)
+    with torch.no_grad():
+        want = predict_in_frame(net, resampler, moving, fixed, 1.0, refine=3)
+        got = predict_in_frame(net, resampler, moving, fixed, 1.0, inferer=ConditionalInferer(refine=3, stacked=False))
+        plain = predict_in_frame(net, resampler, moving, fixed, 1.0)
+    assert got.shape == (1, 3, 20, 22, 18) and torch.allclose(got, want, atol=1e-6)
+    assert (want - plain).abs().max() > 1e-4  # the refinement did act
+    with pytest.raises(ValueError, match="set the refinement steps on the inferer"):
+        predict_in_frame(net, resampler, moving, fixed, 1.0, refine=3, inferer=ConditionalInferer(stacked=False))
