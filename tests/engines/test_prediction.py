@@ -58,8 +58,8 @@ def test_predict_in_frame_through_the_inferer_equals_the_refine_path():
     from cir_monai.inferers import ConditionalInferer
 
     g = torch.Generator().manual_seed(1)
-    moving, fixed = (MetaTensor(torch.rand(1, 20, 22, 18, generator=g), affine=torch.diag(torch.tensor([2.0] * 3 + [1])))
-                     for _ in range(2))
+    affine = torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0]))
+    moving, fixed = (MetaTensor(torch.rand(1, 20, 22, 18, generator=g), affine=affine) for _ in range(2))
     torch.manual_seed(0)
     net = CLapIRN(3, start_channels=2).eval()
     resampler = FrameResampler(2.0)
