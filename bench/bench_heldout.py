@@ -4,7 +4,7 @@ FireANTs) and the authors' lite model.
 
     python bench/bench_heldout.py [--model bundle/models/model.pt] [--lams 0,0.1,1,4,10] [--refine 50] [--pairs 4]
         [--ants-transform SyN] [--no-ants] [--peers convexadam,elastix,fireants] [--no-lite] [--out runs/heldout]
-        [--no-append]
+        [--fine-steps 25 [--fine-lams 1]] [--no-append]
 
 The pairs (:mod:`cir_monai.data.heldout`): the MNI ICBM152 2009c T1 with the CerebrA atlas (102
 regions), which no training of this project sees, as two subjects under independent known
@@ -12,7 +12,9 @@ deformations, 1 mm, ~157×193×167. Every method is scored on the fixed image's 
 moving labels warped by nearest neighbour through its DDF: Dice per label and mean, end-point error
 (mm, over the fixed brain) against the true field, std|J|, % det J ≤ 0 and SDlogJ (forward
 differences, voxels). Ours runs twice: the network alone (``ours``) and refined for each pair by ``--refine`` steps
-(``ours + refine N``, the default pipeline of ``cir-monai register``; s / pair counts the steps). Ours and the lite
+(``ours + refine N``, the default pipeline of ``cir-monai register``; s / pair counts the steps), and with
+``--fine-steps M`` a third time with ``register --fine-steps M`` (M more steps at the fixed image's 1 mm grid,
+:func:`cir_monai.refine.refine_on_grid`). Ours and the lite
 model run through :class:`cir_monai.engines.RegistrationEvaluator`
 in their own frames (the shipped model: 2 mm; the lite model: 1 mm), the field brought back to the 1 mm
 grid; ANTs and the other peers (``--peers``: ConvexAdam and elastix with their package defaults, FireANTs with its brain
@@ -62,6 +64,9 @@ def main() -> int:
     parser.add_argument("--lite-lams", default="0,1,10")
     parser.add_argument("--refine", type=int, default=None, help="refinement steps of the refined rows (default: "
                         "register's, cir_monai.defaults.DEFAULT_REFINE; 0: no refined rows)")
+    parser.add_argument("--fine-steps", type=int, default=0, help="also rows of the refined pipeline with this many "
+                        "steps at the fixed grid after it (register --fine-steps; 0: none)")
+    parser.add_argument("--fine-lams", default="1", help="the λ of the --fine-steps rows")
     parser.add_argument("--ants-transform", default="SyN")
     parser.add_argument("--no-ants", action="store_true")
     parser.add_argument("--peers", default="", help="more peers, comma-separated (cir_monai.baselines.PEERS: "
@@ -97,6 +102,11 @@ def main() -> int:
     if refine:
         refined = evaluator_rows(f"ours + refine {refine}", net, pairs, lams, out / "refined", refine=refine)
         rows += [r for r in refined if r["method"] != "identity"]
+    if args.fine_steps:
+        fine = evaluator_rows(f"ours + refine {refine} + {args.fine_steps} at the fixed grid", net, pairs,
+                              [float(v) for v in args.fine_lams.split(",")], out / "fine", refine=refine,
+                              fine_steps=args.fine_steps)
+        rows += [r for r in fine if r["method"] != "identity"]
     if not args.no_lite and LITE.is_file():
         lite_rows = evaluator_rows("authors' lite (OASIS)", load_network(LITE), pairs,
                                    [float(v) for v in args.lite_lams.split(",")], out)

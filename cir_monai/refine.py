@@ -15,6 +15,11 @@ The field can be optimised at a coarser grid (``grid_factor`` 2: half the frame'
 trilinearly for every evaluation of the objective at full resolution), which costs less per step and keeps the
 update smooth; the objective is still evaluated on the full-resolution images. Deterministic for a fixed seed
 and device up to the backend's own nondeterminism (none on the CPU).
+
+:func:`refine_on_grid` is an optional last stage (``register --fine-steps N``): the same objective for a few more
+steps on the fixed image's own grid (1 mm for the held-out pairs, twice the frame's resolution), cropped to the
+brain's box, with the update on a grid twice as coarse (the frame's). Measured in docs/results.md ("A last stage at
+the fixed image's resolution").
 """
 
 from __future__ import annotations
@@ -23,12 +28,17 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from cir_monai.frame import FrameResampler
 from cir_monai.losses import CLapIRNLoss
 
-__all__ = ["refine_ddf", "refine_steps"]
+__all__ = ["refine_ddf", "refine_on_grid", "refine_steps", "FINE_LR", "FINE_GRID_FACTOR", "FINE_MARGIN"]
+
+#: the last stage's Adam rate (voxels of its update grid per step), update grid (× the fixed grid's voxel) and margin
+#: around the brain's box (voxels of the fixed grid): the settings measured in docs/results.md
+FINE_LR, FINE_GRID_FACTOR, FINE_MARGIN = 0.1, 2, 8
 
 
-def refine_steps(value) -> int:
+def refine_steps(value, name: str = "refine") -> int:
     """A number of refinement steps, checked: a whole number >= 0, also as text (``"50"``, ``"50.0"``: a request's
     or a command line's value).
 
@@ -41,7 +51,7 @@ def refine_steps(value) -> int:
     except (TypeError, ValueError, OverflowError):
         ok = False
     if not ok:
-        raise ValueError(f"refine must be a whole number of steps >= 0, got {value!r}")
+        raise ValueError(f"{name} must be a whole number of steps >= 0, got {value!r}")
     return int(steps)
 
 
@@ -98,3 +108,38 @@ def refine_ddf(moving: torch.Tensor, fixed: torch.Tensor, ddf: torch.Tensor, lam
             if return_losses:
                 losses.append(float(loss()))
     return (result, losses) if return_losses else result
+
+
+def refine_on_grid(moving: torch.Tensor, fixed: torch.Tensor, ddf: torch.Tensor, lam: float, steps: int,
+                   num_levels: int = 3, progress: str | None = None) -> torch.Tensor:
+    """The last stage: ``steps`` more steps of :func:`refine_ddf` on the fixed image's own grid, after the frame's.
+
+    Only the two images' foreground box plus :data:`FINE_MARGIN` voxels is optimised (the background costs time and
+    adds nothing to the similarity); the update found there is continued outside the box by replicating its border
+    (:meth:`~cir_monai.frame.FrameResampler.uncrop`), so the field stays continuous. The update lives on a grid
+    :data:`FINE_GRID_FACTOR` times coarser (the 2 mm frame's for a 1 mm image) and moves :data:`FINE_LR` voxels of
+    that grid per step at most; λ weighs the smoothness as in the frame, so it keeps its meaning.
+
+    Args:
+        moving, fixed: ``(1, 1, *S)`` images in [0, 1] on the fixed image's grid (the moving one resampled there).
+        ddf: ``(1, n, *S)`` the field on that grid, in its voxels (the frame's, brought back).
+        lam: λ, the one the field was predicted and refined at.
+        steps: more steps (0 returns ``ddf``).
+        num_levels: the network's pyramid levels (the similarity pyramid's windows).
+        progress: a description for the progress bar (``None``: none).
+
+    Returns:
+        the ``(1, n, *S)`` field.
+
+    Raises:
+        ValueError: ``steps`` is not a whole number >= 0.
+    """
+    steps = refine_steps(steps, "fine_steps")
+    if steps == 0:
+        return ddf
+    box = FrameResampler(None, margin=FINE_MARGIN).foreground_box(fixed[0], moving[0])
+    crop = (slice(None), slice(None), *box)
+    start = ddf[crop]
+    refined = refine_ddf(moving[crop], fixed[crop], start, lam, steps, lr=FINE_LR, num_levels=num_levels,
+                         grid_factor=FINE_GRID_FACTOR, progress=progress)
+    return ddf + FrameResampler.uncrop(refined - start, box, ddf.shape[2:])

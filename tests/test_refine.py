@@ -62,3 +62,28 @@ def test_coarse_update_grid(start):
     moving, fixed, ddf = start
     _, losses = refine_ddf(moving, fixed, ddf, 1.0, iterations=20, grid_factor=2, return_losses=True)
     assert losses[-1] < losses[0] - 0.02
+
+
+def test_refine_on_grid_is_refine_ddf_on_the_brain_box_with_its_update_continued(start):
+    """The last stage (register --fine-steps): refine_ddf at FINE_LR / FINE_GRID_FACTOR on the foreground box plus
+    FINE_MARGIN; outside the box the update goes on as at the box's border (no seam); 0 steps is the identity."""
+    from cir_monai.frame import FrameResampler
+    from cir_monai.refine import FINE_GRID_FACTOR, FINE_LR, FINE_MARGIN, refine_on_grid
+
+    moving, fixed, ddf = start
+    pad = (12, 12, 12, 12, 12, 12)  # the phantom inside a wide empty border: the box is the phantom's
+    moving, fixed = torch.nn.functional.pad(moving, pad), torch.nn.functional.pad(fixed, pad)
+    ddf = torch.nn.functional.pad(ddf, pad, mode="replicate")
+    assert refine_on_grid(moving, fixed, ddf, 1.0, 0) is ddf
+    got = refine_on_grid(moving, fixed, ddf, 1.0, 4)
+    box = FrameResampler(None, margin=FINE_MARGIN).foreground_box(fixed[0], moving[0])
+    assert all(s.start > 0 and s.stop < n for s, n in zip(box, fixed.shape[2:]))  # a real crop
+    crop = (slice(None), slice(None), *box)
+    want = refine_ddf(moving[crop], fixed[crop], ddf[crop], 1.0, 4, lr=FINE_LR, grid_factor=FINE_GRID_FACTOR)
+    assert torch.allclose(got[crop], want, atol=1e-6)
+    update = got - ddf
+    assert update[crop].abs().max() > 1e-3
+    first = box[0].start
+    assert torch.allclose(update[:, :, :first], update[:, :, first:first + 1].expand_as(update[:, :, :first]))
+    with pytest.raises(ValueError, match="fine_steps must be a whole number"):
+        refine_on_grid(moving, fixed, ddf, 1.0, -1)

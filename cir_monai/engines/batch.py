@@ -269,7 +269,8 @@ def _merged(records: dict, seconds: float, rank: int, world: int, runner: Regist
     counts = {status: sum(p["status"] == status for p in pairs.values())
               for status in ("registered", "skipped", "failed")}
     wall = max(times)
-    return {"lams": [float(v) for v in runner.lams], "refine": runner.refine, "processes": world, **counts,
+    return {"lams": [float(v) for v in runner.lams], "refine": runner.refine, "fine_steps": runner.fine_steps,
+            "processes": world, **counts,
             "seconds": wall, "pairs_per_hour": counts["registered"] * 3600.0 / wall if wall > 0 else float("nan"),
             "mean_folding_pct": float(np.mean([v["folding_pct"] for p in pairs.values()
                                                 for v in p["lams"].values()] or [np.nan])),
@@ -281,7 +282,8 @@ def summary_markdown(summary: dict) -> str:
     lines = [f"# {summary['registered']} pairs registered, {summary['skipped']} already done, "
              f"{summary['failed']} failed",
              "",
-             f"λ {', '.join(f'{v:g}' for v in summary['lams'])}; {summary['refine']} refinement steps; "
+             f"λ {', '.join(f'{v:g}' for v in summary['lams'])}; {summary['refine']} refinement steps"
+             + (f" and {summary['fine_steps']} at the fixed grid" if summary.get("fine_steps") else "") + "; "
              f"{summary['processes']} process(es); {summary['seconds']:.1f} s in all (the model's loading included): "
              f"**{summary['pairs_per_hour']:.0f} pairs per hour**.",
              "",

@@ -27,6 +27,7 @@ from cir_monai.engines.reporting import COLUMNS, write_pair_csv, write_report
 from cir_monai.frame import EMBEDDED_FRAME, FrameResampler
 from cir_monai.metrics import dice_per_label, hd95_per_label, jacobian_statistics, present_labels
 from cir_monai.networks import CLapIRN, Warp
+from cir_monai.refine import refine_on_grid, refine_steps
 from cir_monai.runtime import rank_and_world
 from cir_monai.transforms import registration_preprocessing
 
@@ -56,6 +57,8 @@ class RegistrationEvaluator:
         figures: draw the pictures of the report (PNG).
         refine: per-pair refinement steps (:func:`cir_monai.refine.refine_ddf`; 0: the network alone); the
             reported time includes them.
+        fine_steps: after that, more steps on the measurement grid (:func:`cir_monai.refine.refine_on_grid`, as
+            ``register --fine-steps``; 0: none); counted in the reported time.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class RegistrationEvaluator:
         progress: bool = True,
         figures: bool = True,
         refine: int = 0,
+        fine_steps: int = 0,
     ) -> None:
         self.device = default_device(device)
         self.network = network.to(self.device).eval()
@@ -91,6 +95,7 @@ class RegistrationEvaluator:
         self.resampler = FrameResampler(resolve_frame(network, frame)["spacing"])
         self.hd95 = bool(hd95)
         self.refine = int(refine)
+        self.fine_steps = refine_steps(fine_steps, "fine_steps")
 
     @torch.no_grad()
     def evaluate_pair(self, pair: dict, keep: Sequence[float] = (), bar: tqdm | None = None
@@ -135,6 +140,11 @@ class RegistrationEvaluator:
                 ddf = predict_in_frame(self.network, self.resampler, moving_w, fixed_w, lam, grid=fixed,
                                        device=self.device, refine=self.refine,
                                        progress=f"λ={lam:g} refining" if self.progress else None)
+                if self.fine_steps:
+                    ddf = refine_on_grid(moving.as_tensor()[None].to(ddf.device).float(),
+                                         fixed.as_tensor()[None].to(ddf.device).float(), ddf, lam, self.fine_steps,
+                                         num_levels=getattr(self.network, "num_levels", 3),
+                                         progress=f"λ={lam:g} fine stage" if self.progress else None)
                 seconds = time.perf_counter() - start
                 ddf = ddf.cpu()
                 if lam in keep:
