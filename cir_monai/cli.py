@@ -116,8 +116,8 @@ class Commands:
                 λ (Adam, in the model's frame); 0 gives the network's field alone (fastest). Default 50, or the
                 sweep's with --lam SWEEP_FOLDER.
             fine_steps: after the refinement, N more steps on the fixed image's own grid (e.g. 1 mm), cropped to the
-                brain: the most accurate setting, at several times the time (25: Dice +0.025 on the hard held-out
-                group, +0.013 on the cross-template group; docs/results.md). Default 0.
+                brain: the most accurate setting, at several times the time (10: Dice +0.025 on the hard held-out
+                group, +0.012 on the cross-template group; docs/results.md). Default 0.
             threads: CPU threads (default: $CIR_MONAI_THREADS, else the usable cores not busy with other work:
                 the process's affinity and cgroup quota, less the 1-minute load average).
         """
