@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +89,7 @@ def curves(models: dict, out: Path, path: Path) -> Path:
 def curve_table(models: dict, out: Path, lams=(0.1, 1.0, 4.0)) -> str:
     """Each trained model's last validation Dice per λ and its slope over the last 5k iterations (per 1k, ± its
     standard error: :func:`cir_monai.experiments.late_slope`), and its training minutes."""
-    from cir_monai.experiments import late_slope, read_metrics
+    from cir_monai.experiments import diverged, late_slope, read_metrics
 
     lines = ["| model | iterations | " + " | ".join(f"Dice λ={lam:g} (slope / 1k over the last 5k)" for lam in lams)
              + " | minutes |", "|---" * (3 + len(lams)) + "|"]
@@ -102,6 +103,7 @@ def curve_table(models: dict, out: Path, lams=(0.1, 1.0, 4.0)) -> str:
             slope, error = late_slope(val, f"val_dice@{lam:g}")
             cells.append(f"{val[-1][f'val_dice@{lam:g}']:.3f} ({slope:+.4f} ± {error:.4f})")
         minutes = f"{json.loads(done.read_text())['seconds'] / 60:.0f}" if done.is_file() else "running"
+        minutes += " (diverged: left out of the analysis)" if diverged(val) else ""
         lines.append(f"| {name} | {val[-1]['iteration']} | " + " | ".join(cells) + f" | {minutes} |")
     return "\n".join(lines)
 
@@ -109,11 +111,16 @@ def curve_table(models: dict, out: Path, lams=(0.1, 1.0, 4.0)) -> str:
 def scored(models: dict, out: Path, pairs: list[dict]) -> list[dict]:
     """Every finished model's rows on the test slices (cached per model), with ``method`` and ``seed``."""
     from cir_monai.engines.validation import score_pairs
+    from cir_monai.experiments import diverged, read_metrics
     from cir_monai.io import load_network
 
     rows: list[dict] = []
     for name, (method, _, overrides, seed) in models.items():
         if not (folder(out, name) / "done.json").is_file():
+            continue
+        if diverged(read_metrics(folder(out, name))[1]):
+            print(f"{name}: left out, it diverged (validation Dice below no registration's at every λ)",
+                  file=sys.stderr)
             continue
         cache = out / "eval" / f"{folder(out, name).name}.json"
         if not cache.is_file():

@@ -42,3 +42,14 @@ def test_late_slope_is_per_thousand_iterations_over_the_last_stretch():
     slope, error = late_slope(flat, "val_dice@1", last=6000)  # the last 6 records: noise around a flat line
     assert abs(slope) < 2 * error
     assert np.isnan(late_slope(rising[:2], "val_dice@1")[0])
+
+
+def test_diverged_is_a_run_below_no_registration_at_every_lambda():
+    """The 2D reproduction's CIR-CM seed 0 (lr 1e-3) ended at Dice 0.18 against 0.48 unregistered: left out."""
+    from cir_monai.experiments import diverged
+
+    before = {"iteration": 28000, "val_dice_before": 0.48}
+    assert diverged([{**before, "val_dice@0.1": 0.184, "val_dice@1": 0.183, "val_dice@4": 0.184}])
+    assert not diverged([{**before, "val_dice@0.1": 0.72, "val_dice@1": 0.70, "val_dice@4": 0.66}])
+    assert not diverged([{**before, "val_dice@0.1": 0.47, "val_dice@1": 0.50}])  # one λ above: not a collapse
+    assert not diverged([]) and not diverged([{"iteration": 1, "val_dice@1": 0.1}])  # nothing to compare with
