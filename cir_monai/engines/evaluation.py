@@ -27,7 +27,7 @@ from cir_monai.engines.reporting import COLUMNS, write_pair_csv, write_report
 from cir_monai.frame import EMBEDDED_FRAME, FrameResampler
 from cir_monai.metrics import dice_per_label, hd95_per_label, jacobian_statistics, present_labels
 from cir_monai.networks import CLapIRN, Warp
-from cir_monai.refine import refine_on_grid, refine_steps
+from cir_monai.refine import refine_steps
 from cir_monai.runtime import rank_and_world
 from cir_monai.transforms import registration_preprocessing
 
@@ -139,12 +139,8 @@ class RegistrationEvaluator:
                 start = time.perf_counter()
                 ddf = predict_in_frame(self.network, self.resampler, moving_w, fixed_w, lam, grid=fixed,
                                        device=self.device, refine=self.refine,
-                                       progress=f"λ={lam:g} refining" if self.progress else None)
-                if self.fine_steps:
-                    ddf = refine_on_grid(moving.as_tensor()[None].to(ddf.device).float(),
-                                         fixed.as_tensor()[None].to(ddf.device).float(), ddf, lam, self.fine_steps,
-                                         num_levels=getattr(self.network, "num_levels", 3),
-                                         progress=f"λ={lam:g} fine stage" if self.progress else None)
+                                       progress=f"λ={lam:g} refining" if self.progress else None,
+                                       fine_steps=self.fine_steps, moving_on_grid=moving)
                 seconds = time.perf_counter() - start
                 ddf = ddf.cpu()
                 if lam in keep:

@@ -51,7 +51,7 @@ from cir_monai.io.results import (
 )
 from cir_monai.metrics import jacobian_statistics
 from cir_monai.networks import CLapIRN, Warp, composition_residual, invert_ddf
-from cir_monai.refine import refine_on_grid, refine_steps
+from cir_monai.refine import refine_steps
 from cir_monai.transforms import CheckOverlapd, registration_preprocessing
 from cir_monai.warping import FileGridInverter, field_in_world, sample_moving
 
@@ -213,12 +213,8 @@ class RegistrationRunner:
         deformable = predict_in_frame(self.network, self.resampler, prepared["moving_w"], prepared["fixed_w"], lam,
                                       grid=fixed, device=self.device, refine=0 if self.inferer else self.refine,
                                       progress=f"{pair_id} λ={lam:g} refining" if self.progress else None,
-                                      inferer=self.inferer)
-        if self.fine_steps:
-            deformable = refine_on_grid(data["moving"].as_tensor()[None].to(self.device).float(),
-                                        fixed.as_tensor()[None].to(self.device).float(), deformable, lam,
-                                        self.fine_steps, num_levels=getattr(self.network, "num_levels", 3),
-                                        progress=f"{pair_id} λ={lam:g} fine stage" if self.progress else None)
+                                      inferer=self.inferer, fine_steps=self.fine_steps,
+                                      moving_on_grid=data["moving"])
         ddf = deformable
         if moving_world is not None:  # the written field: the total one, from the moving scan's own position
             from cir_monai.affine import affine_then

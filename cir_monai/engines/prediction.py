@@ -24,7 +24,7 @@ import torch
 from cir_monai.frame import FrameResampler, model_frame
 from cir_monai.io.results import DDF_UNITS
 from cir_monai.networks.clapirn import check_lams
-from cir_monai.refine import refine_steps
+from cir_monai.refine import refine_on_grid, refine_steps
 
 __all__ = ["check_options", "checked_lams", "resolve_frame", "predict_field", "predict_in_frame"]
 
@@ -114,7 +114,8 @@ def predict_field(network, moving: torch.Tensor, fixed: torch.Tensor, lam, refin
 
 
 def predict_in_frame(network, resampler: FrameResampler, moving_w, fixed_w, lam: float, grid=None, device=None,
-                     refine: int = 0, progress: str | None = None, inferer=None) -> torch.Tensor:
+                     refine: int = 0, progress: str | None = None, inferer=None, fine_steps: int = 0,
+                     moving_on_grid=None) -> torch.Tensor:
     """:func:`predict_field` on the two images' foreground box of the frame grid, the field continued outside the
     box by replicating its border, and brought back to ``grid`` (:meth:`FrameResampler.field_to_grid`).
 
@@ -136,15 +137,21 @@ def predict_in_frame(network, resampler: FrameResampler, moving_w, fixed_w, lam:
             lam=lam, progress=progress)``: a :class:`~cir_monai.inferers.ConditionalInferer` with ``stacked=False``,
             which holds its own refinement steps (``register.yaml``'s ``inferer``); ``None``: :func:`predict_field`
             with ``refine`` steps.
+        fine_steps: then this many more steps on ``grid`` (the fixed image's own resolution), cropped to the brain
+            (:func:`cir_monai.refine.refine_on_grid`, ``register --fine-steps``; 0: none).
+        moving_on_grid: with ``fine_steps``, the moving image ``(1, *S)`` on ``grid`` in [0, 1].
 
     Returns:
         ``(1, n, *S)`` displacement in voxels of ``grid`` (``*S_w`` of the frame grid when ``grid`` is ``None``).
 
     Raises:
-        ValueError: both ``inferer`` and ``refine`` are given (the refinement is the inferer's).
+        ValueError: both ``inferer`` and ``refine`` are given (the refinement is the inferer's); ``fine_steps``
+            without ``grid`` and ``moving_on_grid``.
     """
     if inferer is not None and refine:
         raise ValueError(f"refine={refine} is given beside an inferer: set the refinement steps on the inferer")
+    if fine_steps and (grid is None or moving_on_grid is None):
+        raise ValueError("fine_steps needs grid (the fixed image) and moving_on_grid (the moving image on its grid)")
     box = resampler.foreground_box(fixed_w, moving_w)
     crop = (slice(None), slice(None), *box)
     moving = torch.as_tensor(moving_w)[None][crop]
@@ -156,4 +163,12 @@ def predict_in_frame(network, resampler: FrameResampler, moving_w, fixed_w, lam:
     else:
         ddf = inferer(torch.cat([moving, fixed], dim=1), network, lam=lam, progress=progress)
     ddf = resampler.uncrop(ddf, box, fixed_w.shape[1:])
-    return ddf if grid is None else resampler.field_to_grid(ddf, fixed_w, grid)
+    if grid is None:
+        return ddf
+    ddf = resampler.field_to_grid(ddf, fixed_w, grid)
+    if not fine_steps:
+        return ddf
+    on_grid = [torch.as_tensor(image).as_subclass(torch.Tensor)[None].to(ddf.device).float()
+               for image in (moving_on_grid, grid)]
+    return refine_on_grid(*on_grid, ddf, lam, fine_steps, num_levels=int(getattr(network, "num_levels", 3)),
+                          progress=None if progress is None else f"{progress} (fixed grid)")

@@ -71,3 +71,27 @@ def test_predict_in_frame_through_the_inferer_equals_the_refine_path():
     assert (want - plain).abs().max() > 1e-4  # the refinement did act
     with pytest.raises(ValueError, match="set the refinement steps on the inferer"):
         predict_in_frame(net, resampler, moving, fixed, 1.0, refine=3, inferer=ConditionalInferer(stacked=False))
+
+
+def test_predict_in_frame_fine_steps_refine_the_field_on_the_grid():
+    """fine_steps continue the field brought back to ``grid`` with refine_on_grid (register --fine-steps); without
+    the grid and the moving image on it, the call is refused, naming both."""
+    from monai.data import MetaTensor
+
+    from cir_monai.engines.prediction import predict_in_frame
+    from cir_monai.frame import FrameResampler
+    from cir_monai.refine import refine_on_grid
+
+    g = torch.Generator().manual_seed(2)
+    affine = torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0]))
+    moving, fixed = (MetaTensor(torch.rand(1, 20, 22, 18, generator=g), affine=affine) for _ in range(2))
+    torch.manual_seed(0)
+    net = CLapIRN(3, start_channels=2).eval()
+    resampler = FrameResampler(2.0)
+    with torch.no_grad():
+        frame = predict_in_frame(net, resampler, moving, fixed, 1.0, grid=fixed)
+        got = predict_in_frame(net, resampler, moving, fixed, 1.0, grid=fixed, fine_steps=2, moving_on_grid=moving)
+    want = refine_on_grid(moving.as_tensor()[None], fixed.as_tensor()[None], frame, 1.0, 2)
+    assert torch.allclose(got, want, atol=1e-6) and (got - frame).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="fine_steps needs grid .* and moving_on_grid"):
+        predict_in_frame(net, resampler, moving, fixed, 1.0, fine_steps=2)
