@@ -48,21 +48,27 @@ def test_check_options_names_the_bad_value():
             check_options(**kwargs)
 
 
-def test_predict_in_frame_through_the_inferer_equals_the_refine_path():
-    """register.yaml's inferer (a ConditionalInferer of the plain network, holding the refinement steps) gives the
-    runner's field of ``refine`` steps; giving both is refused, naming the fix."""
+@pytest.fixture(scope="module")
+def framed():
+    """A pair of 2 mm images already on the frame grid, a small untrained network and the frame's resampler."""
     from monai.data import MetaTensor
 
-    from cir_monai.engines.prediction import predict_in_frame
     from cir_monai.frame import FrameResampler
-    from cir_monai.inferers import ConditionalInferer
 
     g = torch.Generator().manual_seed(1)
     affine = torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0]))
     moving, fixed = (MetaTensor(torch.rand(1, 20, 22, 18, generator=g), affine=affine) for _ in range(2))
     torch.manual_seed(0)
-    net = CLapIRN(3, start_channels=2).eval()
-    resampler = FrameResampler(2.0)
+    return moving, fixed, CLapIRN(3, start_channels=2).eval(), FrameResampler(2.0)
+
+
+def test_predict_in_frame_through_the_inferer_equals_the_refine_path(framed):
+    """register.yaml's inferer (a ConditionalInferer of the plain network, holding the refinement steps) gives the
+    runner's field of ``refine`` steps; giving both is refused, naming the fix."""
+    from cir_monai.engines.prediction import predict_in_frame
+    from cir_monai.inferers import ConditionalInferer
+
+    moving, fixed, net, resampler = framed
     with torch.no_grad():
         want = predict_in_frame(net, resampler, moving, fixed, 1.0, refine=3)
         got = predict_in_frame(net, resampler, moving, fixed, 1.0, inferer=ConditionalInferer(refine=3, stacked=False))
@@ -73,21 +79,13 @@ def test_predict_in_frame_through_the_inferer_equals_the_refine_path():
         predict_in_frame(net, resampler, moving, fixed, 1.0, refine=3, inferer=ConditionalInferer(stacked=False))
 
 
-def test_predict_in_frame_fine_steps_refine_the_field_on_the_grid():
+def test_predict_in_frame_fine_steps_refine_the_field_on_the_grid(framed):
     """fine_steps continue the field brought back to ``grid`` with refine_on_grid (register --fine-steps); without
     the grid and the moving image on it, the call is refused, naming both."""
-    from monai.data import MetaTensor
-
     from cir_monai.engines.prediction import predict_in_frame
-    from cir_monai.frame import FrameResampler
     from cir_monai.refine import refine_on_grid
 
-    g = torch.Generator().manual_seed(2)
-    affine = torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0]))
-    moving, fixed = (MetaTensor(torch.rand(1, 20, 22, 18, generator=g), affine=affine) for _ in range(2))
-    torch.manual_seed(0)
-    net = CLapIRN(3, start_channels=2).eval()
-    resampler = FrameResampler(2.0)
+    moving, fixed, net, resampler = framed
     with torch.no_grad():
         frame = predict_in_frame(net, resampler, moving, fixed, 1.0, grid=fixed)
         got = predict_in_frame(net, resampler, moving, fixed, 1.0, grid=fixed, fine_steps=2, moving_on_grid=moving)
