@@ -71,12 +71,19 @@ def train_in_process(overlays: Sequence[str | os.PathLike], run_dir: str | os.Pa
 
 def read_metrics(run_dir: str | os.PathLike) -> tuple[list[dict], list[dict]]:
     """A run's ``metrics.jsonl`` split into training records (with ``loss``) and validation records (with
-    ``val_dice@…``), each in iteration order; the last record of an iteration wins (a resumed run rewrites it)."""
+    ``val_dice@…``), each in iteration order; the last record of an iteration wins (a resumed run rewrites it), and a
+    :class:`~cir_monai.engines.handlers.DivergenceGuard` rollback record (``rollback_from``) drops the records after
+    the iteration it went back to (the diverged branch)."""
     train: dict[int, dict] = {}
     val: dict[int, dict] = {}
     path = Path(run_dir) / "metrics.jsonl"
     for line in path.read_text().splitlines() if path.is_file() else []:
         record = json.loads(line)
+        if "rollback_from" in record:
+            back = int(record["iteration"])
+            train = {k: v for k, v in train.items() if k <= back}
+            val = {k: v for k, v in val.items() if k <= back}
+            continue
         if "loss" in record:
             train[int(record["iteration"])] = record
         if any(k.startswith("val_dice@") for k in record):
@@ -106,13 +113,9 @@ def late_slope(records: Sequence[dict], key: str, last: int = 5000) -> tuple[flo
 
 
 def diverged(val: Sequence[dict]) -> bool:
-    """Whether a run collapsed: its last validation Dice is below no registration's (``val_dice_before``) at every
-    λ it validated. A trained registration model is never worse than the identity; the 2D reproduction's CIR-CM
-    seed 0 at lr 1e-3 was (0.18 against 0.48 from a loss spike at iteration 10,600 on), and such a model must not enter
-    an analysis. ``val``: the validation records of :func:`read_metrics` (False when there are none)."""
-    if not val:
-        return False
-    last = val[-1]
-    before = last.get("val_dice_before")
-    scores = [float(v) for k, v in last.items() if k.startswith("val_dice@")]
-    return before is not None and bool(scores) and all(score < float(before) for score in scores)
+    """Whether a run ended collapsed: its last validation record
+    :func:`~cir_monai.engines.handlers.collapsed` (Dice below no registration's at every λ; such a model must not
+    enter an analysis). ``val``: the validation records of :func:`read_metrics` (False when there are none)."""
+    from cir_monai.engines.handlers import collapsed
+
+    return bool(val) and collapsed(val[-1])

@@ -16,7 +16,9 @@ bookkeeping ``seconds_per_iteration`` and ``eta_seconds``. Validation puts its s
 * :class:`TrainingCheckpoint`: the training state (weights, optimizer, iteration, RNG, frame), written atomically,
   from which a re-run resumes exactly. MONAI's ``CheckpointSaver`` saves objects' state dicts through ignite's
   ``ModelCheckpoint``; an exact resume also needs the global iteration and the RNG states, so this writes the one
-  file :meth:`~cir_monai.engines.CLapIRNTrainer.load_state` reads.
+  file :meth:`~cir_monai.engines.CLapIRNTrainer.load_state` reads;
+* :class:`DivergenceGuard`: rolls training back to its last good validation, at a lower learning rate, when the
+  loss stops being finite or the model scores below no registration (:func:`collapsed`).
 
 :func:`default_handlers` builds the three (``bundle/configs/train.yaml`` lists them as
 ``train#handlers``, which MONAI Label extends). They write on rank 0 only.
@@ -40,7 +42,7 @@ from cir_monai.networks import unwrap
 from cir_monai.runtime import rank_and_world
 
 __all__ = ["is_main_process", "every", "progress_line", "tensorboard_scalars", "MetricsFile", "TrainingCheckpoint",
-           "default_handlers"]
+           "DivergenceGuard", "collapsed", "default_handlers"]
 
 logger = logging.getLogger("cir_monai.train")
 
@@ -162,6 +164,101 @@ class TrainingCheckpoint:
         r = _record(engine)
         if (r["iteration"] % self.every == 0 or r["iteration"] == r.get("total")) and is_main_process():
             save_checkpoint(self.state(r["iteration"], r["level"]), self.path)
+
+
+def collapsed(scores: dict) -> bool:
+    """Whether a validation record shows a collapsed model: Dice below no registration's (``val_dice_before``) at
+    every λ it validated (``val_dice@…``). A trained registration model is never worse than the identity; the 2D
+    reproduction's CIR-CM seed 0 at lr 1e-3 was (0.18 against 0.48, from a loss spike at iteration 10,600 on).
+    False when the record has no such scores."""
+    before = scores.get("val_dice_before")
+    dice = [float(v) for k, v in scores.items() if k.startswith("val_dice@")]
+    return before is not None and bool(dice) and all(d < float(before) for d in dice)
+
+
+class DivergenceGuard:
+    """Roll a diverged run back to its last good validation and go on at a lower learning rate.
+
+    Every ``interval`` global iterations (the validation's: attach after
+    :class:`~cir_monai.engines.validation.LevelValidation`) the run is checked. It has diverged when a training loss
+    since the last check was not finite, or when this iteration's validation :func:`collapsed`. A run that passes has
+    its training state written to ``good_path`` (atomically, as :class:`TrainingCheckpoint` writes it). A run that
+    fails is stopped with ``engine.state.rollback`` set; :meth:`~cir_monai.engines.CLapIRNTrainer.run` then reloads
+    ``good_path`` (weights, optimizer, RNG, iteration) and continues with every learning rate multiplied by
+    ``lr_factor`` for the rest of the run. The factor is kept in the optimizer's parameter groups (``lr_scale``,
+    ``rollbacks``), so it is saved in the checkpoints and a resumed run keeps it. A model that never diverges trains
+    exactly as without the guard. After ``max_rollbacks`` rollbacks, or with no good state yet, it raises.
+
+    Why: the 2D reproduction's CIR-CM seed 0 collapsed 2,600 iterations into level 3 (a fresh Adam at lr 1e-3) and
+    trained on, dead, for 17,000 more; the other models of that schedule never tripped this check.
+
+    Under ``torch.distributed`` every rank takes the same decision (the flags are reduced across ranks; validation
+    runs on rank 0). ``good_path`` must be readable by every rank (one machine, or a shared file system), as
+    ``checkpoint.pt`` must for a resume.
+
+    Args:
+        good_path: where the last good state is kept (``output_dir/checkpoint_good.pt`` in ``train.yaml``), a
+            :class:`TrainingCheckpoint` state.
+        network, optimizer, frame: the run's, as given to its :class:`TrainingCheckpoint`.
+        interval: iterations between checks: the validation's interval.
+        max_rollbacks: rollbacks allowed in one run before it raises.
+        lr_factor: the learning rate's factor at each rollback, in (0, 1).
+    """
+
+    def __init__(self, good_path: str | os.PathLike, network: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 frame: dict | None = None, interval: int = 1000, max_rollbacks: int = 2,
+                 lr_factor: float = 0.5) -> None:
+        if not 0.0 < float(lr_factor) < 1.0:
+            raise ValueError(f"DivergenceGuard lr_factor must lie in (0, 1), got {lr_factor}")
+        if int(max_rollbacks) < 0:
+            raise ValueError(f"DivergenceGuard max_rollbacks must be >= 0, got {max_rollbacks}")
+        self.checkpoint = TrainingCheckpoint(good_path, network, optimizer, frame)  # what a good state holds
+        self.good_path = Path(good_path)
+        self.interval, self.max_rollbacks, self.lr_factor = max(1, int(interval)), int(max_rollbacks), float(lr_factor)
+        self._bad_loss: int | None = None
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def _any_rank(self, flag: bool) -> bool:
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return flag
+        device = next(self.checkpoint.model.parameters()).device
+        value = torch.tensor([float(flag)], device=device)
+        torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+        return bool(value.item() > 0)
+
+    def __call__(self, engine: Engine) -> None:
+        r = _record(engine)
+        k = int(r["iteration"])
+        if self._bad_loss is None and not torch.isfinite(torch.tensor(float(r["loss"]))):
+            self._bad_loss = k
+        if not (k % self.interval == 0 or k == r.get("total")):
+            return
+        scores = engine.state.metrics if getattr(engine.state, "metrics_iteration", None) == k else {}
+        bad_scores = is_main_process() and collapsed(scores)
+        if not self._any_rank(self._bad_loss is not None or bad_scores):
+            if is_main_process():
+                save_checkpoint(self.checkpoint.state(k, r["level"]), self.good_path)
+            return
+        reasons = [f"non-finite training loss at iteration {self._bad_loss}"] if self._bad_loss is not None else []
+        if bad_scores:
+            dice = ", ".join(f"{n} {v:.3f}" for n, v in scores.items() if n.startswith("val_dice"))
+            reasons.append(f"validation at iteration {k} below no registration at every λ ({dice})")
+        reason = "; ".join(reasons) or "another process diverged"
+        self._bad_loss = None
+        groups = self.checkpoint.optimizer.param_groups
+        done = int(groups[0].get("rollbacks", 0))
+        if done >= self.max_rollbacks or not self.good_path.is_file():
+            why = (f"after {done} rollback(s) (max_rollbacks {self.max_rollbacks})" if self.good_path.is_file()
+                   else f"before any good validation ({self.good_path} does not exist)")
+            raise RuntimeError(f"training diverged: {reason}, {why}; lower the learning rate (optimizer#lr) or "
+                               f"raise max_rollbacks")
+        logger.warning("training diverged: %s; rolling back to %s with the learning rate x%g", reason,
+                       self.good_path, self.lr_factor)
+        engine.state.rollback = {"iteration": k, "path": str(self.good_path), "lr_factor": self.lr_factor,
+                                 "reason": reason}
+        engine.terminate()
 
 
 def default_handlers(output_dir: str | os.PathLike, log_every: int = 50, tensorboard: bool | None = None) -> list:

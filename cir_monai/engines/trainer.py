@@ -18,6 +18,7 @@ losses of an uninterrupted run exactly on the same machine.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -37,7 +38,7 @@ from cir_monai.engines.schedule import LevelSchedule, sample_lambda
 from cir_monai.engines.validation import validate
 from cir_monai.frame import model_frame
 from cir_monai.io import load_network, save_model_file
-from cir_monai.io.checkpoint import load_checkpoint
+from cir_monai.io.checkpoint import load_checkpoint, save_checkpoint
 from cir_monai.losses import CLapIRNLoss
 from cir_monai.networks import unwrap
 from cir_monai.runtime import rank_and_world
@@ -268,10 +269,11 @@ class CLapIRNTrainer(Trainer):
         self._set_trainable(level, frozen)
         if self.fresh_optimizer_per_level and self.schedule.starts_level(k):
             self.optimizer.state.clear()  # a pure function of k: a resumed run resets at the same step
-        if self.final_lr_fraction != 1.0:  # the last level's cosine decay, a pure function of k as well
+        scaled = any("lr_scale" in group for group in self.optimizer.param_groups)  # a DivergenceGuard rollback's
+        if self.final_lr_fraction != 1.0 or scaled:  # the last level's cosine decay, a pure function of k as well
             factor = self.schedule.lr_factor(k, self.final_lr_fraction)
             for group, base in zip(self.optimizer.param_groups, self._base_lrs):
-                group["lr"] = base * factor
+                group["lr"] = base * factor * group.get("lr_scale", 1.0)
         keys = (("fixed", "moving") + (("fixed_label", "moving_label") if self.loss.label_weight > 0 else ())
                 + (("ddf_truth",) if self.loss.field_weight > 0 else ()))
         missing = [key for key in keys if key not in batch]
@@ -341,6 +343,33 @@ class CLapIRNTrainer(Trainer):
         if getattr(engine.state, "metrics_iteration", None) == k:
             self.history.append({"iteration": k, **engine.state.metrics})
 
+    def _roll_back(self, rollback: dict) -> None:
+        """Reload the :class:`~cir_monai.engines.handlers.DivergenceGuard`'s last good state, scale the learning rate
+        by its factor for the rest of the run (kept in the optimizer's groups, so checkpoints carry it) and run on
+        from there: a new ignite run over the steps left, as a resume would."""
+        self.state.rollback = None
+        good = load_checkpoint(rollback["path"], map_location=self.device)
+        self.load_state(good)
+        for group, base in zip(self.optimizer.param_groups, self._base_lrs):
+            group["lr_scale"] = float(group.get("lr_scale", 1.0)) * float(rollback["lr_factor"])
+            group["rollbacks"] = int(group.get("rollbacks", 0)) + 1
+            group["lr"] = base * self.schedule.lr_factor(self.start_iteration + 1, self.final_lr_fraction) \
+                * group["lr_scale"]
+        record = {"iteration": self.start_iteration, "rollback_from": int(rollback["iteration"]),
+                  "lr_scale": self.optimizer.param_groups[0]["lr_scale"], "reason": rollback["reason"]}
+        self.history.append(record)
+        if is_main_process():  # the rolled-back state with its new rate is what a resume must start from
+            save_checkpoint({**good, "optimizer": self.optimizer.state_dict()}, self.checkpoint_path)
+            with open(self.output_dir / "metrics.jsonl", "a") as f:  # the curve's reader skips the dead branch
+                f.write(json.dumps(record) + "\n")
+            logger.warning("rolled back from iteration %d to %d; learning rate x%g from here", rollback["iteration"],
+                           self.start_iteration, record["lr_scale"])
+        total = self.schedule.total
+        self.loader.sampler.start = self.start_iteration
+        self.set_data(self.loader)  # a fresh iterator from the reloaded step
+        self.state.max_epochs = None  # ignite starts a new run instead of resuming the stopped one
+        Engine.run(self, data=self.loader, max_epochs=1, epoch_length=total - self.start_iteration)
+
     # ------------------------------------------------------------------- run
     def run(self) -> dict:  # type: ignore[override]
         """Train to the end of the schedule (resuming first when a checkpoint exists).
@@ -360,6 +389,8 @@ class CLapIRNTrainer(Trainer):
             self.loader.sampler.start = self.start_iteration
             self.state.max_epochs, self.state.epoch_length = 1, total - self.start_iteration
             Workflow.run(self)  # Trainer.run would make a CUDA GradScaler for amp; bf16 autocast needs none
+            while getattr(self.state, "rollback", None):  # a DivergenceGuard stopped the run
+                self._roll_back(self.state.rollback)
         model_path = self.output_dir / "model.pt"
         if is_main_process():
             save_model_file(self.model, model_path, self.frame)

@@ -283,3 +283,84 @@ def test_monai_handlers_plug_in_as_to_monai_trainers(tmp_path, template):
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5**3)  # 6 steps, halved every 2
     saved = list((tmp_path / "saved").glob("*.pt"))
     assert len(saved) == 1 and set(torch.load(saved[0], weights_only=True)) == set(network.state_dict())
+
+
+class NaNAtCall(CLapIRNLoss):
+    """The paper's loss, made NaN at its ``bad``-th call only: a divergence that a rollback does not replay."""
+
+    def __init__(self, *args, bad: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls, self.bad = 0, bad
+
+    def forward(self, *args, **kwargs):
+        terms = super().forward(*args, **kwargs)
+        self.calls += 1
+        if self.calls == self.bad:
+            terms = {**terms, "loss": terms["loss"] * float("nan")}
+        return terms
+
+
+def guarded_trainer(out, data, val, loss=None, max_rollbacks=2, **kwargs):
+    from cir_monai.engines.handlers import DivergenceGuard
+
+    network = net(0)
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3, fused=True)
+    checkpoint = TrainingCheckpoint(out / "checkpoint.pt", network, optimizer, None, 3)
+    handlers = [checkpoint, LevelValidation(LevelValidator(network, val, (1.0,), "cpu"), 3)]
+    if max_rollbacks is not None:
+        handlers.append(DivergenceGuard(out / "checkpoint_good.pt", network, optimizer, None, 3, max_rollbacks, 0.5))
+    handlers += default_handlers(out, 1, tensorboard=False)
+    return CLapIRNTrainer(network, data, out, optimizer=optimizer, handlers=handlers, log_every=1,
+                          loss_function=loss or CLapIRNLoss(3, 3), iterations=(3, 3, 3), freeze_steps=1,
+                          fresh_optimizer_per_level=True, final_lr_fraction=0.1, **kwargs)
+
+
+def test_divergence_guard_rolls_back_to_the_last_good_state_at_half_the_rate(tmp_path, template):
+    """A NaN loss at step 5 poisons the weights; the check at step 6 rolls back to step 3's state and the run goes on
+    at half the rate. The result equals a run resumed from step 3 with the rate halved: the rollback is exact."""
+    from cir_monai.experiments import read_metrics
+
+    data = RandomPairDataset(*template, pool_size=4)
+    val = [make_pair(*template, seed=99)]
+    guarded = guarded_trainer(tmp_path / "guarded", data, val, loss=NaNAtCall(3, 3, bad=5))
+    guarded.run()
+    rollbacks = [r for r in guarded.history if "rollback_from" in r]
+    assert len(rollbacks) == 1 and rollbacks[0]["iteration"] == 3 and rollbacks[0]["rollback_from"] == 6
+    assert rollbacks[0]["lr_scale"] == 0.5
+    assert rollbacks[0]["reason"].startswith("non-finite training loss at iteration 5; validation at iteration 6 "
+                                             "below no registration at every λ (val_dice@1 0.000")
+    assert all(torch.isfinite(p).all() for p in guarded.model.parameters())
+    saved = torch.load(tmp_path / "guarded" / "checkpoint.pt", weights_only=True)
+    assert saved["iteration"] == 9 and saved["optimizer"]["param_groups"][0]["lr_scale"] == 0.5
+    train, _ = read_metrics(tmp_path / "guarded")  # the diverged branch's records are dropped
+    assert [r["iteration"] for r in train] == list(range(1, 10)) and all(r["loss"] == r["loss"] for r in train)
+
+    reference = guarded_trainer(tmp_path / "reference", data, val, max_rollbacks=None)
+
+    def kill(engine):
+        if engine.state.output[0]["iteration"] == 3:
+            raise KeyboardInterrupt
+
+    reference.engine.add_event_handler(Events.ITERATION_COMPLETED, kill)
+    with pytest.raises(KeyboardInterrupt):
+        reference.run()
+    state = torch.load(tmp_path / "reference" / "checkpoint.pt", weights_only=True)
+    assert state["iteration"] == 3
+    for group in state["optimizer"]["param_groups"]:
+        group["lr_scale"] = 0.5
+    torch.save(state, tmp_path / "reference" / "checkpoint.pt")
+    resumed = guarded_trainer(tmp_path / "reference", data, val, max_rollbacks=None)
+    resumed.run()
+    for name, value in resumed.model.state_dict().items():
+        assert torch.equal(value, guarded.model.state_dict()[name]), name
+
+
+def test_divergence_guard_gives_up_with_the_reason(tmp_path, template):
+    data = RandomPairDataset(*template, pool_size=4)
+    val = [make_pair(*template, seed=99)]
+    trainer = guarded_trainer(tmp_path, data, val, loss=NaNAtCall(3, 3, bad=5), max_rollbacks=0)
+    with pytest.raises(RuntimeError, match=r"non-finite training loss at iteration 5; .*after 0 rollback"):
+        trainer.run()
+    trainer = guarded_trainer(tmp_path / "early", data, val, loss=NaNAtCall(3, 3, bad=2))
+    with pytest.raises(RuntimeError, match="before any good validation"):
+        trainer.run()
