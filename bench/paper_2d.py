@@ -142,9 +142,8 @@ def scored(models: dict, out: Path, pairs: list[dict]) -> list[dict]:
 def analyse(rows: list[dict], boot: int) -> dict:
     """Table 1, the per-λ table, intervals, the noise floor, the objective check and the claims."""
     from cir_monai.comparison import (
-        bootstrap_interval,
+        PairedBootstrap,
         mean_abs_error_vs_baseline,
-        mean_difference_vs_baseline,
         mean_over_seeds,
         per_lambda,
         percent_vs_baseline,
@@ -157,9 +156,15 @@ def analyse(rows: list[dict], boot: int) -> dict:
     rows = [r for r in rows if r["lam"] == "" or any(np.isclose(r["lam"], lam) for lam in lams)]
     merged = mean_over_seeds(rows)
 
-    def ci(statistic):
-        return bootstrap_interval(rows, lambda sample: statistic(mean_over_seeds(sample)), cluster_key="cluster",
-                                  seed_key="seed", n=boot)
+    # the replicates of every statistic against the baselines (comparison.PairedBootstrap: bootstrap_interval's
+    # draws, vectorised): over the test pairs (a pair's slices together) and each model's seeds
+    boot_table = PairedBootstrap(rows, ("dice_mean", "jac_std", "objective"), cluster_key="cluster",
+                                 seed_key="seed", n=boot)
+
+    def reps(method, key="dice_mean", difference="percent", at=None):
+        return boot_table.against_baseline(method, baseline_name, key, difference, at)
+
+    ci = PairedBootstrap.interval
 
     result = {"lams": lams, "table1": table1(merged, conditional, baseline_name, lams),
               "per_lambda": {m: {f"{k:g}": v for k, v in d.items()}
@@ -167,11 +172,11 @@ def analyse(rows: list[dict], boot: int) -> dict:
               "intervals": {}, "objective": {}}
     for m in conditional:
         result["intervals"][m] = {
-            "pct_dsc": ci(lambda r, m=m: percent_vs_baseline(r, m, baseline_name)),
-            "pct_jac": ci(lambda r, m=m: percent_vs_baseline(r, m, baseline_name, key="jac_std")),
-            "mae_dsc": ci(lambda r, m=m: mean_abs_error_vs_baseline(r, m, baseline_name)),
-            "mae_jac": ci(lambda r, m=m: mean_abs_error_vs_baseline(r, m, baseline_name, key="jac_std")),
-            "objective_minus_baseline": ci(lambda r, m=m: mean_difference_vs_baseline(r, m, baseline_name)),
+            "pct_dsc": ci(reps(m)),
+            "pct_jac": ci(reps(m, "jac_std")),
+            "mae_dsc": ci(reps(m, "dice_mean", "absolute")),
+            "mae_jac": ci(reps(m, "jac_std", "absolute")),
+            "objective_minus_baseline": ci(reps(m, "objective", "signed")),
         }
     # the noise floor: a baseline's second seed against its first, as %DSC and MAE (what "no difference" looks like)
     seeds = [{**r, "method": "seed 1" if r["seed"] == 1 else baseline_name(r["lam"])} for r in rows
@@ -188,19 +193,18 @@ def analyse(rows: list[dict], boot: int) -> dict:
                        verdict(low, high, "within", margin), f"within ±{margin:.2f} %"))
     if {"CIR-DM", "CIR-CM"} <= set(conditional):
         for key, what in (("dice_mean", "MAE of Dice"), ("jac_std", "MAE of std|J|")):
-            diff = ci(lambda r, key=key: mean_abs_error_vs_baseline(r, "CIR-CM", baseline_name, key=key)
-                      - mean_abs_error_vs_baseline(r, "CIR-DM", baseline_name, key=key))
+            diff = ci(reps("CIR-CM", key, "absolute") - reps("CIR-DM", key, "absolute"))
             claims.append((f"2. CIR-DM tracks the baselines more closely than CIR-CM ({what})",
                            f"CIR-CM − CIR-DM {what}", diff[1], diff[2], verdict(diff[1], diff[2], "above"), "> 0"))
     large = [lam for lam in lams if lam >= 4]
     if "concat" in conditional and large:
         for key, what in (("dice_mean", "%DSC"), ("jac_std", "%std|J|")):
-            est = ci(lambda r, key=key: percent_vs_baseline(r, "concat", baseline_name, key=key, lams=large))
+            est = ci(reps("concat", key, "percent", large))
             claims.append((f"3. concat has higher {what[1:]} than the baselines at λ ≥ 4", f"{what} at λ ≥ 4",
                            est[1], est[2], verdict(est[1], est[2], "above"), "> 0"))
     for m in [c for c in ("CIR-DM", "CIR-CM") if c in conditional and 0.1 in lams]:
-        jac = ci(lambda r, m=m: percent_vs_baseline(r, m, baseline_name, key="jac_std", lams=[0.1]))
-        dsc = ci(lambda r, m=m: percent_vs_baseline(r, m, baseline_name, lams=[0.1]))
+        jac = ci(reps(m, "jac_std", "percent", [0.1]))
+        dsc = ci(reps(m, "dice_mean", "percent", [0.1]))
         both = verdict(jac[1], jac[2], "below") if verdict(dsc[1], dsc[2], "within", margin) == "agrees" else (
             "disagrees" if verdict(dsc[1], dsc[2], "within", margin) == "disagrees" else "cannot tell")
         claims.append((f"4. {m} at λ = 0.1: lower std|J| with comparable Dice", "%std|J| (%DSC)", jac[1], jac[2],

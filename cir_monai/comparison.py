@@ -19,8 +19,8 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 import numpy as np
 
 __all__ = ["relative_difference", "percent_vs_baseline", "mean_abs_error_vs_baseline", "table1", "per_lambda",
-           "markdown_table1", "markdown_per_lambda", "mean_over_seeds", "bootstrap_interval", "verdict",
-           "mean_difference_vs_baseline"]
+           "markdown_table1", "markdown_per_lambda", "mean_over_seeds", "bootstrap_interval", "PairedBootstrap",
+           "verdict", "mean_difference_vs_baseline"]
 
 
 def relative_difference(value: float, baseline: float) -> float:
@@ -222,6 +222,102 @@ def bootstrap_interval(rows: Sequence[dict], statistic: Callable[[list[dict]], f
         replicates.append(statistic(sample))
     low, high = np.quantile(replicates, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(statistic(list(rows))), float(low), float(high)
+
+
+#: :class:`PairedBootstrap`'s differences of a method's value ``v`` against its baseline's ``b``, per (case, λ)
+DIFFERENCES: dict[str, Callable] = {
+    "percent": lambda v, b: 100.0 * (v - b) / b,  # percent_vs_baseline
+    "absolute": lambda v, b: np.abs(v - b),  # mean_abs_error_vs_baseline
+    "signed": lambda v, b: v - b,  # mean_difference_vs_baseline
+}
+
+
+class PairedBootstrap:
+    """:func:`bootstrap_interval` of the statistics against baselines, vectorised: the same replicates (the same
+    random draws, in the same order) as ``bootstrap_interval(rows, lambda s: statistic(mean_over_seeds(s)),
+    cluster_key, seed_key, n, seed=seed)`` for the statistics :func:`percent_vs_baseline`,
+    :func:`mean_abs_error_vs_baseline` and :func:`mean_difference_vs_baseline`, in seconds instead of minutes.
+
+    Why a second path: the reference rebuilds every replicate as rows and matches them in Python (18 minutes for
+    the 2D reproduction's 9 models, 2,000 replicates); here a replicate is a weight per test case (how many times
+    its cluster was drawn) and per training seed (how many times that seed was drawn), and every statistic is a
+    weighted mean over an array ``(seeds, cases, λ)`` per method. Tested equal to the reference.
+
+    Args:
+        rows: as for :func:`bootstrap_interval`: one per (method, case ``pair``, λ, seed), with ``cluster_key``; the
+            rows without a λ (the identity) are ignored. Every method must have a row for every case at its λs.
+        keys: the metric columns to hold.
+        cluster_key, seed_key, n, seed: as for :func:`bootstrap_interval`.
+    """
+
+    def __init__(self, rows: Sequence[dict], keys: Sequence[str] = ("dice_mean", "jac_std"),
+                 cluster_key: str = "pair", seed_key: str | None = "seed", n: int = 2000, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        clusters = list(dict.fromkeys(r[cluster_key] for r in rows))  # as bootstrap_interval orders them
+        seeds: dict[str, list] = {}
+        if seed_key is not None:
+            for row in rows:
+                if seed_key in row and row[seed_key] not in seeds.setdefault(row["method"], []):
+                    seeds[row["method"]].append(row[seed_key])
+        rows = [r for r in rows if r["lam"] not in ("", None)]
+        self.cases = list(dict.fromkeys(r["pair"] for r in rows))
+        self.lams = sorted({float(r["lam"]) for r in rows})
+        case_index = {c: i for i, c in enumerate(self.cases)}
+        cluster_of = np.array([clusters.index(next(r[cluster_key] for r in rows if r["pair"] == c))
+                               for c in self.cases])
+        self.values: dict[str, dict[str, np.ndarray]] = {}
+        methods = list(dict.fromkeys(r["method"] for r in rows))
+        for method in methods:
+            own = seeds.get(method, [None])
+            arrays = {k: np.full((len(own), len(self.cases), len(self.lams)), np.nan) for k in keys}
+            for r in rows:
+                if r["method"] == method:
+                    s = own.index(r.get(seed_key)) if seed_key in r else 0
+                    for k in keys:
+                        arrays[k][s, case_index[r["pair"]], self.lams.index(float(r["lam"]))] = float(r[k])
+            self.values[method] = arrays
+        # the weights of replicate 0 (the rows as they are) and of the n replicates, drawn as bootstrap_interval does
+        seed_weights = {m: [np.ones(len(seeds.get(m, [None])))] for m in methods}
+        case_weights = [np.ones(len(self.cases))]
+        for _ in range(int(n)):
+            for m, own in seeds.items():
+                draw = rng.choice(len(own), size=len(own))
+                if m in seed_weights:
+                    seed_weights[m].append(np.bincount(draw, minlength=len(own)).astype(float))
+            for m in methods:
+                if m not in seeds:
+                    seed_weights[m].append(np.ones(1))
+            counts = np.bincount(rng.integers(len(clusters), size=len(clusters)), minlength=len(clusters))
+            case_weights.append(counts[cluster_of].astype(float))
+        self.case_weights = np.stack(case_weights)  # (1 + n, cases)
+        self.seed_weights = {m: np.stack(w) for m, w in seed_weights.items()}  # (1 + n, seeds)
+
+    def _averaged(self, method: str, key: str) -> np.ndarray:
+        """``(1 + n, cases, λ)``: the method's value, its seeds averaged with each replicate's seed weights."""
+        if method not in self.values:
+            raise KeyError(f"no rows of method {method!r}")
+        weights = self.seed_weights[method]
+        return np.einsum("rs,scl->rcl", weights, self.values[method][key]) / weights.shape[1]
+
+    def against_baseline(self, method: str, baseline_method: Callable[[float], str], key: str = "dice_mean",
+                         difference: str = "percent", lams: Sequence[float] | None = None) -> np.ndarray:
+        """The statistic on the rows (item 0) and on each replicate (items 1..n): the mean over (case, λ) of
+        :data:`DIFFERENCES` ``[difference]`` of ``method``'s value against the baseline's at that λ."""
+        chosen = [j for j, lam in enumerate(self.lams) if lams is None or any(np.isclose(lam, x) for x in lams)]
+        value = self._averaged(method, key)
+        base = np.stack([self._averaged(baseline_method(self.lams[j]), key)[:, :, j] for j in chosen], axis=-1)
+        diff = DIFFERENCES[difference](value[:, :, chosen], base)  # (1 + n, cases, chosen λ)
+        if np.isnan(diff).any():
+            raise ValueError(f"{method!r} or its baselines lack rows for some case at λ "
+                             f"{[self.lams[j] for j in chosen]}")
+        weights = self.case_weights
+        return (weights[:, :, None] * diff).sum(axis=(1, 2)) / (weights.sum(axis=1) * len(chosen))
+
+    @staticmethod
+    def interval(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+        """``(estimate, low, high)`` from :meth:`against_baseline`'s array (or a difference of two of them)."""
+        low, high = np.quantile(replicates[1:], [(1 - level) / 2, 1 - (1 - level) / 2])
+        return float(replicates[0]), float(low), float(high)
 
 
 def verdict(low: float, high: float, expect: str, margin: float = 0.0) -> str:

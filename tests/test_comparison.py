@@ -153,3 +153,36 @@ def test_bootstrap_relabels_the_matching_key_of_a_cluster_drawn_twice():
     diff = bootstrap_interval(base + cond, lambda r: mean_difference_vs_baseline(r, "cond", baseline),
                               cluster_key="cluster", n=100)
     assert diff == pytest.approx((-0.2, -0.2, -0.2))
+
+
+def test_paired_bootstrap_equals_the_reference_bootstrap():
+    """The vectorised bootstrap draws the same replicates as :func:`bootstrap_interval` over rows: every statistic's
+    replicates agree to rounding, with clusters of several cases, seeds resampled per method, and a λ subset."""
+    from cir_monai.comparison import PairedBootstrap, mean_abs_error_vs_baseline
+
+    rng = np.random.default_rng(3)
+    cases = [(c, f"{c}/{k}") for c in "ABCD" for k in range(2)]
+    lams = (0.1, 1.0)
+    rows = [{"method": "identity", "cluster": c, "pair": p, "lam": "", "dice_mean": 0.4} for c, p in cases]
+    models = (("cond", (0, 1, 2), lams), (baseline(0.1), (0, 1), (0.1,)), (baseline(1.0), (0,), (1.0,)))
+    for method, seeds, at in models:
+        rows += [{"method": method, "cluster": c, "pair": p, "lam": lam, "seed": s,
+                  "dice_mean": float(rng.uniform(0.5, 0.9)), "jac_std": float(rng.uniform(0.05, 0.3))}
+                 for c, p in cases for lam in at for s in seeds]
+    fast = PairedBootstrap(rows, cluster_key="cluster", seed_key="seed", n=60, seed=5)
+    for statistic, difference, key, subset in (
+            (percent_vs_baseline, "percent", "dice_mean", None),
+            (mean_abs_error_vs_baseline, "absolute", "jac_std", None),
+            (mean_difference_vs_baseline, "signed", "dice_mean", None),
+            (percent_vs_baseline, "percent", "jac_std", [0.1])):
+        kwargs = {"key": key} | ({"lams": subset} if subset else {})
+        collected = []
+
+        def stat(sample, statistic=statistic, kwargs=kwargs):
+            collected.append(statistic(mean_over_seeds(sample), "cond", baseline, **kwargs))
+            return collected[-1]
+
+        reference = bootstrap_interval(rows, stat, cluster_key="cluster", seed_key="seed", n=60, seed=5)
+        replicates = fast.against_baseline("cond", baseline, key, difference, subset)
+        np.testing.assert_allclose(replicates[1:], collected[:-1], rtol=1e-12, atol=1e-12)
+        assert PairedBootstrap.interval(replicates) == pytest.approx(reference, rel=1e-12, abs=1e-12)
