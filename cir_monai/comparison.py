@@ -20,7 +20,7 @@ import numpy as np
 
 __all__ = ["relative_difference", "percent_vs_baseline", "mean_abs_error_vs_baseline", "table1", "per_lambda",
            "markdown_table1", "markdown_per_lambda", "mean_over_seeds", "bootstrap_interval", "PairedBootstrap",
-           "verdict", "mean_difference_vs_baseline"]
+           "verdict", "mean_difference_vs_baseline", "paper_analysis", "markdown_analysis"]
 
 
 def relative_difference(value: float, baseline: float) -> float:
@@ -338,3 +338,113 @@ def verdict(low: float, high: float, expect: str, margin: float = 0.0) -> str:
             return "agrees"
         return "disagrees" if high < -margin or low > margin else "cannot tell"
     raise ValueError(f"expect must be 'above', 'below' or 'within', got {expect!r}")
+
+
+def paper_analysis(rows: list[dict], lams: Sequence[float], baseline_method: Callable[[float], str],
+                   conditional: Sequence[str] = ("concat", "CIR-CM", "CIR-DM"), boot: int = 2000) -> dict:
+    """The 2D reproduction's analysis of the paper's claims (``bench/paper_2d.py analyse``, issue 31).
+
+    Table 1 (:func:`table1`) and the per-λ table of the models' seed means; for each conditional model the 95 %
+    bootstrap intervals (:class:`PairedBootstrap`: over test pairs, ``cluster``, and each model's seeds) of %DSC,
+    %std|J|, the MAE of Dice and of std|J| (Fig. 3) and of the label-free objective's excess over the baseline trained
+    at each λ (``objective``: similarity + λ · smoothness, lower is better); the noise floor (a baseline's seed 1
+    against its seed 0); and each claim judged by :func:`verdict` from its interval:
+
+    1. CIR-DM's Dice is comparable: %DSC within ± max(1 %, the noise floor);
+    2. CIR-DM tracks the baselines more closely than CIR-CM: CIR-CM's MAE − CIR-DM's > 0 (Dice and std|J|);
+    3. concat has higher Dice and std|J| than the baselines at λ ≥ 4;
+    4. at λ = 0.1 a conditional model has lower std|J| with comparable Dice;
+    central: each conditional model reaches the baselines' own objective (its excess ≤ 0.01, or below 0).
+
+    Args:
+        rows: one per (method, test case ``pair``, λ, ``seed``) with ``cluster``, ``dice_mean``, ``jac_std`` and
+            ``objective``; the baselines named ``baseline_method(λ)``, the unregistered rows ``method="identity"``
+            with ``lam=""``.
+        lams: the λ values analysed (those with a baseline).
+        conditional: the conditional models' names, those present are analysed.
+        boot: bootstrap replicates.
+    """
+    baseline_name = baseline_method
+    lams = [lam for lam in lams if any(r["method"] == baseline_name(lam) for r in rows)]
+    conditional = [m for m in conditional if any(r["method"] == m for r in rows)]
+    rows = [r for r in rows if r["lam"] == "" or any(np.isclose(r["lam"], lam) for lam in lams)]
+    merged = mean_over_seeds(rows)
+
+    # the replicates of every statistic against the baselines (comparison.PairedBootstrap: bootstrap_interval's
+    # draws, vectorised): over the test pairs (a pair's slices together) and each model's seeds
+    boot_table = PairedBootstrap(rows, ("dice_mean", "jac_std", "objective"), cluster_key="cluster",
+                                 seed_key="seed", n=boot)
+
+    def reps(method, key="dice_mean", difference="percent", at=None):
+        return boot_table.against_baseline(method, baseline_name, key, difference, at)
+
+    ci = PairedBootstrap.interval
+
+    result = {"lams": lams, "table1": table1(merged, conditional, baseline_name, lams),
+              "per_lambda": {m: {f"{k:g}": v for k, v in d.items()}
+                             for m, d in per_lambda(merged, conditional, baseline_name, lams).items()},
+              "intervals": {}}
+    for m in conditional:
+        result["intervals"][m] = {
+            "pct_dsc": ci(reps(m)),
+            "pct_jac": ci(reps(m, "jac_std")),
+            "mae_dsc": ci(reps(m, "dice_mean", "absolute")),
+            "mae_jac": ci(reps(m, "jac_std", "absolute")),
+            "objective_minus_baseline": ci(reps(m, "objective", "signed")),
+        }
+    # the noise floor: a baseline's second seed against its first, as %DSC and MAE (what "no difference" looks like)
+    baselines = {baseline_name(lam) for lam in lams}
+    seeds = [{**r, "method": "seed 1" if r["seed"] == 1 else baseline_name(r["lam"])} for r in rows
+             if r["method"] in baselines and r.get("seed") in (0, 1)]
+    if any(r["method"] == "seed 1" for r in seeds):
+        result["noise_floor"] = {"pct_dsc": abs(percent_vs_baseline(seeds, "seed 1", baseline_name)),
+                                 "mae_dsc": mean_abs_error_vs_baseline(seeds, "seed 1", baseline_name),
+                                 "mae_jac": mean_abs_error_vs_baseline(seeds, "seed 1", baseline_name, key="jac_std")}
+    margin = max(1.0, result.get("noise_floor", {}).get("pct_dsc", 0.0))
+    claims = []
+    if "CIR-DM" in conditional:
+        low, high = result["intervals"]["CIR-DM"]["pct_dsc"][1:]
+        claims.append(("1. CIR-DM's Dice is comparable to the baselines' (paper: −0.19 %DSC)", "%DSC", low, high,
+                       verdict(low, high, "within", margin), f"within ±{margin:.2f} %"))
+    if {"CIR-DM", "CIR-CM"} <= set(conditional):
+        for key, what in (("dice_mean", "MAE of Dice"), ("jac_std", "MAE of std|J|")):
+            diff = ci(reps("CIR-CM", key, "absolute") - reps("CIR-DM", key, "absolute"))
+            claims.append((f"2. CIR-DM tracks the baselines more closely than CIR-CM ({what})",
+                           f"CIR-CM − CIR-DM {what}", diff[1], diff[2], verdict(diff[1], diff[2], "above"), "> 0"))
+    large = [lam for lam in lams if lam >= 4]
+    if "concat" in conditional and large:
+        for key, what in (("dice_mean", "%DSC"), ("jac_std", "%std|J|")):
+            est = ci(reps("concat", key, "percent", large))
+            claims.append((f"3. concat has higher {what[1:]} than the baselines at λ ≥ 4", f"{what} at λ ≥ 4",
+                           est[1], est[2], verdict(est[1], est[2], "above"), "> 0"))
+    for m in [c for c in ("CIR-DM", "CIR-CM") if c in conditional and 0.1 in lams]:
+        jac = ci(reps(m, "jac_std", "percent", [0.1]))
+        dsc = ci(reps(m, "dice_mean", "percent", [0.1]))
+        both = verdict(jac[1], jac[2], "below") if verdict(dsc[1], dsc[2], "within", margin) == "agrees" else (
+            "disagrees" if verdict(dsc[1], dsc[2], "within", margin) == "disagrees" else "cannot tell")
+        claims.append((f"4. {m} at λ = 0.1: lower std|J| with comparable Dice", "%std|J| (%DSC)", jac[1], jac[2],
+                       both, f"%std|J| < 0 and %DSC in {dsc[1]:+.2f}..{dsc[2]:+.2f} within ±{margin:.2f}"))
+    for m in conditional:
+        low, high = result["intervals"][m]["objective_minus_baseline"][1:]
+        claims.append((f"Central (label-free): {m} reaches the objective of the baseline trained at each λ",
+                       "objective − baseline's", low, high, verdict(low, high, "below", 0.0)
+                       if high < 0 else verdict(low, high, "within", 0.01), "≤ 0.01 (or below 0)"))
+    result["claims"] = [dict(zip(("claim", "statistic", "low", "high", "verdict", "rule"), c)) for c in claims]
+    return result
+
+
+def markdown_analysis(result: dict) -> str:
+    """:func:`paper_analysis` as markdown: Table 1, the per-λ table, the intervals, the noise floor, the claims."""
+    lines = [markdown_table1(result["table1"]), "",
+             markdown_per_lambda({m: {float(k): v for k, v in d.items()} for m, d in result["per_lambda"].items()}),
+             "", "| method | %DSC (95 % CI) | %std\\|J\\| | MAE DSC | MAE std\\|J\\| | objective − baseline's |",
+             "|---|---|---|---|---|---|"]
+    for m, iv in result["intervals"].items():
+        lines.append(f"| {m} | " + " | ".join(f"{e:+.3f} [{lo:+.3f}, {hi:+.3f}]" for e, lo, hi in iv.values()) + " |")
+    if "noise_floor" in result:
+        lines += ["", "Noise floor (a baseline's second seed against its first): " + ", ".join(
+            f"{k} {v:.4f}" for k, v in result["noise_floor"].items())]
+    lines += ["", "| claim | statistic | 95 % CI | rule | verdict |", "|---|---|---|---|---|"]
+    lines += [f"| {c['claim']} | {c['statistic']} | [{c['low']:+.4f}, {c['high']:+.4f}] | {c['rule']} | "
+              f"**{c['verdict']}** |".replace("|J|", "\\|J\\|") for c in result["claims"]]
+    return "\n".join(lines)

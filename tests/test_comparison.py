@@ -186,3 +186,43 @@ def test_paired_bootstrap_equals_the_reference_bootstrap():
         replicates = fast.against_baseline("cond", baseline, key, difference, subset)
         np.testing.assert_allclose(replicates[1:], collected[:-1], rtol=1e-12, atol=1e-12)
         assert PairedBootstrap.interval(replicates) == pytest.approx(reference, rel=1e-12, abs=1e-12)
+
+
+def test_paper_analysis_judges_each_claim_from_its_interval():
+    """Made-up models whose answers are known: CIR-DM equals the baselines (claim 1 and the central check agree),
+    CIR-CM is 5 % off in Dice but 30 % smoother at λ = 0.1 (claim 2 agrees, claim 4 cannot hold: its Dice is not
+    comparable), concat has +2 % Dice and +10 % std|J| at λ ≥ 4 (claim 3 agrees twice)."""
+    from cir_monai.comparison import markdown_analysis, paper_analysis
+
+    rng = np.random.default_rng(0)
+    lams = (0.1, 1.0, 4.0)
+    cases = [(f"P{c}", f"P{c}/{k}") for c in range(6) for k in range(2)]
+    truth = {(p, lam): (float(rng.uniform(0.6, 0.9)), float(rng.uniform(0.05, 0.3)), float(rng.uniform(-1, -0.5)))
+             for _, p in cases for lam in lams}
+    rows = [{"method": "identity", "cluster": c, "pair": p, "lam": "", "dice_mean": 0.5} for c, p in cases]
+
+    def add(method, seed, lam, dice=1.0, jac=1.0, objective=0.0):
+        for c, p in cases:
+            d, j, o = truth[(p, lam)]
+            rows.append({"method": method, "cluster": c, "pair": p, "lam": lam, "seed": seed, "dice_mean": d * dice,
+                         "jac_std": j * jac, "objective": o + objective})
+
+    for lam in lams:
+        for seed in (0, 1):
+            add(baseline(lam), seed, lam, dice=1.0 + 0.001 * seed)
+        add("CIR-DM", 0, lam)
+        add("CIR-CM", 0, lam, dice=0.95, jac=0.7 if lam == 0.1 else 1.0, objective=0.05)
+        add("concat", 0, lam, dice=1.02 if lam >= 4 else 1.0, jac=1.1 if lam >= 4 else 1.0)
+    result = paper_analysis(rows, lams, baseline, boot=200)
+    verdicts = {c["claim"]: c["verdict"] for c in result["claims"]}
+    assert result["noise_floor"]["pct_dsc"] == pytest.approx(0.1)
+    assert verdicts["1. CIR-DM's Dice is comparable to the baselines' (paper: −0.19 %DSC)"] == "agrees"
+    assert verdicts["2. CIR-DM tracks the baselines more closely than CIR-CM (MAE of Dice)"] == "agrees"
+    assert verdicts["3. concat has higher DSC than the baselines at λ ≥ 4"] == "agrees"
+    assert verdicts["3. concat has higher std|J| than the baselines at λ ≥ 4"] == "agrees"
+    assert verdicts["4. CIR-CM at λ = 0.1: lower std|J| with comparable Dice"] == "disagrees"
+    central = "Central (label-free): {} reaches the objective of the baseline trained at each λ"
+    assert verdicts[central.format("CIR-DM")] == "agrees" and verdicts[central.format("CIR-CM")] == "disagrees"
+    # the baselines seeds are x1 and x1.001: CIR-CM is -5.05 % on average, -5.00 to -5.10 % as seeds are drawn
+    assert result["intervals"]["CIR-CM"]["pct_dsc"] == pytest.approx((-5.05, -5.05, -5.05), abs=0.05)
+    assert "**agrees**" in markdown_analysis(result)
