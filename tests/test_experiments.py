@@ -52,4 +52,6 @@ def test_diverged_is_a_run_below_no_registration_at_every_lambda():
     assert diverged([{**before, "val_dice@0.1": 0.184, "val_dice@1": 0.183, "val_dice@4": 0.184}])
     assert not diverged([{**before, "val_dice@0.1": 0.72, "val_dice@1": 0.70, "val_dice@4": 0.66}])
     assert not diverged([{**before, "val_dice@0.1": 0.47, "val_dice@1": 0.50}])  # one λ above: not a collapse
+    # a model that has barely moved yet (CIR-CM's first validation) is not a collapse either
+    assert not diverged([{**before, "val_dice@0.1": 0.4796, "val_dice@1": 0.4795, "val_dice@4": 0.4792}])
     assert not diverged([]) and not diverged([{"iteration": 1, "val_dice@1": 0.1}])  # nothing to compare with
