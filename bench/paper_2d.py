@@ -81,7 +81,18 @@ def curves(models: dict, out: Path, path: Path) -> Path:
     from cir_monai.visualize import plot_learning_curves
 
     runs = {name: read_metrics(folder(out, name)) for name in models if (folder(out, name) / "metrics.jsonl").is_file()}
-    return plot_learning_curves(runs, path, lams=(0.1, 1.0, 4.0))
+    return plot_learning_curves(runs, path, lams=(0.1, 1.0, 4.0), styles={name: style(*models[name]) for name in runs})
+
+
+def style(method: str, _variant: str, overrides: dict, seed: int) -> dict:
+    """A model's line in the curves: the baselines shaded by λ (light: small λ), the conditional models in
+    :data:`COLOURS`; seeds 0 / 1 / 2 solid / dashed / dotted."""
+    from matplotlib import colormaps
+
+    lam = overrides.get("train#trainer#lam_fixed")
+    colour = (colormaps["Blues"](0.35 + 0.6 * LAMS.index(lam) / (len(LAMS) - 1)) if lam is not None
+              else COLOURS.get(method, "tab:gray"))
+    return {"color": colour, "linestyle": ("-", "--", ":")[seed % 3]}
 
 
 def curve_table(models: dict, out: Path, lams=(0.1, 1.0, 4.0)) -> str:

@@ -198,7 +198,7 @@ def plot_overlay(fixed, moving, warped, path: str | os.PathLike, title: str = ""
 
 def plot_learning_curves(
     runs: Mapping[str, tuple[list[dict], list[dict]]], path: str | os.PathLike, lams=(0.1, 1.0, 4.0),
-    window: int = 10,
+    window: int = 10, styles: Mapping[str, dict] | None = None,
 ) -> Path:
     """Learning curves of several training runs: whether each has levelled off.
 
@@ -207,6 +207,8 @@ def plot_learning_curves(
             gives them (``iteration``, ``loss``, ``level``; ``iteration``, ``val_dice@λ``).
         lams: the validation λ drawn, one panel each (a model validated without a λ is skipped there).
         window: the training loss is a running mean over this many records (each ``log_every`` iterations).
+        styles: name → matplotlib line settings (``color``, ``linestyle``), e.g. one colour per model and one line
+            style per seed when there are many runs (default: the colour cycle, solid).
 
     The first panel is the training loss (objective at the sampled λ, so noisy: the running mean shows its trend);
     then the validation Dice at each λ. Dotted lines: where a run's level changes.
@@ -214,12 +216,13 @@ def plot_learning_curves(
     fig, axes = plt.subplots(1, 1 + len(lams), figsize=(4.2 * (1 + len(lams)), 3.6), squeeze=False)
     axes = axes[0]
     for i, (name, (train, val)) in enumerate(runs.items()):
-        colour = f"C{i % 10}"
+        style = {"color": f"C{i % 10}", **(styles or {}).get(name, {})}
+        colour = style["color"]
         if train:
             its = np.array([r["iteration"] for r in train])
             loss = np.array([r["loss"] for r in train])
             smooth = np.convolve(loss, np.ones(window) / window, mode="valid") if len(loss) >= window else loss
-            axes[0].plot(its[len(its) - len(smooth):], smooth, color=colour, label=name)
+            axes[0].plot(its[len(its) - len(smooth):], smooth, label=name, linewidth=1, **style)
             levels = np.array([r["level"] for r in train])
             for change in its[1:][np.diff(levels) != 0]:
                 for ax in axes:
@@ -228,11 +231,11 @@ def plot_learning_curves(
             key = f"val_dice@{lam:g}"
             points = [(r["iteration"], r[key]) for r in val if key in r]
             if points:
-                ax.plot(*zip(*points), marker="o", markersize=2.5, color=colour, label=name)
+                ax.plot(*zip(*points), marker="o", markersize=2.5, label=name, linewidth=1, **style)
     axes[0].set(title=f"training loss (running mean of {window})", xlabel="iteration")
     for ax, lam in zip(axes[1:], lams):
         ax.set(title=f"validation Dice at λ = {lam:g}", xlabel="iteration")
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=7 if len(runs) <= 10 else 5, ncol=1 if len(runs) <= 10 else 2)
     fig.tight_layout()
     return _save(fig, path)
 
