@@ -348,11 +348,13 @@ class CLapIRNTrainer(Trainer):
         by its factor for the rest of the run (kept in the optimizer's groups, so checkpoints carry it) and run on
         from there: a new ignite run over the steps left, as a resume would."""
         self.state.rollback = None
+        # the scale and count so far come from this run, not from the good state (which may predate a rollback)
+        before = [(float(g.get("lr_scale", 1.0)), int(g.get("rollbacks", 0))) for g in self.optimizer.param_groups]
         good = load_checkpoint(rollback["path"], map_location=self.device)
         self.load_state(good)
-        for group, base in zip(self.optimizer.param_groups, self._base_lrs):
-            group["lr_scale"] = float(group.get("lr_scale", 1.0)) * float(rollback["lr_factor"])
-            group["rollbacks"] = int(group.get("rollbacks", 0)) + 1
+        for group, base, (scale, count) in zip(self.optimizer.param_groups, self._base_lrs, before):
+            group["lr_scale"] = scale * float(rollback["lr_factor"])
+            group["rollbacks"] = count + 1
             group["lr"] = base * self.schedule.lr_factor(self.start_iteration + 1, self.final_lr_fraction) \
                 * group["lr_scale"]
         record = {"iteration": self.start_iteration, "rollback_from": int(rollback["iteration"]),

@@ -288,14 +288,14 @@ def test_monai_handlers_plug_in_as_to_monai_trainers(tmp_path, template):
 class NaNAtCall(CLapIRNLoss):
     """The paper's loss, made NaN at its ``bad``-th call only: a divergence that a rollback does not replay."""
 
-    def __init__(self, *args, bad: int, **kwargs):
+    def __init__(self, *args, bad: int | tuple[int, ...], **kwargs):
         super().__init__(*args, **kwargs)
-        self.calls, self.bad = 0, bad
+        self.calls, self.bad = 0, (bad,) if isinstance(bad, int) else tuple(bad)
 
     def forward(self, *args, **kwargs):
         terms = super().forward(*args, **kwargs)
         self.calls += 1
-        if self.calls == self.bad:
+        if self.calls in self.bad:
             terms = {**terms, "loss": terms["loss"] * float("nan")}
         return terms
 
@@ -364,3 +364,14 @@ def test_divergence_guard_gives_up_with_the_reason(tmp_path, template):
     trainer = guarded_trainer(tmp_path / "early", data, val, loss=NaNAtCall(3, 3, bad=2))
     with pytest.raises(RuntimeError, match="before any good validation"):
         trainer.run()
+
+
+def test_a_second_divergence_before_a_new_good_state_halves_the_rate_again(tmp_path, template):
+    """Step 5 fails twice (loss calls 5 and 8: the first run and the first rerun), so the run goes back to step 3's
+    state twice; the rate must keep falling (x0.25), not restart from the good state's own scale."""
+    data = RandomPairDataset(*template, pool_size=4)
+    val = [make_pair(*template, seed=99)]
+    trainer = guarded_trainer(tmp_path, data, val, loss=NaNAtCall(3, 3, bad=(5, 8)))
+    trainer.run()
+    assert [r["lr_scale"] for r in trainer.history if "rollback_from" in r] == [0.5, 0.25]
+    assert trainer.optimizer.param_groups[0]["rollbacks"] == 2
