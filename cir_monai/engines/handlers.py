@@ -36,7 +36,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from cir_monai.frame import model_frame
-from cir_monai.io.checkpoint import save_checkpoint
+from cir_monai.io.checkpoint import load_checkpoint, save_checkpoint
 from cir_monai.io.models import model_file_state
 from cir_monai.networks import unwrap
 from cir_monai.runtime import rank_and_world
@@ -186,13 +186,17 @@ class DivergenceGuard:
 
     Every ``interval`` global iterations (the validation's: attach after
     :class:`~cir_monai.engines.validation.LevelValidation`) the run is checked. It has diverged when a training loss
-    since the last check was not finite, or when this iteration's validation :func:`collapsed`. A run that passes has
-    its training state written to ``good_path`` (atomically, as :class:`TrainingCheckpoint` writes it). A run that
+    since the last check was not finite, or when this iteration's validation :func:`collapsed` *and* fell more than
+    :data:`COLLAPSE_MARGIN` below the last good validation at every λ (a collapse is a fall: the first validation of a
+    run, or a short fine-tune of a model scored on pairs it does not yet beat the identity on, is no collapse, and is
+    kept as the first good state). A run that passes has its training state and scores written to ``good_path``
+    (atomically, as :class:`TrainingCheckpoint` writes it, plus ``validation``). A run that
     fails is stopped with ``engine.state.rollback`` set; :meth:`~cir_monai.engines.CLapIRNTrainer.run` then reloads
     ``good_path`` (weights, optimizer, RNG, iteration) and continues with every learning rate multiplied by
     ``lr_factor`` for the rest of the run. The factor is kept in the optimizer's parameter groups (``lr_scale``,
     ``rollbacks``), so it is saved in the checkpoints and a resumed run keeps it. A model that never diverges trains
-    exactly as without the guard. After ``max_rollbacks`` rollbacks, or with no good state yet, it raises.
+    exactly as without the guard. After ``max_rollbacks`` rollbacks, or on a non-finite loss before any good state,
+    it raises.
 
     Why: the 2D reproduction's CIR-CM seed 0 collapsed 2,600 iterations into level 3 (a fresh Adam at lr 1e-3) and
     trained on, dead, for 17,000 more; the other models of that schedule never tripped this check.
@@ -221,6 +225,17 @@ class DivergenceGuard:
         self.good_path = Path(good_path)
         self.interval, self.max_rollbacks, self.lr_factor = max(1, int(interval)), int(max_rollbacks), float(lr_factor)
         self._bad_loss: int | None = None
+        self._good_scores: dict | None = None  # the last good validation's, read back from good_path after a resume
+
+    def _fell(self, scores: dict) -> bool:
+        """Whether ``scores`` :func:`collapsed` and fell more than the margin below the last good validation's."""
+        if not collapsed(scores):
+            return False
+        if self._good_scores is None and self.good_path.is_file():
+            self._good_scores = dict(load_checkpoint(self.good_path).get("validation") or {})
+        good = self._good_scores or {}
+        keys = [k for k in scores if k.startswith("val_dice@") and k in good]
+        return bool(keys) and all(float(scores[k]) < float(good[k]) - COLLAPSE_MARGIN for k in keys)
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
@@ -241,15 +256,17 @@ class DivergenceGuard:
         if not (k % self.interval == 0 or k == r.get("total")):
             return
         scores = engine.state.metrics if getattr(engine.state, "metrics_iteration", None) == k else {}
-        bad_scores = is_main_process() and collapsed(scores)
+        bad_scores = is_main_process() and self._fell(scores)
         if not self._any_rank(self._bad_loss is not None or bad_scores):
             if is_main_process():
-                save_checkpoint(self.checkpoint.state(k, r["level"]), self.good_path)
+                save_checkpoint({**self.checkpoint.state(k, r["level"]), "validation": dict(scores)}, self.good_path)
+                self._good_scores = dict(scores) if scores else self._good_scores
             return
         reasons = [f"non-finite training loss at iteration {self._bad_loss}"] if self._bad_loss is not None else []
         if bad_scores:
             dice = ", ".join(f"{n} {v:.3f}" for n, v in scores.items() if n.startswith("val_dice"))
-            reasons.append(f"validation at iteration {k} below no registration at every λ ({dice})")
+            reasons.append(f"validation at iteration {k} below no registration and the last good validation at "
+                           f"every λ ({dice})")
         reason = "; ".join(reasons) or "another process diverged"
         self._bad_loss = None
         groups = self.checkpoint.optimizer.param_groups

@@ -328,7 +328,8 @@ def test_divergence_guard_rolls_back_to_the_last_good_state_at_half_the_rate(tmp
     assert len(rollbacks) == 1 and rollbacks[0]["iteration"] == 3 and rollbacks[0]["rollback_from"] == 6
     assert rollbacks[0]["lr_scale"] == 0.5
     assert rollbacks[0]["reason"].startswith("non-finite training loss at iteration 5; validation at iteration 6 "
-                                             "below no registration at every λ (val_dice@1 0.000")
+                                             "below no registration and the last good validation at every λ "
+                                             "(val_dice@1 0.000")
     assert all(torch.isfinite(p).all() for p in guarded.model.parameters())
     saved = torch.load(tmp_path / "guarded" / "checkpoint.pt", weights_only=True)
     assert saved["iteration"] == 9 and saved["optimizer"]["param_groups"][0]["lr_scale"] == 0.5
