@@ -263,40 +263,34 @@ class PairedBootstrap:
         self.cases = list(dict.fromkeys(r["pair"] for r in rows))
         self.lams = sorted({float(r["lam"]) for r in rows})
         case_index = {c: i for i, c in enumerate(self.cases)}
-        cluster_of = np.array([clusters.index(next(r[cluster_key] for r in rows if r["pair"] == c))
-                               for c in self.cases])
+        cluster_of_case = {r["pair"]: r[cluster_key] for r in rows}
+        cluster_of = np.array([clusters.index(cluster_of_case[c]) for c in self.cases])
         self.values: dict[str, dict[str, np.ndarray]] = {}
-        methods = list(dict.fromkeys(r["method"] for r in rows))
-        for method in methods:
-            own = seeds.get(method, [None])
-            arrays = {k: np.full((len(own), len(self.cases), len(self.lams)), np.nan) for k in keys}
-            for r in rows:
-                if r["method"] == method:
-                    s = own.index(r.get(seed_key)) if seed_key in r else 0
-                    for k in keys:
-                        arrays[k][s, case_index[r["pair"]], self.lams.index(float(r["lam"]))] = float(r[k])
-            self.values[method] = arrays
+        for r in rows:  # one array (seeds, cases, λ) per method and key; NaN where a method has no row
+            own = seeds.get(r["method"], [None])
+            arrays = self.values.setdefault(r["method"], {k: np.full((len(own), len(self.cases), len(self.lams)),
+                                                                     np.nan) for k in keys})
+            at = (own.index(r[seed_key]) if seed_key in r else 0, case_index[r["pair"]],
+                  self.lams.index(float(r["lam"])))
+            for k in keys:
+                arrays[k][at] = float(r[k])
         # the weights of replicate 0 (the rows as they are) and of the n replicates, drawn as bootstrap_interval does
-        seed_weights = {m: [np.ones(len(seeds.get(m, [None])))] for m in methods}
+        # (a method without seeds has the one weight 1 in every replicate: _averaged)
+        seed_weights = {m: [np.ones(len(own))] for m, own in seeds.items()}
         case_weights = [np.ones(len(self.cases))]
         for _ in range(int(n)):
             for m, own in seeds.items():
-                draw = rng.choice(len(own), size=len(own))
-                if m in seed_weights:
-                    seed_weights[m].append(np.bincount(draw, minlength=len(own)).astype(float))
-            for m in methods:
-                if m not in seeds:
-                    seed_weights[m].append(np.ones(1))
+                seed_weights[m].append(np.bincount(rng.choice(len(own), size=len(own)), minlength=len(own)))
             counts = np.bincount(rng.integers(len(clusters), size=len(clusters)), minlength=len(clusters))
             case_weights.append(counts[cluster_of].astype(float))
         self.case_weights = np.stack(case_weights)  # (1 + n, cases)
-        self.seed_weights = {m: np.stack(w) for m, w in seed_weights.items()}  # (1 + n, seeds)
+        self.seed_weights = {m: np.stack(w).astype(float) for m, w in seed_weights.items()}  # (1 + n, seeds)
 
     def _averaged(self, method: str, key: str) -> np.ndarray:
         """``(1 + n, cases, λ)``: the method's value, its seeds averaged with each replicate's seed weights."""
         if method not in self.values:
             raise KeyError(f"no rows of method {method!r}")
-        weights = self.seed_weights[method]
+        weights = self.seed_weights.get(method, np.ones((len(self.case_weights), 1)))
         return np.einsum("rs,scl->rcl", weights, self.values[method][key]) / weights.shape[1]
 
     def against_baseline(self, method: str, baseline_method: Callable[[float], str], key: str = "dice_mean",
