@@ -352,11 +352,9 @@ class CLapIRNTrainer(Trainer):
         before = [(float(g.get("lr_scale", 1.0)), int(g.get("rollbacks", 0))) for g in self.optimizer.param_groups]
         good = load_checkpoint(rollback["path"], map_location=self.device)
         self.load_state(good)
-        for group, base, (scale, count) in zip(self.optimizer.param_groups, self._base_lrs, before):
+        for group, (scale, count) in zip(self.optimizer.param_groups, before):  # _iteration applies the scale
             group["lr_scale"] = scale * float(rollback["lr_factor"])
             group["rollbacks"] = count + 1
-            group["lr"] = base * self.schedule.lr_factor(self.start_iteration + 1, self.final_lr_fraction) \
-                * group["lr_scale"]
         record = {"iteration": self.start_iteration, "rollback_from": int(rollback["iteration"]),
                   "lr_scale": self.optimizer.param_groups[0]["lr_scale"], "reason": rollback["reason"]}
         self.history.append(record)

@@ -52,6 +52,17 @@ def make_trainer(network, data, out, lr=1e-4, checkpoint_every=500, val_pairs=No
                           handlers=handlers, log_every=log_every, **kwargs)
 
 
+def run_until_killed(trainer, iteration: int) -> None:
+    """Run ``trainer`` and kill it (KeyboardInterrupt) after global ``iteration``, as a user's Ctrl-C would."""
+    def kill(engine):
+        if engine.state.output[0]["iteration"] == iteration:
+            raise KeyboardInterrupt
+
+    trainer.engine.add_event_handler(Events.ITERATION_COMPLETED, kill)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+
+
 def test_training_on_a_fixed_pair_lowers_the_similarity_loss(tmp_path, template):
     pair = make_pair(*template, seed=1)
     trainer = make_trainer(net(levels=1), FixedPair(pair), tmp_path, iterations=(40,), freeze_steps=0, lr=3e-3,
@@ -75,14 +86,7 @@ def test_resume_continues_with_identical_losses(tmp_path, template, fresh, final
     reference = {r["iteration"]: r["loss"] for r in full.history if "loss" in r}
 
     interrupted = make_trainer(net(0), data, tmp_path / "cut", **kwargs)
-
-    def kill(engine):
-        if engine.state.output[0]["iteration"] == 7:
-            raise KeyboardInterrupt
-
-    interrupted.engine.add_event_handler(Events.ITERATION_COMPLETED, kill)
-    with pytest.raises(KeyboardInterrupt):
-        interrupted.run()
+    run_until_killed(interrupted, 7)
     assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["iteration"] == 5
 
     resumed = make_trainer(net(123), data, tmp_path / "cut", **kwargs)  # other init: the checkpoint must win
@@ -336,15 +340,7 @@ def test_divergence_guard_rolls_back_to_the_last_good_state_at_half_the_rate(tmp
     train, _ = read_metrics(tmp_path / "guarded")  # the diverged branch's records are dropped
     assert [r["iteration"] for r in train] == list(range(1, 10)) and all(r["loss"] == r["loss"] for r in train)
 
-    reference = guarded_trainer(tmp_path / "reference", data, val, max_rollbacks=None)
-
-    def kill(engine):
-        if engine.state.output[0]["iteration"] == 3:
-            raise KeyboardInterrupt
-
-    reference.engine.add_event_handler(Events.ITERATION_COMPLETED, kill)
-    with pytest.raises(KeyboardInterrupt):
-        reference.run()
+    run_until_killed(guarded_trainer(tmp_path / "reference", data, val, max_rollbacks=None), 3)
     state = torch.load(tmp_path / "reference" / "checkpoint.pt", weights_only=True)
     assert state["iteration"] == 3
     for group in state["optimizer"]["param_groups"]:
