@@ -16,10 +16,10 @@ template under smooth warps. This module writes that idea for cir-monai (our own
   - ``"random"``: a label map made from smoothed noise (argmax of ``num_labels`` noise
     channels, themselves warped), inside a random head-shaped mask.
 
-* **deformations**: a stationary velocity field summed over several scales, integrated by
-  scaling and squaring and composed with a small random affine
-  (:func:`~cir_monai.data.synthesis.smooth_random_ddf`, :func:`~cir_monai.data.synthesis.random_affine_ddf`).
-  Fixed and moving each get their own, so the pair differs by the composition of two.
+* **deformations**: the subject recipe's (:func:`~cir_monai.data.synthesis.random_deformation` with
+  :meth:`SynthConfig.subject`): a stationary velocity field summed over several scales, integrated by
+  scaling and squaring and composed with a small random affine. Fixed and moving each get their own, so the
+  pair differs by the composition of two.
 
 * **images**: :func:`~cir_monai.data.synthesis.synthesize_image`: per-label intensities (shared by
   fixed and moving unless ``same_contrast`` is off), per-label noise, Gaussian blur, smooth
@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from cir_monai.data.synthesis import (
     SynthConfig,
     coarse_noise,
-    random_affine_ddf,
+    random_deformation,
     smooth_random_ddf,
     synthesize_image,
 )
@@ -62,7 +62,6 @@ __all__ = [
 ]
 
 SOURCES = ("template", "template_synth", "random")
-
 
 
 def random_label_map(shape: Sequence[int], config: SynthConfig, gen: torch.Generator) -> torch.Tensor:
@@ -131,12 +130,6 @@ def perturb_labels(label: torch.Tensor, config: SynthConfig, gen: torch.Generato
     return (soft + config.variability * noise / noise.abs().amax().clamp_min(1e-6)).argmax(1, keepdim=True)
 
 
-def _subject_ddf(shape: Sequence[int], config: SynthConfig, gen: torch.Generator) -> torch.Tensor:
-    deform = smooth_random_ddf(shape, config.svf_scales, config.svf_amplitudes, gen)
-    matrix, affine_ddf = random_affine_ddf(shape, config.affine, gen)
-    return affine_ddf + torch.einsum("ij,bj...->bi...", matrix.float(), deform)
-
-
 def synth_pair(
     seed: int,
     config: SynthConfig = SynthConfig(),
@@ -183,8 +176,9 @@ def synth_pair(
     shape = tuple(label.shape[2:])
     means = torch.rand(int(label.max()) + 1, generator=gen) * 0.9 + 0.1 if config.same_contrast else None
     out: dict[str, torch.Tensor | str] = {"source": source}
+    subject = config.subject()
     for role in ("fixed", "moving"):
-        ddf = _subject_ddf(shape, config, gen)
+        ddf, _ = random_deformation(shape, subject, gen)
         own = label if source == "template" else perturb_labels(label, config, gen)
         warped_label = Warp("nearest", "zeros")(own.float(), ddf).round().long()
         base = Warp("bilinear", "zeros")(template_image.float(), ddf) if source == "template" else None

@@ -1,7 +1,8 @@
 # Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
 """Realistic inter-subject pairs with known truth, made from one labelled volume.
 
-A *subject* is the volume moved by its own random transformation
+A *subject* (:func:`~cir_monai.data.synthesis.random_subject`, the recipe every synthetic set
+shares) is the volume moved by its own random transformation
 ``φ(x) = A (x + u(x) − c) + c + t`` (a smooth diffeomorphism ``u`` from scaling
 and squaring of a smoothed random velocity field, then a small random affine
 about the centre ``c``), with intensity changes (smooth multiplicative bias
@@ -16,33 +17,23 @@ on every machine.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 
-from cir_monai.data.synthesis import (
-    PairConfig,
-    affine_ddf,
-    degrade,
-    integrate_svf,
-    random_affine,
-    random_velocity,
-    smooth_noise,
-    uniform,
-)
+from cir_monai.data.synthesis import PairConfig, random_subject
 from cir_monai.data.synthetic import phantom
 from cir_monai.networks.warp import Warp
 
 __all__ = ["PairConfig", "make_subject", "pair_truth", "make_pair", "synthetic_pair"]
 
 
-
 def make_subject(
     image: torch.Tensor, label: torch.Tensor | None, seed: int, config: PairConfig = PairConfig(),
     inverse: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """One random subject from a template.
+    """One random subject from a template: :func:`~cir_monai.data.synthesis.random_subject` with ``config``'s
+    settings on the image's grid (:meth:`PairConfig.subject`).
 
     Args:
         image: ``(1, 1, *spatial)`` in [0, 1], background 0.
@@ -54,29 +45,9 @@ def make_subject(
     Returns:
         ``image``, ``label`` (if given) and the ``ddf`` ``(1, n, *spatial)`` that made them
         (``subject(x) = template(x + ddf(x))``); with ``inverse``, ``inverse`` ``(1, n, *spatial)``,
-        the DDF of ``φ⁻¹`` (``template(y) ≈ subject(y + inverse(y))``, the diffeomorphism inverted by
-        integrating its negated velocity, the affine exactly).
+        the DDF of ``φ⁻¹`` (``template(y) ≈ subject(y + inverse(y))``).
     """
-    shape = tuple(image.shape[2:])
-    gen = torch.Generator().manual_seed(int(seed))
-    sigma = config.smoothness * max(shape)
-    velocity = random_velocity(shape, config.max_displacement, sigma=sigma, seed=int(seed) * 7919 + 1)
-    deform = integrate_svf(velocity)  # = random_diffeomorphic_ddf(shape, max_displacement, sigma, seed)
-    matrix, shift = random_affine(config, gen, len(shape))
-    # φ(x) = A (x + u(x) − c) + c + t  =>  ddf = affine_ddf + A u
-    ddf = affine_ddf(shape, matrix, shift) + torch.einsum("ij,bj...->bi...", matrix.float(), deform)
-    moved = Warp("bilinear", "zeros")(image.float(), ddf)
-    log_bias = config.bias * smooth_noise(shape, 1, sigma=max(shape) / 4, generator=gen)
-    gamma = math.exp(float(uniform(gen, 1, config.gamma)))
-    out = {"image": degrade(moved, gamma, log_bias, config.noise, gen), "ddf": ddf}
-    if label is not None:
-        out["label"] = Warp("nearest", "zeros")(label.float(), ddf).round().to(label.dtype)
-    if inverse:
-        # φ⁻¹(y) = ψ⁻¹(z(y)) with z(y) = A⁻¹ (y − c − t) + c and ψ⁻¹(z) = z + v(z), v = exp(−velocity)
-        a_inv = torch.linalg.inv(matrix)
-        z = affine_ddf(shape, a_inv, -(a_inv @ shift))
-        out["inverse"] = z + Warp("bilinear", "border")(integrate_svf(-velocity), z)
-    return out
+    return random_subject(image, label, seed, config.subject(image.shape[2:]), inverse=inverse)
 
 
 def pair_truth(fixed_ddf: torch.Tensor, moving_inverse: torch.Tensor) -> torch.Tensor:

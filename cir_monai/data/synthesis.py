@@ -1,16 +1,18 @@
 # Copyright (c) 2026 cir-monai contributors. MIT licence (see LICENSE).
 """Random deformations and intensity changes: the one home of the synthetic data's randomness.
 
-The generator (:mod:`cir_monai.data.generative`), the embedded and phantom pairs
-(:mod:`cir_monai.data.pairs`) and the held-out set (:mod:`cir_monai.data.heldout`) all build their
-subjects from these pieces:
+**One subject recipe** (:func:`random_subject`, settings in :class:`SubjectConfig`): a template moved by a
+random diffeomorphism composed with a small random affine (:func:`random_deformation`), with a bias field,
+gamma and noise (:func:`random_intensity`). The embedded and phantom pairs (:mod:`cir_monai.data.pairs`), the
+held-out groups (:mod:`cir_monai.data.heldout`) and the generator's deformations
+(:mod:`cir_monai.data.generative`) are settings of it, not recipes of their own. The pieces:
 
 * **smooth random fields**: :func:`smooth_noise` (white noise under a Gaussian filter) and
   :func:`coarse_noise` (white noise on a coarser grid, upsampled: cheaper for long scales);
-* **diffeomorphisms**: a stationary velocity field (:func:`multiscale_svf`, or one smoothed
-  noise field in :func:`random_diffeomorphic_ddf`) integrated by scaling and squaring
-  (:func:`integrate_svf`, MONAI's :class:`~monai.networks.blocks.DVF2DDF`), optionally on a coarser
-  grid (:func:`smooth_random_ddf`), and a small random affine (:func:`random_affine_ddf`);
+* **diffeomorphisms**: a stationary velocity field (Gaussian-smoothed noise at one or several scales,
+  :func:`random_deformation`; or coarse noise, :func:`multiscale_svf`, for the generator's label shapes)
+  integrated by scaling and squaring (:func:`integrate_svf`, MONAI's :class:`~monai.networks.blocks.DVF2DDF`),
+  optionally on a coarser grid, and a small random affine (:func:`random_affine`);
 * **intensity changes of a real image**: gamma, a smooth multiplicative bias field and noise with
   the background kept exactly 0 (:func:`degrade`);
 * **images of label maps**: random contrast per label with blur, bias, noise and gamma
@@ -41,9 +43,15 @@ from monai.networks.blocks import DVF2DDF
 from monai.networks.layers import GaussianFilter
 from monai.networks.layers.convutils import gaussian_1d
 
+from cir_monai.networks.warp import Warp
+
 __all__ = [
     "PairConfig",
+    "SubjectConfig",
     "SynthConfig",
+    "random_deformation",
+    "random_intensity",
+    "random_subject",
     "smooth_noise",
     "gaussian_smooth",
     "coarse_noise",
@@ -51,7 +59,6 @@ __all__ = [
     "integrate_svf",
     "smooth_random_ddf",
     "random_diffeomorphic_ddf",
-    "random_velocity",
     "affine_ddf",
     "uniform",
     "rotation_matrix",
@@ -60,6 +67,48 @@ __all__ = [
     "degrade",
     "synthesize_image",
 ]
+
+
+#: a velocity component said to vary over ``s`` voxels is Gaussian noise of sigma ``s / SCALE_PER_SIGMA``: as rough
+#: as noise on knots ``s`` apart, linearly interpolated (:func:`coarse_noise`; the spread of the differences between
+#: neighbours, relative to the field's, matched within 4 % at s = 8 and 16, measured)
+SCALE_PER_SIGMA = 2.5
+
+
+@dataclass(frozen=True)
+class SubjectConfig:
+    """How one subject is made from a template (:func:`random_subject`); plain numbers, voxels of the subject's grid.
+
+    The deformation is ``φ(x) = A (x + u(x) − c) + c + t``: ``u`` the scaling and squaring of a stationary velocity
+    field, the sum of Gaussian-smoothed noise components, and a random affine ``A``, ``t`` about the grid centre ``c``.
+
+    Attributes:
+        velocity_sigmas: Gaussian sigma of each velocity component, voxels (coarse to fine).
+        velocity_amplitudes: largest value of each component, voxels (each channel scaled to it).
+        random_amplitudes: scale each component by a uniform draw in [0, 1), so that a set holds nearly aligned
+            and hard subjects; ``False``: every subject at the full amplitude.
+        integration_factor: the velocity is drawn and integrated on a grid this many times coarser and the field
+            upsampled, scaled exactly per axis (``(s − 1) / (c − 1)``); 1 = on the subject's grid. A component
+            whose sigma is several coarse voxels loses nothing, at ``factor**n`` less cost.
+        rotation_deg, scale, translation: the affine's largest rotation about each axis (degrees), relative
+            scaling per axis and translation per axis (voxels); 0 = none.
+        bias: log-amplitude of the multiplicative bias field (Gaussian-smoothed noise).
+        bias_sigma: the bias field's sigma, as a fraction of the largest side.
+        gamma: spread of the gamma exponent (``log γ`` uniform in ``±gamma``).
+        noise: standard deviation of the Gaussian noise inside the brain (fraction of the range).
+    """
+
+    velocity_sigmas: tuple[float, ...] = (9.6,)
+    velocity_amplitudes: tuple[float, ...] = (3.0,)
+    random_amplitudes: bool = False
+    integration_factor: int = 1
+    rotation_deg: float = 4.0
+    scale: float = 0.04
+    translation: float = 2.0
+    bias: float = 0.15
+    bias_sigma: float = 0.25
+    gamma: float = 0.15
+    noise: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -85,6 +134,15 @@ class PairConfig:
     bias: float = 0.15
     gamma: float = 0.15
     noise: float = 0.01
+
+    def subject(self, shape: Sequence[int]) -> SubjectConfig:
+        """These settings as the subject recipe's, on a grid of ``shape``: one velocity component of sigma
+        ``smoothness × max(shape)`` at ``max_displacement``, integrated on the grid itself."""
+        return SubjectConfig(
+            velocity_sigmas=(self.smoothness * max(shape),), velocity_amplitudes=(self.max_displacement,),
+            rotation_deg=self.rotation_deg, scale=self.scale, translation=self.translation, bias=self.bias,
+            gamma=self.gamma, noise=self.noise,
+        )
 
 
 @dataclass(frozen=True)
@@ -130,6 +188,16 @@ class SynthConfig:
     noise: float = 0.05
     variability: float = 0.0
     variability_scale: float = 4.0
+
+    def subject(self) -> SubjectConfig:
+        """The deformation settings as the subject recipe's: a component over ``s`` voxels is Gaussian noise of
+        sigma ``s / SCALE_PER_SIGMA``, each at a random fraction of its amplitude, integrated at half resolution,
+        with ``affine``'s rotation, scaling and translation (the intensities are :func:`synthesize_image`'s)."""
+        return SubjectConfig(
+            velocity_sigmas=tuple(s / SCALE_PER_SIGMA for s in self.svf_scales),
+            velocity_amplitudes=tuple(self.svf_amplitudes), random_amplitudes=True, integration_factor=2,
+            rotation_deg=self.affine.rotation_deg, scale=self.affine.scale, translation=self.affine.translation,
+        )
 
 
 def gaussian_smooth(x: torch.Tensor, sigma: float, truncated: float = 4.0) -> torch.Tensor:
@@ -236,16 +304,8 @@ def random_diffeomorphic_ddf(
     Returns:
         ``(1, n, *shape)`` DDF in voxels (MONAI convention) whose Jacobian determinant is positive.
     """
-    return integrate_svf(random_velocity(shape, max_displacement, sigma, seed), num_steps)
-
-
-def random_velocity(
-    shape: Sequence[int], max_displacement: float = 4.0, sigma: float = 8.0, seed: int = 0
-) -> torch.Tensor:
-    """The stationary velocity field of :func:`random_diffeomorphic_ddf` (same arguments), ``(1, n, *shape)``
-    voxels: ``integrate_svf(v)`` is that deformation and ``integrate_svf(-v)`` its inverse."""
-    gen = torch.Generator().manual_seed(seed)
-    return smooth_noise(shape, len(shape), sigma, gen) * max_displacement
+    velocity = smooth_noise(shape, len(shape), sigma, torch.Generator().manual_seed(seed)) * max_displacement
+    return integrate_svf(velocity, num_steps)
 
 
 def uniform(gen: torch.Generator, n: int, bound: float) -> torch.Tensor:
@@ -327,6 +387,105 @@ def degrade(
     noisy = image.clamp(0, 1).pow(gamma) * torch.exp(log_bias) + noise * torch.randn(image.shape, generator=gen)
     noisy = torch.where(image > 1e-3, noisy.clamp_min(0), torch.zeros_like(noisy))
     return noisy / noisy.max().clamp_min(1e-6)
+
+
+def random_deformation(
+    shape: Sequence[int], config: SubjectConfig, gen: torch.Generator, velocity_gen: torch.Generator | None = None,
+    inverse: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The subject recipe's deformation ``φ(x) = A (x + u(x) − c) + c + t`` (:class:`SubjectConfig`).
+
+    Args:
+        shape: the subject's grid ``(D, H, W)`` or ``(H, W)``.
+        config: the settings.
+        gen: draws the affine.
+        velocity_gen: draws the velocity (default ``gen``); its own generator keeps a subject's diffeomorphism
+            independent of the affine and intensity settings.
+        inverse: also return the DDF of ``φ⁻¹`` (the diffeomorphism inverted by integrating the negated
+            velocity, the affine exactly).
+
+    Returns:
+        the DDF ``(1, n, *shape)`` in voxels (``subject(x) = template(x + ddf(x))``) and the inverse's or ``None``.
+
+    Raises:
+        ValueError: ``velocity_sigmas`` and ``velocity_amplitudes`` differ in length.
+    """
+    if len(config.velocity_sigmas) != len(config.velocity_amplitudes):
+        raise ValueError(f"velocity_sigmas and velocity_amplitudes differ in length: "
+                         f"{len(config.velocity_sigmas)} vs {len(config.velocity_amplitudes)}")
+    velocity_gen = gen if velocity_gen is None else velocity_gen
+    shape, n, factor = tuple(int(s) for s in shape), len(shape), int(config.integration_factor)
+    coarse = shape if factor == 1 else tuple(max(2, -(-s // factor)) for s in shape)
+    velocity = None
+    for sigma, amplitude in zip(config.velocity_sigmas, config.velocity_amplitudes):
+        component = smooth_noise(coarse, n, sigma / factor, velocity_gen) * (amplitude / factor)
+        if config.random_amplitudes:
+            component = component * float(torch.rand((), generator=velocity_gen))
+        velocity = component if velocity is None else velocity + component
+
+    def integrate(v: torch.Tensor) -> torch.Tensor:
+        ddf = integrate_svf(v)
+        if factor == 1:
+            return ddf
+        # coarse voxel j sits at fine voxel j·(s−1)/(c−1) (align_corners): displacements scale by that, per axis
+        scaling = torch.tensor([(s - 1) / (c - 1) for s, c in zip(shape, coarse)]).view(1, n, *([1] * n))
+        mode = "trilinear" if n == 3 else "bilinear"
+        return F.interpolate(ddf, size=shape, mode=mode, align_corners=True) * scaling
+
+    deform = integrate(velocity)
+    matrix, shift = random_affine(config, gen, n)
+    # φ(x) = A (x + u(x) − c) + c + t  =>  ddf = affine_ddf + A u
+    ddf = affine_ddf(shape, matrix, shift) + torch.einsum("ij,bj...->bi...", matrix.float(), deform)
+    if not inverse:
+        return ddf, None
+    # φ⁻¹(y) = ψ⁻¹(z(y)) with z(y) = A⁻¹ (y − c − t) + c and ψ⁻¹(z) = z + v(z), v = exp(−velocity)
+    a_inv = torch.linalg.inv(matrix)
+    z = affine_ddf(shape, a_inv, -(a_inv @ shift))
+    return ddf, z + Warp("bilinear", "border")(integrate(-velocity), z)
+
+
+def random_intensity(image: torch.Tensor, config: SubjectConfig, gen: torch.Generator) -> torch.Tensor:
+    """The subject recipe's intensity changes of a real image ``(1, 1, *S)`` in [0, 1]: a bias field of
+    log-amplitude ``config.bias`` (Gaussian-smoothed noise, sigma ``bias_sigma × max(S)``), a gamma with
+    ``log γ`` uniform in ``±config.gamma`` and noise ``config.noise`` (:func:`degrade`). ``(1, 1, *S)``."""
+    shape = tuple(image.shape[2:])
+    log_bias = config.bias * smooth_noise(shape, 1, sigma=max(shape) * config.bias_sigma, generator=gen)
+    gamma = math.exp(float(uniform(gen, 1, config.gamma)))
+    return degrade(image, gamma, log_bias, config.noise, gen)
+
+
+def random_subject(
+    image: torch.Tensor, label: torch.Tensor | None, seed: int, config: SubjectConfig = SubjectConfig(),
+    inverse: bool = False,
+) -> dict[str, torch.Tensor]:
+    """One random subject of a template: the one recipe of the embedded, phantom and held-out pairs.
+
+    The template moved by :func:`random_deformation`, with :func:`random_intensity`'s changes; the label map
+    warped by nearest neighbour. A pure function of ``(image, label, seed, config)``: the velocity draws from a
+    generator seeded ``seed · 7919 + 1``, the affine and the intensities from one seeded ``seed``.
+
+    Args:
+        image: ``(1, 1, *S)`` in [0, 1], background 0.
+        label: ``(1, 1, *S)`` integer label map, or ``None``.
+        seed: random seed.
+        config: deformation and intensity settings.
+        inverse: also return the inverse field (the subject's values do not depend on it).
+
+    Returns:
+        ``image``, ``label`` (if given, its dtype kept) and the ``ddf`` ``(1, n, *S)`` that made them
+        (``subject(x) = template(x + ddf(x))``); with ``inverse``, ``inverse`` ``(1, n, *S)``, the DDF of ``φ⁻¹``
+        (``template(y) ≈ subject(y + inverse(y))``).
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    velocity_gen = torch.Generator().manual_seed(int(seed) * 7919 + 1)
+    ddf, inv = random_deformation(tuple(image.shape[2:]), config, gen, velocity_gen, inverse=inverse)
+    moved = Warp("bilinear", "zeros")(image.float(), ddf)
+    out = {"image": random_intensity(moved, config, gen), "ddf": ddf}
+    if label is not None:
+        out["label"] = Warp("nearest", "zeros")(label.float(), ddf).round().to(label.dtype)
+    if inverse:
+        out["inverse"] = inv
+    return out
 
 
 def synthesize_image(

@@ -8,17 +8,21 @@ import pytest
 import torch
 
 from cir_monai.data.generative import SynthConfig, random_label_map
-from cir_monai.data.pairs import PairConfig
+from cir_monai.data.pairs import PairConfig, make_subject
 from cir_monai.data.synthesis import (
+    SubjectConfig,
     degrade,
     integrate_svf,
     multiscale_svf,
     random_affine_ddf,
+    random_deformation,
     random_diffeomorphic_ddf,
+    random_subject,
     rotation_matrix,
     smooth_noise,
     synthesize_image,
 )
+from cir_monai.data.synthetic import phantom
 from cir_monai.metrics import jacobian_statistics
 from cir_monai.networks import Warp
 
@@ -112,3 +116,32 @@ def test_gaussian_smooth_is_monais_gaussian_filter(shape, sigma):
     x = torch.randn(1, 2, *shape, generator=torch.Generator().manual_seed(3))
     expected = GaussianFilter(len(shape), sigma=sigma)(x)
     assert (gaussian_smooth(x, sigma) - expected).abs().max() <= 1e-6 * expected.abs().max()
+
+
+def test_coarse_integration_with_affine_inverts():
+    """The recipe's inverse on the coarse-integration path (the held-out groups' and the generator's settings, here
+    with an affine too): ``φ⁻¹ ∘ φ`` is the identity to interpolation error inside the grid."""
+    config = SubjectConfig(velocity_sigmas=(6.4, 3.2), velocity_amplitudes=(4.0, 2.0), random_amplitudes=True,
+                           integration_factor=2, rotation_deg=5.0, scale=0.05, translation=2.0)
+    gen = torch.Generator().manual_seed(3)
+    ddf, inverse = random_deformation(SHAPE, config, gen, inverse=True)
+    residual = (ddf + Warp("bilinear", "border")(inverse, ddf)).norm(dim=1)[:, 6:-6, 6:-6, 6:-6]
+    assert ddf.norm(dim=1).mean() > 1.0  # a deformation worth inverting
+    assert residual.mean() < 0.05 and residual.amax() < 0.5, (residual.mean(), residual.amax())
+    again, _ = random_deformation(SHAPE, config, torch.Generator().manual_seed(3))
+    assert torch.equal(ddf, again)
+
+
+def test_subject_recipe_checks_its_settings_and_keeps_the_label_type():
+    with pytest.raises(ValueError, match="differ in length"):
+        random_deformation(SHAPE, SubjectConfig(velocity_sigmas=(4.0, 2.0), velocity_amplitudes=(1.0,)),
+                           torch.Generator())
+    image, label = phantom(SHAPE, seed=0)
+    subject = random_subject(image, label.to(torch.int16), seed=4)
+    assert subject["label"].dtype == torch.int16 and "inverse" not in subject
+    moved = Warp("bilinear", "zeros")(image, subject["ddf"])
+    assert torch.all(subject["image"][moved <= 1e-3] == 0)  # background exactly 0 (method.md §4)
+    # the embedded pairs' settings are the recipe's with one velocity component over a tenth of the largest side
+    assert PairConfig().subject(SHAPE).velocity_sigmas == (0.1 * 48,)
+    assert torch.equal(random_subject(image, label, 4, PairConfig().subject(SHAPE))["image"],
+                       make_subject(image, label, 4)["image"])
