@@ -38,8 +38,8 @@ def test_true_field_registers_the_pair(heldout_pairs):
     assert before < 0.72 and after > 0.88, (before, after)
     fixed, moving = _load(pair["fixed"])[None, None], _load(pair["moving"])[None, None]
     error = lambda image: (image - fixed).abs()[fixed_label > 0].mean().item()  # noqa: E731
-    # measured 0.051 against 0.086 (0.59): what the truth leaves is the intensity changes (bias, gamma, noise)
-    assert error(Warp("bilinear")(moving, truth)) < 0.7 * error(moving)
+    # measured 0.020 against 0.071 (0.28): what the truth leaves is the intensity changes (bias, gamma, noise)
+    assert error(Warp("bilinear")(moving, truth)) < 0.4 * error(moving)
 
 
 def test_pairs_are_reproducible_and_deformations_large():
