@@ -12,8 +12,7 @@ Pair ``i`` (seed ``HELDOUT_SEED + i``): two "subjects" of the template (the one 
 :func:`~cir_monai.data.synthesis.random_subject`, seeds ``2 (HELDOUT_SEED + i)`` and ``+ 1``), each under its
 own random diffeomorphism ``ψ_k(x) = x + d_k(x)`` (a multi-scale stationary velocity field at 1 mm:
 components over 64 / 32 / 16 mm of up to 4.8 / 3.6 / 1.8 mm, integrated by scaling and squaring at 2 mm; no
-affine)
-with a mild bias field, gamma and noise; labels warped by nearest neighbour.
+affine) with a mild bias field, gamma and noise; labels warped by nearest neighbour.
 ``fixed(x) = T(ψ_f(x))``, ``moving(y) = T(ψ_m(y))``, so the field that registers the moving
 image onto the fixed one is known: ``u(x) = d_f(x) + d_m⁻¹(x + d_f(x))`` with ``d_m⁻¹`` the
 integral of the negated velocity. It is written as ``ddf_truth.nii.gz`` (voxels of the
