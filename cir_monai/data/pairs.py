@@ -32,21 +32,8 @@ def make_subject(
     image: torch.Tensor, label: torch.Tensor | None, seed: int, config: PairConfig = PairConfig(),
     inverse: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """One random subject from a template: :func:`~cir_monai.data.synthesis.random_subject` with ``config``'s
-    settings on the image's grid (:meth:`PairConfig.subject`).
-
-    Args:
-        image: ``(1, 1, *spatial)`` in [0, 1], background 0.
-        label: ``(1, 1, *spatial)`` integer label map, or ``None``.
-        seed: random seed.
-        config: deformation and intensity settings.
-        inverse: also return the inverse field (the subject's values do not depend on it).
-
-    Returns:
-        ``image``, ``label`` (if given) and the ``ddf`` ``(1, n, *spatial)`` that made them
-        (``subject(x) = template(x + ddf(x))``); with ``inverse``, ``inverse`` ``(1, n, *spatial)``,
-        the DDF of ``φ⁻¹`` (``template(y) ≈ subject(y + inverse(y))``).
-    """
+    """One random subject from a template: :func:`~cir_monai.data.synthesis.random_subject` (arguments and returns
+    as there) with ``config``'s settings on the image's grid (:meth:`PairConfig.subject`)."""
     return random_subject(image, label, seed, config.subject(image.shape[2:]), inverse=inverse)
 
 

@@ -279,8 +279,9 @@ def smooth_random_ddf(
     The velocity's finest component varies over ``min(scales)`` voxels, so integrating it at
     ``1 / factor`` resolution and upsampling the displacement (trilinear, values × ``factor``) changes
     little and costs ~``factor**n`` times less. The upsampled grid maps coarse voxel ``j`` to fine voxel
-    ``j·(s−1)/(c−1)``, within ~1–2 % of ``factor``: the amplitude is random anyway, so training data keep
-    the simple factor (the held-out set, whose fields are the truth, scales each axis exactly).
+    ``j·(s−1)/(c−1)``, within ~1–2 % of ``factor``: the amplitude is random anyway, so the generator's label
+    shapes (its one user) keep the simple factor (:func:`random_deformation`, whose fields can be the truth, scales
+    each axis exactly).
     """
     coarse = [max(2, int(math.ceil(s / factor))) for s in shape]
     velocity = multiscale_svf(coarse, [s / factor for s in scales], [a / factor for a in amplitudes], gen)

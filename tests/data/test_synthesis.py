@@ -143,5 +143,17 @@ def test_subject_recipe_checks_its_settings_and_keeps_the_label_type():
     assert torch.all(subject["image"][moved <= 1e-3] == 0)  # background exactly 0 (method.md §4)
     # the embedded pairs' settings are the recipe's with one velocity component over a tenth of the largest side
     assert PairConfig().subject(SHAPE).velocity_sigmas == (0.1 * 48,)
-    assert torch.equal(random_subject(image, label, 4, PairConfig().subject(SHAPE))["image"],
-                       make_subject(image, label, 4)["image"])
+
+
+def test_embedded_subjects_keep_the_values_of_their_own_recipe():
+    """``make_subject`` (the embedded pairs, the shipped weights' training pool) through the one recipe gives what the
+    embedded pairs' own recipe gave before it (commit ec9fffe): regression values, sums over a phantom subject, 1e-6
+    relative (float rounding of other threads; any change to the recipe's draws moves them by far more)."""
+    image, label = phantom((40, 48, 36), seed=0)
+    subject = make_subject(image, label, seed=7, inverse=True)
+    expected = {"image": (8340.523982400213, 8340.523982400213), "ddf": (60364.39798970753, 263325.71295724204),
+                "label": (28123.0, 28123.0), "inverse": (-56719.07173612178, 263318.35849874583)}
+    for key, (total, absolute) in expected.items():
+        values = subject[key].double()
+        assert values.sum().item() == pytest.approx(total, rel=1e-6), key
+        assert values.abs().sum().item() == pytest.approx(absolute, rel=1e-6), key
