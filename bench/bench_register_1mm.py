@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """`cir-monai register` on a 1 mm brain pair end to end, against ANTs SyN on the same pair, in one run.
 
-    python bench/bench_register_1mm.py [--model bundle/models/model.pt] [--lam 1] [--refine 0,50]
+    python bench/bench_register_1mm.py [--model bundle/models/model.pt] [--lam 1] [--refine 0,30]
         [--input-frame-refine 0] [--fine-steps 25] [--threads 2] [--no-ants] [--no-append]
 
 The pair: a held-out pair (:func:`cir_monai.data.heldout.heldout_pair`, seed 31000: two "subjects" of
@@ -16,7 +16,7 @@ that process's maximum resident set size:
   at 1 mm);
 * the same with ``--frame input`` for each N of ``--input-frame-refine``: the network predicts on the fixed
   image's own 1 mm grid instead of its 2 mm frame (how much a model loses outside the frame it was trained in);
-* ``--refine 50 --fine-steps M`` for each M of ``--fine-steps``: the default, then M more steps on the fixed
+* ``--refine DEFAULT_REFINE --fine-steps M`` for each M of ``--fine-steps``: the default, then M more steps on the fixed
   image's own 1 mm grid (:func:`cir_monai.refine.refine_on_grid`);
 * the import floor: a process that only imports the runner (torch, MONAI and what MONAI imports), the part of
   every ``cir-monai register`` time that no registration work can remove;
@@ -42,6 +42,7 @@ import numpy as np
 
 from cir_monai.benchmarking import append_table
 from cir_monai.data.heldout import write_full_grid_pair
+from cir_monai.defaults import DEFAULT_REFINE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,10 +91,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=str(ROOT / "bundle" / "models" / "model.pt"))
     parser.add_argument("--lam", default="1")
-    parser.add_argument("--refine", default="0,50", help="refinement steps, one register run each")
+    parser.add_argument("--refine", default=f"0,{DEFAULT_REFINE}", help="refinement steps, one register run each")
     parser.add_argument("--input-frame-refine", default="0",
                         help="refinement steps of the --frame input runs (1 mm), one each; empty: none")
-    parser.add_argument("--fine-steps", default="", help="steps at the fixed grid after --refine 50, one run each")
+    parser.add_argument("--fine-steps", default="",
+                        help="steps at the fixed grid after the default refinement, one run each")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-ants", action="store_true")
     parser.add_argument("--no-append", action="store_true")
@@ -106,7 +108,7 @@ def main() -> int:
         shape = "×".join(str(s) for s in nib.load(paths["fixed"]).shape)
         runs = [(int(v), []) for v in args.refine.split(",") if v]
         runs += [(int(v), ["--frame", "input"]) for v in args.input_frame_refine.split(",") if v]
-        runs += [(50, ["--fine-steps", v]) for v in args.fine_steps.split(",") if v]
+        runs += [(DEFAULT_REFINE, ["--fine-steps", v]) for v in args.fine_steps.split(",") if v]
         for index, (steps, extra) in enumerate(runs):
             ours = tmp / f"ours_{index}"
             seconds, peak = timed([sys.executable, "-m", "cir_monai", "register", paths["fixed"], paths["moving"],

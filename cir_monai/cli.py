@@ -256,7 +256,7 @@ class Commands:
             model: model file (default: the bundle's shipped model).
             device: cpu or cuda.
             pixdim: resample to this spacing in mm first (default: the fixed image's grid).
-            refine: per-pair refinement steps at every λ (default 50, register's default: λ* is chosen for the
+            refine: per-pair refinement steps at every λ (default 30, register's default: λ* is chosen for the
                 registrations register makes; `register --lam OUT` then refines as the sweep did). 0 scores the
                 network alone (8× faster).
             threads: CPU threads (default: $CIR_MONAI_THREADS, else the usable cores not busy with other work).

@@ -23,9 +23,10 @@ __all__ = ["DEFAULT_LAMS", "DEFAULT_REFINE", "MAX_FOLDING_PCT", "default_device"
 
 #: the λ values of the paper's evaluation (docs/method.md §5): sweeps, evaluation and the bundle's evaluate workflow
 DEFAULT_LAMS = (0.0, 0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0)
-#: per-pair refinement steps of ``cir-monai register`` and the bundle's register/inference workflows
-#: (cir_monai.refine; measured on the held-out set: README, "Refinement")
-DEFAULT_REFINE = 50
+#: per-pair refinement steps of ``cir-monai register`` and the bundle's register/inference workflows, with the update
+#: on a grid twice as coarse as the frame (cir_monai.refine.REFINE_GRID_FACTOR; measured on the held-out groups:
+#: docs/results.md, "A coarser update"; 50 per-voxel steps before 0.9.0)
+DEFAULT_REFINE = 30
 #: the λ* rule's folding bound (% of voxels with det J ≤ 0): ``cir-monai sweep`` picks the best Dice among the λ whose
 #: fields (refined as ``register`` refines them) fold under it
 MAX_FOLDING_PCT = 0.5

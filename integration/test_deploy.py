@@ -55,11 +55,20 @@ def test_bundle_folder_equals_cir_monai(bundle, image, reference, truth, work):
     print(f"Deploy (bundle folder, eager): Dice {mean_dice(labels, truth):.3f}, {seconds:.1f} s per run")
 
 
+#: the traced network's field differs from the eager one's by float rounding, and the refinement's Adam steps (about
+#: lr · sign(gradient) at first) carry that to the labels of a few edge voxels: measured 3.1e-4 of the voxels with the
+#: default refinement since 0.9.0 (30 steps, lr 0.2 on the 2× update grid), under 1e-4 with 0.8.0's 50 per-voxel steps
+#: at 0.1; a different λ differs by more than 1e-3 (test_lambda_is_an_input_of_the_application)
+TRACED_DISAGREEMENT = 5e-4
+
+
 def test_torchscript_equals_cir_monai(bundle, image, reference, truth, work):
     """model.ts alone (its inference config and metadata inside): the traced network, λ as an input."""
     labels, seconds = _run_app(bundle / "models" / "model.ts", image, work / "out", 1.0, cwd=bundle)
-    assert disagreement(labels, reference) <= 1e-4
-    print(f"Deploy (model.ts): Dice {mean_dice(labels, truth):.3f}, {seconds:.1f} s per run")
+    assert disagreement(labels, reference) <= TRACED_DISAGREEMENT
+    assert abs(mean_dice(labels, truth) - mean_dice(reference, truth)) < 1e-3
+    print(f"Deploy (model.ts): Dice {mean_dice(labels, truth):.3f}, {seconds:.1f} s per run, "
+          f"{disagreement(labels, reference):.1e} of the voxels differ from cir-monai's")
 
 
 def test_lambda_is_an_input_of_the_application(bundle, image, reference, work):

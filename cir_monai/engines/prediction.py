@@ -86,7 +86,8 @@ def predict_field(network, moving: torch.Tensor, fixed: torch.Tensor, lam, refin
         moving, fixed: ``(B, 1, *S)`` images in [0, 1] on one grid.
         lam: λ, a number or one value per sample (``(B,)``).
         refine: per-pair refinement steps of the network's own objective at the same λ
-            (:func:`cir_monai.refine.refine_ddf`; 0: the network's field as it is).
+            (:func:`cir_monai.refine.refine_ddf` at :data:`~cir_monai.refine.REFINE_LR` with the update on a grid
+            :data:`~cir_monai.refine.REFINE_GRID_FACTOR` times coarser; 0: the network's field as it is).
         active_levels: predict with the coarsest ``active_levels`` pyramid levels only (the trainer's validation
             during progressive training); ``None``: all.
         stacked: call the network on the stacked input (see ``network``).
@@ -105,12 +106,13 @@ def predict_field(network, moving: torch.Tensor, fixed: torch.Tensor, lam, refin
         ddf = network(moving, fixed, lam)
     if not refine:
         return ddf
-    from cir_monai.refine import refine_ddf
+    from cir_monai.refine import REFINE_GRID_FACTOR, REFINE_LR, refine_ddf
 
     levels = int(num_levels or getattr(network, "num_levels", 3))
     lams = torch.as_tensor(lam, dtype=torch.float32).reshape(-1).expand(ddf.shape[0]).tolist()
-    return torch.cat([refine_ddf(moving[i:i + 1], fixed[i:i + 1], ddf[i:i + 1], lams[i], int(refine),
-                                 num_levels=levels, progress=progress) for i in range(ddf.shape[0])])
+    return torch.cat([refine_ddf(moving[i:i + 1], fixed[i:i + 1], ddf[i:i + 1], lams[i], int(refine), lr=REFINE_LR,
+                                 num_levels=levels, grid_factor=REFINE_GRID_FACTOR, progress=progress)
+                      for i in range(ddf.shape[0])])
 
 
 def predict_in_frame(network, resampler: FrameResampler, moving_w, fixed_w, lam: float, grid=None, device=None,

@@ -57,6 +57,10 @@ def export_torchscript(bundle_root: str | os.PathLike, filepath: str | os.PathLi
 
 
 if __name__ == "__main__":  # python -m cir_monai.io.export [BUNDLE_ROOT]: re-export BUNDLE_ROOT/models/model.ts
-    import sys
+    import argparse
 
-    print(export_torchscript(sys.argv[1] if len(sys.argv) > 1 else "bundle"))
+    parser = argparse.ArgumentParser(prog="python -m cir_monai.io.export",
+                                     description="Re-export BUNDLE_ROOT/models/model.ts from its model.pt, "
+                                                 "configs/inference.yaml and configs/metadata.json.")
+    parser.add_argument("bundle_root", nargs="?", default="bundle")
+    print(export_torchscript(parser.parse_args().bundle_root))

@@ -7,7 +7,7 @@ import torch
 
 from cir_monai.engines.prediction import check_options, predict_field
 from cir_monai.networks import CLapIRN, StackedCLapIRN
-from cir_monai.refine import refine_ddf
+from cir_monai.refine import REFINE_GRID_FACTOR, REFINE_LR, refine_ddf
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,8 @@ def test_predict_field_is_the_network_then_its_refinement(pair):
         coarse = predict_field(net, moving, fixed, 1.0, active_levels=1)
         assert torch.equal(coarse, net(moving, fixed, 1.0, active_levels=1)) and not torch.equal(coarse, plain)
         refined = predict_field(net, moving, fixed, 1.0, refine=3)
-    assert torch.equal(refined, refine_ddf(moving, fixed, plain, 1.0, 3, num_levels=net.num_levels))
+    assert torch.equal(refined, refine_ddf(moving, fixed, plain, 1.0, 3, lr=REFINE_LR, num_levels=net.num_levels,
+                                           grid_factor=REFINE_GRID_FACTOR))
     assert (refined - plain).abs().max() > 1e-4
 
 
