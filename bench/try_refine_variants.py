@@ -16,7 +16,8 @@ pair). ``KIND``:
 * ``pyramid_G-N_…``: the same stages with the images average-pooled G times as well (the objective on coarse images);
 * ``cosine_X``: every voxel, lr 0.1 × X decaying to 0 along a cosine;
 * ``symmetric``: every voxel, the objective plus the local NCC of the fixed image warped by the field's approximate
-  inverse (two fixed-point iterations) against the moving image.
+  inverse against the moving image (two fixed-point iterations, differentiable inside the loop; the library's
+  :func:`~cir_monai.networks.invert_ddf` solves to a tolerance, which one Adam step does not need).
 
 ``--passes 2`` runs the network twice (the second on the moving image warped by the first field; fields composed)
 before refining. Measured 2026-12-07 on the hard group and recorded in docs/results.md ("A coarser update").
