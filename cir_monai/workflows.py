@@ -4,6 +4,7 @@ and the bundle workflows run from Python (:func:`run_bundle`, :func:`evaluate`, 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,16 +18,16 @@ from cir_monai.data.embedded import DEFAULT_SHAPE, DEFAULT_SPACING, build_embedd
 from cir_monai.data.pairs import PairConfig
 from cir_monai.data.prepare import TRAIN_SEED, load_template_tensors, prepare_embedded
 from cir_monai.data.slices import axial_band, slice_pairs
-from cir_monai.data.synthesis import SynthConfig
+from cir_monai.data.synthesis import SubjectConfig, SynthConfig
 from cir_monai.data.training import RandomPairDataset, SlicePairDataset, SyntheticPairDataset
 from cir_monai.defaults import DEFAULT_LAMS, bundle_configs, bundle_root, default_model, embedded_dir, overlay_files
 from cir_monai.overrides import check_override_keys, check_reserved
 from cir_monai.transforms import registration_preprocessing
 
 __all__ = ["image_list_pairs", "data_pairs", "run_bundle", "evaluate", "train", "training_dataset",
-           "validation_dataset", "embedded_training_dataset", "synthetic_training_dataset", "prepared_pairs",
-           "validation_tensors", "pairs_or_single", "slice_training_dataset", "slice_validation_dataset",
-           "heldout_slice_pairs"]
+           "validation_dataset", "embedded_training_dataset", "subject_config", "synthetic_training_dataset",
+           "prepared_pairs", "validation_tensors", "pairs_or_single", "slice_training_dataset",
+           "slice_validation_dataset", "heldout_slice_pairs"]
 
 
 def image_list_pairs(data: Sequence, pairing: str = "atlas", atlas_dir: str | os.PathLike | None = None) -> list[dict]:
@@ -126,14 +127,15 @@ def train(config=(), out: str | os.PathLike = "runs/train", init_from: str | os.
 def training_dataset(data: Sequence | None = None, pairing: str = "atlas", atlas_dir: str | os.PathLike | None = None,
                      dataset_dir: str | os.PathLike = "data/embedded", spacing: float = DEFAULT_SPACING,
                      spatial_size: Sequence[int] = DEFAULT_SHAPE, pool_size: int = 16, seed: int = TRAIN_SEED,
-                     with_truth: bool = False):
+                     with_truth: bool = False, subject: dict | None = None):
     """The bundle's ``train#dataset``: the user's images when ``data`` is given, else generated embedded pairs.
 
     ``data`` is what MONAI Label overrides (``train#dataset#data``): a list of ``{"image", "label"}``,
     paired by :func:`image_list_pairs`, preprocessed to the working grid (``spacing`` mm, cropped or
     padded to ``spatial_size``) and cached (:class:`~cir_monai.data.training.FilePairDataset`).
     ``with_truth``: the embedded pairs also carry their true fields (``train.yaml`` sets it when
-    ``loss#field_weight > 0``); users' files have none, so it is an error with ``data``.
+    ``loss#field_weight > 0``); users' files have none, so it is an error with ``data``. ``subject``: the embedded
+    subjects' settings (:func:`embedded_training_dataset`).
     """
     if data and with_truth:
         raise ValueError("loss#field_weight > 0 needs the true field of every training pair: only the generated "
@@ -143,7 +145,7 @@ def training_dataset(data: Sequence | None = None, pairing: str = "atlas", atlas
 
         pre = registration_preprocessing(spatial_size=spatial_size, pixdim=spacing)
         return FilePairDataset(image_list_pairs(data, pairing, atlas_dir), pre, seed=int(seed))
-    return embedded_training_dataset(dataset_dir, spacing, spatial_size, pool_size, with_truth)
+    return embedded_training_dataset(dataset_dir, spacing, spatial_size, pool_size, with_truth, subject)
 
 
 def validation_dataset(data: Sequence | None = None, pairing: str = "atlas", atlas_dir: str | os.PathLike | None = None,
@@ -162,12 +164,36 @@ def validation_dataset(data: Sequence | None = None, pairing: str = "atlas", atl
 
 def embedded_training_dataset(
     dataset_dir: str | os.PathLike, spacing: float, spatial_size: Sequence[int], pool_size: int = 16,
-    with_truth: bool = False,
+    with_truth: bool = False, subject: dict | None = None,
 ) -> RandomPairDataset:
     """On-the-fly training pairs of the embedded MNI152 template at the working grid (with their true fields
-    when ``with_truth``)."""
+    when ``with_truth``).
+
+    ``subject``: each subject's settings, the fields of :class:`~cir_monai.data.synthesis.SubjectConfig` (voxels of
+    the working grid; lists are taken as tuples), e.g. several velocity scales
+    (``configs/scale/cpu_lite_multiscale.yaml``); ``None``: the shipped model's recipe, one smooth scale
+    (:class:`~cir_monai.data.pairs.PairConfig`'s defaults).
+
+    Raises:
+        ValueError: ``subject`` names a field that :class:`SubjectConfig` does not have, or its scales and
+            amplitudes differ in number.
+    """
     image, label = _template(dataset_dir, spacing, spatial_size)
-    return RandomPairDataset(image, label, pool_size=int(pool_size), with_truth=bool(with_truth))
+    config = PairConfig() if subject is None else subject_config(subject)
+    return RandomPairDataset(image, label, pool_size=int(pool_size), config=config, with_truth=bool(with_truth))
+
+
+def subject_config(fields: dict) -> SubjectConfig:
+    """A :class:`~cir_monai.data.synthesis.SubjectConfig` from a config's mapping (lists become tuples), checked."""
+    known = {f.name for f in dataclasses.fields(SubjectConfig)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"train#dataset#subject: unknown field(s) {unknown}; SubjectConfig has {sorted(known)}")
+    config = SubjectConfig(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in dict(fields).items()})
+    if len(config.velocity_sigmas) != len(config.velocity_amplitudes):
+        raise ValueError(f"train#dataset#subject: {len(config.velocity_sigmas)} velocity_sigmas but "
+                         f"{len(config.velocity_amplitudes)} velocity_amplitudes; give one amplitude per scale")
+    return config
 
 
 def synthetic_training_dataset(

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import torch
 
-from cir_monai.data.synthesis import PairConfig, random_subject
+from cir_monai.data.synthesis import PairConfig, SubjectConfig, random_subject
 from cir_monai.data.synthetic import phantom
 from cir_monai.networks.warp import Warp
 
@@ -29,12 +29,14 @@ __all__ = ["PairConfig", "make_subject", "pair_truth", "make_pair", "synthetic_p
 
 
 def make_subject(
-    image: torch.Tensor, label: torch.Tensor | None, seed: int, config: PairConfig = PairConfig(),
+    image: torch.Tensor, label: torch.Tensor | None, seed: int, config: PairConfig | SubjectConfig = PairConfig(),
     inverse: bool = False,
 ) -> dict[str, torch.Tensor]:
     """One random subject from a template: :func:`~cir_monai.data.synthesis.random_subject` (arguments and returns
-    as there) with ``config``'s settings on the image's grid (:meth:`PairConfig.subject`)."""
-    return random_subject(image, label, seed, config.subject(image.shape[2:]), inverse=inverse)
+    as there) with ``config``'s settings on the image's grid (:meth:`PairConfig.subject`), or with a
+    :class:`~cir_monai.data.synthesis.SubjectConfig` as it is (several velocity scales, voxels of the image's grid)."""
+    settings = config if isinstance(config, SubjectConfig) else config.subject(image.shape[2:])
+    return random_subject(image, label, seed, settings, inverse=inverse)
 
 
 def pair_truth(fixed_ddf: torch.Tensor, moving_inverse: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from cir_monai.data.generative import synth_pair
 from cir_monai.data.pairs import PairConfig, make_subject, pair_truth
 from cir_monai.data.seeds import NOMINAL_LENGTH, TRAIN_SEED
 from cir_monai.data.slices import axial_slice
-from cir_monai.data.synthesis import SynthConfig
+from cir_monai.data.synthesis import SubjectConfig, SynthConfig
 
 __all__ = ["RandomPairDataset", "SyntheticPairDataset", "FilePairDataset", "SlicePairDataset", "StepSampler"]
 
@@ -37,7 +37,10 @@ class RandomPairDataset(Dataset):
         image: template ``(1, 1, *S)`` in [0, 1].
         label: template labels ``(1, 1, *S)`` or ``None``.
         pool_size: number of distinct subjects (``pool_size·(pool_size−1)`` ordered pairs).
-        config: deformation and intensity settings.
+        config: deformation and intensity settings: a :class:`~cir_monai.data.pairs.PairConfig` (one smooth
+            velocity scale, the shipped model's training) or a :class:`~cir_monai.data.synthesis.SubjectConfig`
+            (several scales, voxels of the template's grid; :func:`cir_monai.workflows.embedded_training_dataset`'s
+            ``subject``).
         seed: first seed (disjoint from the validation and test seeds).
         length: nominal length (items are generated on demand).
         with_truth: also give each pair's true field (:func:`~cir_monai.data.pairs.pair_truth`), for the
@@ -55,7 +58,7 @@ class RandomPairDataset(Dataset):
         image: torch.Tensor,
         label: torch.Tensor | None = None,
         pool_size: int = 16,
-        config: PairConfig = PairConfig(),
+        config: PairConfig | SubjectConfig = PairConfig(),
         seed: int = TRAIN_SEED,
         length: int = NOMINAL_LENGTH,
         with_truth: bool = False,

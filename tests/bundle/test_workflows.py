@@ -9,6 +9,7 @@ from pathlib import Path
 
 import nibabel as nib
 import pytest
+import torch
 from monai.bundle import ConfigWorkflow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -320,6 +321,26 @@ def test_the_supervised_overlay_trains_on_the_true_fields(tmp_path):
         run("training", config_file=overlays, **overrides,
             **{"train#dataset#data": [{"image": image}, {"image": image}], "pairing": "all"})
     assert "only the generated embedded pairs" in str(raised.value.__cause__)
+
+
+def test_the_multiscale_overlay_gives_subjects_of_four_velocity_scales(tmp_path):
+    """configs/scale/cpu_lite_multiscale.yaml (issue 32's training recipe) resolves, through MONAI's parser, to the
+    embedded pairs with its four-scale subjects (not the shipped one-scale recipe), 64 of them, and makes pairs."""
+    from monai.bundle import ConfigParser
+
+    from cir_monai.data.pairs import PairConfig
+    from cir_monai.data.synthesis import SubjectConfig
+
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "train.yaml"), str(ROOT / "configs" / "scale" / "cpu_lite_multiscale.yaml")])
+    parser.update(dict(TINY, bundle_root=str(tmp_path / "bundle"), output_dir=str(tmp_path / "runs"),
+                       dataset_dir=str(tmp_path / "data")))
+    data = parser.get_parsed_content("train#dataset")
+    assert isinstance(data.config, SubjectConfig) and data.config != PairConfig().subject(TINY["spatial_size"])
+    assert data.config.velocity_sigmas == (12.8, 6.4, 3.2, 1.6) and data.config.random_amplitudes
+    assert data.pool_size == 64
+    item = data[0]
+    assert item["fixed"].shape == (1, *TINY["spatial_size"]) and not torch.equal(item["fixed"], item["moving"])
 
 
 def test_the_2d_overlay_trains_a_2d_model_on_slices(tmp_path):

@@ -6,7 +6,11 @@ import pytest
 import torch
 
 from cir_monai.data import RandomPairDataset
+from cir_monai.data.pairs import PairConfig
+from cir_monai.data.synthesis import random_subject
+from cir_monai.data.synthetic import phantom
 from cir_monai.data.training import FilePairDataset
+from cir_monai.workflows import subject_config
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +67,46 @@ def test_items_with_truth_carry_the_pairs_true_field(template):
     fixed = make_subject(*template, supervised.seed + i, supervised.config)
     moving = make_subject(*template, supervised.seed + j, supervised.config, inverse=True)
     assert torch.equal(b["ddf_truth"], pair_truth(fixed["ddf"], moving["inverse"])[0])
+
+
+# the subjects' settings: one smooth scale (the shipped recipe) or several (configs/scale/cpu_lite_multiscale.yaml)
+SHAPE = (40, 48, 40)
+STILL = {"rotation_deg": 0.0, "scale": 0.0, "translation": 0.0, "bias": 0.0, "gamma": 0.0, "noise": 0.0}
+
+
+def test_a_subject_config_is_used_as_it_is():
+    image, label = phantom(SHAPE)
+    config = subject_config({"velocity_sigmas": [6.4, 1.6], "velocity_amplitudes": [2.0, 1.0], **STILL})
+    assert config.velocity_sigmas == (6.4, 1.6) and config.velocity_amplitudes == (2.0, 1.0)
+    data = RandomPairDataset(image, label, pool_size=2, config=config, with_truth=True)
+    subject = data.subject(0)
+    expected = random_subject(image, label, data.seed, config, inverse=True)
+    assert torch.equal(subject["ddf"], expected["ddf"])
+    assert subject["ddf"].abs().amax() > 0.5  # the deformation is there (up to ~2 + 1 voxels)
+    item = data[0]
+    assert not torch.equal(item["fixed"], item["moving"])
+    assert item["ddf_truth"].shape == (3, *SHAPE)
+
+
+def test_zero_amplitudes_give_identical_subjects():
+    image, label = phantom(SHAPE)
+    config = subject_config({"velocity_sigmas": [6.4, 1.6], "velocity_amplitudes": [0.0, 0.0], **STILL})
+    item = RandomPairDataset(image, label, pool_size=2, config=config)[0]
+    torch.testing.assert_close(item["fixed"], item["moving"], atol=1e-5, rtol=0)
+
+
+def test_the_default_is_the_shipped_one_scale_recipe():
+    image, label = phantom(SHAPE)
+    data = RandomPairDataset(image, label, pool_size=2)
+    assert data.config == PairConfig()
+    assert PairConfig().subject(SHAPE).velocity_sigmas == (0.1 * max(SHAPE),)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"velocity_sigma": [3.0]}, "unknown field(s) ['velocity_sigma']"),
+    ({"velocity_sigmas": [6.4, 3.2], "velocity_amplitudes": [1.0]}, "2 velocity_sigmas but 1 velocity_amplitudes"),
+])
+def test_bad_subject_settings_are_named(fields, message):
+    with pytest.raises(ValueError) as error:
+        subject_config(fields)
+    assert message in str(error.value)
