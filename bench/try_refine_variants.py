@@ -19,6 +19,13 @@ pair). ``KIND``:
   inverse against the moving image (two fixed-point iterations, differentiable inside the loop; the library's
   :func:`~cir_monai.networks.invert_ddf` solves to a tolerance, which one Adam step does not need).
 
+* ``window_K``: the default refinement with the similarity pyramid's windows K, K − 2, K − 4 (the network's: 7);
+* ``smooth_S``: the default refinement on both images Gaussian-smoothed by sigma S voxels (noise);
+* ``anneal_X``: the default refinement, its first half at λ / X, its second at λ;
+* ``init_L``: the network at λ = L for the start, then the default refinement at λ;
+* ``lbfgs_H``: L-BFGS (history H, strong Wolfe line search) in place of Adam, the update on the default's grid,
+  ``--refine`` evaluations of the objective in all.
+
 ``--passes 2`` runs the network twice (the second on the moving image warped by the first field; fields composed)
 before refining. Measured 2026-12-07 on the hard group and recorded in docs/results.md ("A coarser update").
 """
@@ -31,11 +38,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from monai.networks.layers import GaussianFilter
 
 import cir_monai.refine as refine_module
 from cir_monai.benchmarking import evaluator_rows, heldout_pairs, summarise
 from cir_monai.io import load_network
-from cir_monai.losses import CLapIRNLoss
+from cir_monai.losses import CLapIRNLoss, MultiResolutionNCC
 from cir_monai.networks import Warp
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +65,52 @@ class Cascade(torch.nn.Module):
             step = self.network(self.warp(moving, ddf), fixed, lam, **kwargs)
             ddf = step + self.warp(ddf, step)  # x + step(x) + ddf(x + step(x))
         return ddf
+
+
+class StartAt(torch.nn.Module):
+    """The network at a fixed λ, whatever it is asked (the start of the refinement at another λ)."""
+
+    def __init__(self, network, lam: float) -> None:
+        super().__init__()
+        self.network, self.lam = network, float(lam)
+        self.frame, self.num_levels = getattr(network, "frame", None), getattr(network, "num_levels", 3)
+        self.lam_range = getattr(network, "lam_range", None)
+
+    def forward(self, moving, fixed, lam, **kwargs):
+        return self.network(moving, fixed, torch.full_like(torch.as_tensor(lam, dtype=torch.float32), self.lam),
+                            **kwargs)
+
+
+def windowed(kernel: int):
+    """CLapIRNLoss whose finest level's similarity pyramid has windows ``kernel``, ``kernel − 2``, …"""
+    class Windowed(CLapIRNLoss):
+        def __init__(self, spatial_dims=3, num_levels=3, **kwargs):
+            super().__init__(spatial_dims, num_levels, **kwargs)
+            self.similarity[-1] = MultiResolutionNCC(spatial_dims, kernel, num_levels)
+    return Windowed
+
+
+def lbfgs_refine(moving, fixed, ddf, lam, evaluations, num_levels, grid_factor, history):
+    """The default's objective and update grid, minimised by L-BFGS within ``evaluations`` objective evaluations."""
+    objective = CLapIRNLoss(3, num_levels)
+    start = ddf.detach().float().as_subclass(torch.Tensor)
+    size = tuple(start.shape[2:])
+    update = torch.zeros(1, 3, *(s // grid_factor for s in size), requires_grad=True)
+    optimizer = torch.optim.LBFGS([update], lr=1.0, max_iter=evaluations, max_eval=evaluations,
+                                  history_size=history, line_search_fn="strong_wolfe")
+
+    def field():
+        return start + F.interpolate(update, size=size, mode="trilinear", align_corners=True)
+
+    def closure():
+        optimizer.zero_grad()
+        value = objective.field_objective(moving, fixed, field(), lam).sum()
+        value.backward()
+        return value
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    return field().detach()
 
 
 def stages(kind: str) -> list[tuple[int, int]]:
@@ -120,6 +174,26 @@ def variant(kind: str):
             return ddf
         if kind.startswith("pyramid_"):
             return pyramid_refine(moving, fixed, ddf, lam, stages(kind), num_levels)
+        default = (lr, num_levels, grid_factor)
+        if kind.startswith("window_"):
+            refine_module.CLapIRNLoss = windowed(int(kind.split("_")[1]))
+            try:
+                return LIBRARY(moving, fixed, ddf, lam, iterations, *default, **kwargs)
+            finally:
+                refine_module.CLapIRNLoss = CLapIRNLoss
+        if kind.startswith("smooth_"):
+            blur = GaussianFilter(3, float(kind.split("_")[1]))
+            with torch.no_grad():
+                moving, fixed = (blur(x.float().as_subclass(torch.Tensor)) for x in (moving, fixed))
+            return LIBRARY(moving, fixed, ddf, lam, iterations, *default, **kwargs)
+        if kind.startswith("anneal_"):
+            half = iterations // 2
+            ddf = LIBRARY(moving, fixed, ddf, lam / float(kind.split("_")[1]), half, *default)
+            return LIBRARY(moving, fixed, ddf, lam, iterations - half, *default, **kwargs)
+        if kind.startswith("init_"):
+            return LIBRARY(moving, fixed, ddf, lam, iterations, *default, **kwargs)
+        if kind.startswith("lbfgs_"):
+            return lbfgs_refine(moving, fixed, ddf, lam, iterations, num_levels, grid_factor, int(kind.split("_")[1]))
         if kind.startswith("cosine_"):
             return adam_refine(moving, fixed, ddf, lam, iterations, num_levels, cosine=float(kind.split("_")[1]))
         if kind == "symmetric":
@@ -143,6 +217,8 @@ def main() -> None:
     network = load_network(args.model)
     if args.passes > 1:
         network = Cascade(network, args.passes).eval()
+    if args.kind.startswith("init_"):
+        network = StartAt(network, float(args.kind.split("_")[1])).eval()
     pairs = heldout_pairs(ROOT / "data", args.group, args.pairs)
     rows = evaluator_rows(args.kind, network, pairs, [1.0], refine=args.refine)
     for entry in summarise(rows):

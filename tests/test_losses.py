@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from monai.losses import LocalNormalizedCrossCorrelationLoss
 
 from cir_monai.conventions import normalized_to_voxel_ddf
-from cir_monai.losses import CLapIRNLoss, FoldingLoss, MultiResolutionNCC, SmoothnessLoss
+from cir_monai.losses import BoxLNCC, CLapIRNLoss, FoldingLoss, MultiResolutionNCC, SmoothnessLoss
 from cir_monai.networks import CLapIRN, Warp
 
 
@@ -34,6 +35,39 @@ def test_ncc_of_identical_images_is_minus_sum_of_weights():
     assert torch.allclose(MultiResolutionNCC(3, 7, 3)(image, image), torch.full((2,), -1.75), atol=1e-3)
     with pytest.raises(ValueError, match="kernel_size"):
         MultiResolutionNCC(3, 4, 1)
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 17, 20, 15), (2, 1, 23, 19)])
+@pytest.mark.parametrize("kernel", [3, 5, 7])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_pooled_window_sums_are_monais_local_ncc(shape, kernel, reduction):
+    """BoxLNCC (the refinement's fast path at 1 mm) is MONAI's local NCC, value and gradient, within float rounding;
+    random images (the worst case for cancellation in the variances) with a flat region, where the variance floor
+    applies."""
+    gen = torch.Generator().manual_seed(kernel)
+    pred = torch.rand(shape, generator=gen).requires_grad_()
+    target = torch.rand(shape, generator=gen)
+    target[..., :6, :6] = 0.5
+    n = len(shape) - 2
+    reference = LocalNormalizedCrossCorrelationLoss(n, kernel_size=kernel, kernel_type="rectangular",
+                                                    reduction=reduction)
+    want = reference(pred, target)
+    (grad_want,) = torch.autograd.grad(want.sum(), pred)
+    got = BoxLNCC(n, kernel, reduction=reduction)(pred, target)
+    (grad_got,) = torch.autograd.grad(got.sum(), pred)
+    assert got.shape == want.shape
+    scale = max(1.0, want.detach().abs().max().item())
+    torch.testing.assert_close(got, want, atol=1e-5 * scale, rtol=1e-5)
+    # window 3 on noise has near-zero variances, which amplify the sums' rounding: bounded against the largest
+    torch.testing.assert_close(grad_got, grad_want, atol=1e-4 * grad_want.abs().max().item(), rtol=1e-3)
+
+
+def test_pooled_sums_give_the_same_similarity_pyramid():
+    image, other = torch.rand(1, 1, 24, 28, 20), torch.rand(1, 1, 24, 28, 20)
+    torch.testing.assert_close(MultiResolutionNCC(3, 7, 3, pooled_sums=True)(image, other),
+                               MultiResolutionNCC(3, 7, 3)(image, other), atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="equal shapes"):
+        BoxLNCC(3, 3)(image, other[..., :-1])
 
 
 def test_folding_loss_is_positive_only_for_folds():
