@@ -17,7 +17,8 @@ that process's maximum resident set size:
 * the same with ``--frame input`` for each N of ``--input-frame-refine``: the network predicts on the fixed
   image's own 1 mm grid instead of its 2 mm frame (how much a model loses outside the frame it was trained in);
 * ``--refine DEFAULT_REFINE --fine-steps M`` for each M of ``--fine-steps``: the default, then M more steps on the fixed
-  image's own 1 mm grid (:func:`cir_monai.refine.refine_on_grid`);
+  image's own 1 mm grid (:func:`cir_monai.refine.refine_on_grid`); an entry ``R+M`` runs ``--refine R --fine-steps
+  M`` (fewer steps in the frame, some at 1 mm);
 * the import floor: a process that only imports the runner (torch, MONAI and what MONAI imports), the part of
   every ``cir-monai register`` time that no registration work can remove;
 * ANTs SyN (``ants.registration(type_of_transform="SyN")`` plus the warped label and image written),
@@ -95,7 +96,8 @@ def main() -> int:
     parser.add_argument("--input-frame-refine", default="0",
                         help="refinement steps of the --frame input runs (1 mm), one each; empty: none")
     parser.add_argument("--fine-steps", default="",
-                        help="steps at the fixed grid after the default refinement, one run each")
+                        help="steps at the fixed grid after the default refinement, one run each; R+M: after R "
+                             "steps in the frame")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-ants", action="store_true")
     parser.add_argument("--no-append", action="store_true")
@@ -108,7 +110,9 @@ def main() -> int:
         shape = "×".join(str(s) for s in nib.load(paths["fixed"]).shape)
         runs = [(int(v), []) for v in args.refine.split(",") if v]
         runs += [(int(v), ["--frame", "input"]) for v in args.input_frame_refine.split(",") if v]
-        runs += [(DEFAULT_REFINE, ["--fine-steps", v]) for v in args.fine_steps.split(",") if v]
+        for entry in filter(None, args.fine_steps.split(",")):
+            frame_steps, _, fine = entry.rpartition("+")
+            runs.append((int(frame_steps or DEFAULT_REFINE), ["--fine-steps", fine]))
         for index, (steps, extra) in enumerate(runs):
             ours = tmp / f"ours_{index}"
             seconds, peak = timed([sys.executable, "-m", "cir_monai", "register", paths["fixed"], paths["moving"],

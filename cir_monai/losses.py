@@ -37,7 +37,8 @@ class BoxLNCC(LocalNormalizedCrossCorrelationLoss):
     (``tests/test_losses.py``). Why not MONAI's: on the CPU, PyTorch's 3D convolution with a ``(k, 1, 1)`` kernel
     is ~5× slower than ``avg_pool3d`` on a 1 mm brain box (150×180×150: 2.0 s against 0.43 s forward and backward,
     one thread) and level with it on the 2 mm frame, and the window sums are most of the cost of a refinement step
-    at 1 mm (docs/performance.md, "Refinement").
+    at 1 mm (``bench/bench_lncc.py``). Running (cumulative) sums were faster still but lost the variances' precision
+    where the brain meets the background: on a 1 mm brain box the mean NCC came out −0.320 against MONAI's −0.224.
 
     Args:
         spatial_dims: 2 or 3.
