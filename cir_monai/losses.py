@@ -35,9 +35,10 @@ class BoxLNCC(LocalNormalizedCrossCorrelationLoss):
 
     The same sums (zero padding, one axis at a time) in another order: within 1e-6 of MONAI's value
     (``tests/test_losses.py``). Why not MONAI's: on the CPU, PyTorch's 3D convolution with a ``(k, 1, 1)`` kernel
-    is ~5× slower than ``avg_pool3d`` on a 1 mm brain box (150×180×150: 2.0 s against 0.43 s forward and backward,
-    one thread) and level with it on the 2 mm frame, and the window sums are most of the cost of a refinement step
-    at 1 mm (``bench/bench_lncc.py``). Running (cumulative) sums were faster still but lost the variances' precision
+    is slower than ``avg_pool3d`` on a 1 mm brain box (the similarity pyramid on a 163×201×170 box, forward and
+    backward, 2 threads: 6.3–6.9 s against 2.0–2.5 s alone; one step of ``register --fine-steps`` 3.4–3.7 s against
+    2.8–3.0 s in the pipeline, 2026-12-07), and slower on the 2 mm frame, where the default refinement keeps MONAI's
+    (``bench/bench_lncc.py``). Running (cumulative) sums were faster still but lost the variances' precision
     where the brain meets the background: on a 1 mm brain box the mean NCC came out −0.320 against MONAI's −0.224.
 
     Args:
