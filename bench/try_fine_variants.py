@@ -31,18 +31,19 @@ ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = refine_module.refine_ddf
 
 
-def smoothed_gradient(sigma: float, lr: float):
-    """A ``refine_ddf`` whose 1 mm calls (``pooled_sums``, the stage's) update every voxel with a smoothed gradient."""
-    def refine(moving, fixed, ddf, lam, iterations=50, lr_=0.1, num_levels=3, grid_factor=1, progress=None,
+def smoothed_gradient(sigma: float, stage_lr: float):
+    """A ``refine_ddf`` whose 1 mm calls (``pooled_sums``, the stage's) update every voxel with a smoothed gradient at
+    ``stage_lr``."""
+    def refine(moving, fixed, ddf, lam, iterations=50, lr=0.1, num_levels=3, grid_factor=1, progress=None,
                pooled_sums=False, **kwargs):
         if not pooled_sums:  # the frame's refinement
-            return LIBRARY(moving, fixed, ddf, lam, iterations, lr_, num_levels, grid_factor, progress=progress,
+            return LIBRARY(moving, fixed, ddf, lam, iterations, lr, num_levels, grid_factor, progress=progress,
                            **kwargs)
         objective, blur = CLapIRNLoss(3, num_levels, pooled_sums=True), GaussianFilter(3, sigma)
         start, moving, fixed = (x.detach().float().as_subclass(torch.Tensor).contiguous() for x in (ddf, moving, fixed))
         update = torch.zeros(start.shape, requires_grad=True)
         update.register_hook(blur)
-        optimizer = torch.optim.Adam([update], lr=lr)
+        optimizer = torch.optim.Adam([update], lr=stage_lr)
         with torch.enable_grad():
             for _ in range(iterations):
                 optimizer.zero_grad()
