@@ -50,14 +50,22 @@ ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = refine_module.refine_ddf
 
 
-class Cascade(torch.nn.Module):
+class Wrapped(torch.nn.Module):
+    """A network wrapped, with the attributes the pipeline reads from it (its frame, levels and λ range)."""
+
+    def __init__(self, network) -> None:
+        super().__init__()
+        self.network = network
+        self.frame, self.num_levels = getattr(network, "frame", None), getattr(network, "num_levels", 3)
+        self.lam_range = getattr(network, "lam_range", None)
+
+
+class Cascade(Wrapped):
     """The network ``passes`` times: each pass registers the moving image warped so far to the fixed one."""
 
     def __init__(self, network, passes: int) -> None:
-        super().__init__()
-        self.network, self.passes, self.warp = network, passes, Warp()
-        self.frame, self.num_levels = getattr(network, "frame", None), getattr(network, "num_levels", 3)
-        self.lam_range = getattr(network, "lam_range", None)
+        super().__init__(network)
+        self.passes, self.warp = passes, Warp()
 
     def forward(self, moving, fixed, lam, **kwargs):
         ddf = self.network(moving, fixed, lam, **kwargs)
@@ -67,14 +75,12 @@ class Cascade(torch.nn.Module):
         return ddf
 
 
-class StartAt(torch.nn.Module):
+class StartAt(Wrapped):
     """The network at a fixed λ, whatever it is asked (the start of the refinement at another λ)."""
 
     def __init__(self, network, lam: float) -> None:
-        super().__init__()
-        self.network, self.lam = network, float(lam)
-        self.frame, self.num_levels = getattr(network, "frame", None), getattr(network, "num_levels", 3)
-        self.lam_range = getattr(network, "lam_range", None)
+        super().__init__(network)
+        self.lam = float(lam)
 
     def forward(self, moving, fixed, lam, **kwargs):
         return self.network(moving, fixed, torch.full_like(torch.as_tensor(lam, dtype=torch.float32), self.lam),

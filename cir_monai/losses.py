@@ -48,11 +48,11 @@ class BoxLNCC(LocalNormalizedCrossCorrelationLoss):
     """
 
     def __init__(self, spatial_dims: int = 3, kernel_size: int = 3, reduction: str = "mean") -> None:
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"BoxLNCC: spatial_dims must be 2 or 3, got {spatial_dims}")
         super().__init__(spatial_dims, kernel_size=kernel_size, kernel_type="rectangular", reduction=reduction)
         self.kernel_size = int(kernel_size)
-        self.pool = (F.avg_pool2d, F.avg_pool3d)[spatial_dims - 2] if spatial_dims in (2, 3) else None
-        if self.pool is None:
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+        self.pool = F.avg_pool3d if spatial_dims == 3 else F.avg_pool2d
 
     def window_sum(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` ``(B, C, *S)`` summed over the window centred at each voxel, zeros outside (MONAI's padding)."""

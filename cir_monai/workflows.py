@@ -175,8 +175,8 @@ def embedded_training_dataset(
     (:class:`~cir_monai.data.pairs.PairConfig`'s defaults).
 
     Raises:
-        ValueError: ``subject`` names a field that :class:`SubjectConfig` does not have, or its scales and
-            amplitudes differ in number.
+        ValueError: ``subject`` names a field that :class:`SubjectConfig` does not have (here), or its scales and
+            amplitudes differ in number (:func:`~cir_monai.data.synthesis.random_deformation`, at the first subject).
     """
     image, label = _template(dataset_dir, spacing, spatial_size)
     config = PairConfig() if subject is None else subject_config(subject)
@@ -184,16 +184,18 @@ def embedded_training_dataset(
 
 
 def subject_config(fields: dict) -> SubjectConfig:
-    """A :class:`~cir_monai.data.synthesis.SubjectConfig` from a config's mapping (lists become tuples), checked."""
-    known = {f.name for f in dataclasses.fields(SubjectConfig)}
+    """A :class:`~cir_monai.data.synthesis.SubjectConfig` from ``train#dataset#subject`` (:func:`_config_fields`)."""
+    return SubjectConfig(**_config_fields(SubjectConfig, fields, "train#dataset#subject"))
+
+
+def _config_fields(cls, fields: dict, key: str) -> dict:
+    """A config's mapping as keyword arguments of the dataclass ``cls``: lists become tuples (YAML has no tuples);
+    a name ``cls`` does not have is a ValueError naming ``key``, the name and the ones it has."""
+    known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(fields) - known)
     if unknown:
-        raise ValueError(f"train#dataset#subject: unknown field(s) {unknown}; SubjectConfig has {sorted(known)}")
-    config = SubjectConfig(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in dict(fields).items()})
-    if len(config.velocity_sigmas) != len(config.velocity_amplitudes):
-        raise ValueError(f"train#dataset#subject: {len(config.velocity_sigmas)} velocity_sigmas but "
-                         f"{len(config.velocity_amplitudes)} velocity_amplitudes; give one amplitude per scale")
-    return config
+        raise ValueError(f"{key}: unknown field(s) {unknown}; {cls.__name__} has {sorted(known)}")
+    return {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in dict(fields).items()}
 
 
 def synthetic_training_dataset(
@@ -202,7 +204,7 @@ def synthetic_training_dataset(
     """Generated training pairs (:mod:`cir_monai.data.generative`) from the embedded template's labels and
     random label maps, at the working grid; ``config`` overrides :class:`SynthConfig` fields."""
     image, label = _template(dataset_dir, spacing, spatial_size)
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+    fields = _config_fields(SynthConfig, config, "train#dataset")
     if isinstance(fields.get("affine"), dict):
         fields["affine"] = PairConfig(**fields["affine"])
     return SyntheticPairDataset(image, label, SynthConfig(**fields), seed=int(seed))

@@ -104,9 +104,13 @@ def test_the_default_is_the_shipped_one_scale_recipe():
 
 @pytest.mark.parametrize("fields, message", [
     ({"velocity_sigma": [3.0]}, "unknown field(s) ['velocity_sigma']"),
-    ({"velocity_sigmas": [6.4, 3.2], "velocity_amplitudes": [1.0]}, "2 velocity_sigmas but 1 velocity_amplitudes"),
+    ({"velocity_sigmas": [6.4, 3.2], "velocity_amplitudes": [1.0]},
+     "velocity_sigmas and velocity_amplitudes differ in length"),
 ])
 def test_bad_subject_settings_are_named(fields, message):
+    """An unknown name is refused when the config is read; scales without amplitudes by the subject recipe's own
+    check, at the first subject."""
+    image, label = phantom(SHAPE)
     with pytest.raises(ValueError) as error:
-        subject_config(fields)
+        RandomPairDataset(image, label, pool_size=2, config=subject_config(fields)).subject(0)
     assert message in str(error.value)
