@@ -14,7 +14,8 @@ Every job is timed from its start to its exit (imports, the model's loading and 
 * ``ANTs SyN``: ``ants.registration(type_of_transform="SyN")`` of every pair in one Python process (antspyx in
   ``--ants-python``; ``make integration`` builds one), the warped image written like ours.
 
-All use the default 30 refinement steps at λ = 1 and every usable core. Run it on an idle machine.
+All use the default pipeline (refinement in the frame, then steps at the fixed grid) at λ = 1 and every
+usable core. Run it on an idle machine.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def main() -> int:
     print(table)
     if not args.no_append:
         details = (f"{platform.machine()}, {cores} usable cores; {len(pairs)} 1 mm held-out pairs "
-                   f"({args.group} group), λ = 1, 30 refinement steps; each job timed start to exit")
+                   f"({args.group} group), λ = 1, the default refinement; each job timed start to exit")
         append_table(ROOT, "Many pairs: pairs per hour", "bench/bench_many.py", details, table)
     return 0
 

@@ -2,7 +2,7 @@
 """`cir-monai register` on a 1 mm brain pair end to end, against ANTs SyN on the same pair, in one run.
 
     python bench/bench_register_1mm.py [--model bundle/models/model.pt] [--lam 1] [--refine 0,30]
-        [--input-frame-refine 0] [--fine-steps 25] [--threads 2] [--no-ants] [--no-append]
+        [--input-frame-refine 0] [--fine-steps 10,30+5] [--threads 2] [--no-ants] [--no-append]
 
 The pair: a held-out pair (:func:`cir_monai.data.heldout.heldout_pair`, seed 31000: two "subjects" of
 the MNI ICBM152 2009c T1 brain under independent deformations, with their CerebrA labels) on the
@@ -11,14 +11,15 @@ its own process, so the times are
 wall times of the whole job (reading, preprocessing, registration, writing) and the peak memory is
 that process's maximum resident set size:
 
-* ``cir-monai register FIXED MOVING --moving-label LABEL --lam 1 --refine N`` for each N of ``--refine`` (the
-  shipped model predicts in its 2 mm frame, refined by N steps there; warped image, label and DDF are written
-  at 1 mm);
+* ``cir-monai register FIXED MOVING --moving-label LABEL --lam 1``: the default pipeline (the shipped model
+  predicts in its 2 mm frame, refined by ``DEFAULT_REFINE`` steps there, then ``DEFAULT_FINE_STEPS`` steps at the
+  fixed image's 1 mm grid; warped image, label and DDF are written at 1 mm);
+* ``--refine N --fine-steps 0`` for each N of ``--refine``: the frame's refinement alone (0: the network alone);
 * the same with ``--frame input`` for each N of ``--input-frame-refine``: the network predicts on the fixed
   image's own 1 mm grid instead of its 2 mm frame (how much a model loses outside the frame it was trained in);
-* ``--refine DEFAULT_REFINE --fine-steps M`` for each M of ``--fine-steps``: the default, then M more steps on the fixed
-  image's own 1 mm grid (:func:`cir_monai.refine.refine_on_grid`); an entry ``R+M`` runs ``--refine R --fine-steps
-  M`` (fewer steps in the frame, some at 1 mm);
+* ``--refine DEFAULT_REFINE --fine-steps M`` for each M of ``--fine-steps``: the frame's default steps, then M steps
+  on the fixed image's own 1 mm grid (:func:`cir_monai.refine.refine_on_grid`); an entry ``R+M`` runs ``--refine R
+  --fine-steps M``;
 * the import floor: a process that only imports the runner (torch, MONAI and what MONAI imports), the part of
   every ``cir-monai register`` time that no registration work can remove;
 * ANTs SyN (``ants.registration(type_of_transform="SyN")`` plus the warped label and image written),
@@ -43,7 +44,7 @@ import numpy as np
 
 from cir_monai.benchmarking import append_table
 from cir_monai.data.heldout import write_full_grid_pair
-from cir_monai.defaults import DEFAULT_REFINE
+from cir_monai.defaults import DEFAULT_FINE_STEPS, DEFAULT_REFINE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,7 +93,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=str(ROOT / "bundle" / "models" / "model.pt"))
     parser.add_argument("--lam", default="1")
-    parser.add_argument("--refine", default=f"0,{DEFAULT_REFINE}", help="refinement steps, one register run each")
+    parser.add_argument("--refine", default="0", help="refinement steps in the frame alone (--fine-steps 0), one "
+                                                       "register run each, after the default pipeline's run")
     parser.add_argument("--input-frame-refine", default="0",
                         help="refinement steps of the --frame input runs (1 mm), one each; empty: none")
     parser.add_argument("--fine-steps", default="",
@@ -108,19 +110,22 @@ def main() -> int:
         tmp = Path(tmp)
         paths = write_full_grid_pair(tmp)
         shape = "×".join(str(s) for s in nib.load(paths["fixed"]).shape)
-        runs = [(int(v), []) for v in args.refine.split(",") if v]
-        runs += [(int(v), ["--frame", "input"]) for v in args.input_frame_refine.split(",") if v]
+        runs = [[]]  # the default pipeline
+        runs += [["--refine", v, "--fine-steps", "0"] for v in args.refine.split(",") if v]
+        runs += [["--refine", v, "--fine-steps", "0", "--frame", "input"] for v in args.input_frame_refine.split(",")
+                 if v]
         for entry in filter(None, args.fine_steps.split(",")):
             frame_steps, _, fine = entry.rpartition("+")
-            runs.append((int(frame_steps or DEFAULT_REFINE), ["--fine-steps", fine]))
-        for index, (steps, extra) in enumerate(runs):
+            runs.append(["--refine", frame_steps or str(DEFAULT_REFINE), "--fine-steps", fine])
+        for index, extra in enumerate(runs):
             ours = tmp / f"ours_{index}"
             seconds, peak = timed([sys.executable, "-m", "cir_monai", "register", paths["fixed"], paths["moving"],
                                    "--moving-label", paths["moving_label"], "--lam", args.lam, "--model", args.model,
-                                   "--refine", str(steps), *extra, "--out", str(ours)], env)
+                                   *extra, "--out", str(ours)], env)
             warped = next(ours.glob("*/lam_*/warped_label.nii.gz"))
-            rows.append((" ".join(["cir-monai register --refine", str(steps), *extra]), seconds, peak,
-                         gm_free_dice(str(warped), paths["fixed_label"])))
+            name = " ".join(["cir-monai register", *extra]) if extra else (
+                f"cir-monai register (the default: {DEFAULT_REFINE} steps in the frame + {DEFAULT_FINE_STEPS} at 1 mm)")
+            rows.append((name, seconds, peak, gm_free_dice(str(warped), paths["fixed_label"])))
         rows.insert(0, ("identity", 0.0, 0.0, gm_free_dice(paths["moving_label"], paths["fixed_label"])))
         # the floor under any `cir-monai register`: starting Python and importing torch, MONAI (which imports
         # ignite, scipy, matplotlib …) and the runner, with no work done

@@ -32,14 +32,13 @@ LIBRARY = refine_module.refine_ddf
 
 
 def smoothed_gradient(sigma: float, stage_lr: float):
-    """A ``refine_ddf`` whose 1 mm calls (``pooled_sums``, the stage's) update every voxel with a smoothed gradient at
-    ``stage_lr``."""
-    def refine(moving, fixed, ddf, lam, iterations=50, lr=0.1, num_levels=3, grid_factor=1, progress=None,
-               pooled_sums=False, **kwargs):
-        if not pooled_sums:  # the frame's refinement
+    """A ``refine_ddf`` whose 1 mm calls (those from ``refine_on_grid``, the stage's) update every voxel with a
+    smoothed gradient at ``stage_lr``."""
+    def refine(moving, fixed, ddf, lam, iterations=50, lr=0.1, num_levels=3, grid_factor=1, progress=None, **kwargs):
+        if sys._getframe(1).f_code.co_name != "refine_on_grid":  # the frame's refinement
             return LIBRARY(moving, fixed, ddf, lam, iterations, lr, num_levels, grid_factor, progress=progress,
                            **kwargs)
-        objective, blur = CLapIRNLoss(3, num_levels, pooled_sums=True), GaussianFilter(3, sigma)
+        objective, blur = CLapIRNLoss(3, num_levels, fast=True), GaussianFilter(3, sigma)
         start, moving, fixed = (x.detach().float().as_subclass(torch.Tensor).contiguous() for x in (ddf, moving, fixed))
         update = torch.zeros(start.shape, requires_grad=True)
         update.register_hook(blur)

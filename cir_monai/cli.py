@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from cir_monai.defaults import DEFAULT_LAMS, DEFAULT_REFINE, MAX_FOLDING_PCT
+from cir_monai.defaults import DEFAULT_FINE_STEPS, DEFAULT_LAMS, DEFAULT_REFINE, MAX_FOLDING_PCT
 
 __all__ = ["main", "Commands", "parse_lams"]
 
@@ -74,7 +74,8 @@ class Commands:
     def register(self, fixed: str, moving: str, lam="1.0", out: str = "runs/register", moving_label: str | None = None,
                  fixed_label: str | None = None, model: str | None = None, device: str | None = None,
                  ddf_units: str = "voxel", png: bool = False, frame: str = "model", inverse: bool = False,
-                 affine: bool = False, refine: int | None = None, fine_steps: int = 0, threads: int | None = None):
+                 affine: bool = False, refine: int | None = None, fine_steps: int | None = None,
+                 threads: int | None = None):
         """Register MOVING onto FIXED at one or more λ; NIfTI outputs in the fixed image's space.
 
         Writes OUT/<pair>/pair.json (which files) and OUT/<pair>/lam_<λ>/{warped.nii.gz, ddf.nii.gz, transform.json
@@ -113,11 +114,13 @@ class Commands:
                 composition residual's median, 99th percentile and max in voxels over the fixed brain (large only
                 where the field folds, where no inverse exists).
             refine: refine the network's field for this pair by N steps of its own training objective at the same
-                λ (Adam, in the model's frame); 0 gives the network's field alone (fastest). Default 50, or the
-                sweep's with --lam SWEEP_FOLDER.
+                λ (Adam, in the model's frame); 0 gives the network's field alone (fastest, with --fine-steps 0).
+                Default 20, or the sweep's with --lam SWEEP_FOLDER.
             fine_steps: after the refinement, N more steps on the fixed image's own grid (e.g. 1 mm), cropped to the
-                brain: the most accurate setting, at several times the time (10: Dice +0.025 on the hard held-out
-                group, +0.012 on the cross-template group; docs/results.md). Default 0.
+                brain. Default 5: +0.010 to +0.016 Dice on the held-out groups over the refinement alone, ~6 s on a
+                1 mm brain (2 CPU threads); its time and memory grow with the fixed image's voxels in the brain's
+                box. 10 gains ~0.003 more on the hard group; 0 skips it (docs/results.md). With --lam SWEEP_FOLDER,
+                the sweep's.
             threads: CPU threads (default: $CIR_MONAI_THREADS, else the usable cores not busy with other work:
                 the process's affinity and cgroup quota, less the 1-minute load average).
         """
@@ -133,15 +136,19 @@ class Commands:
         if folder is not None and folder.exists():
             chosen = read_sweep(folder)
             lams = [chosen["lam_star"]]
-            if refine is None:
-                refine = chosen["refine"]
-            elif int(refine) != chosen["refine"]:
-                print(f"note: λ* = {chosen['lam_star']:g} was chosen for {chosen['refine']} refinement steps; "
-                      f"registering with {refine}", file=sys.stderr)
-            print(f"λ* = {lams[0]:g} from {folder} (chosen for {refine} refinement steps)", file=sys.stderr)
+            for name, given in (("refine", refine), ("fine_steps", fine_steps)):
+                what = "refinement steps" if name == "refine" else "steps at the fixed grid"
+                if given is not None and int(given) != chosen[name]:
+                    print(f"note: λ* = {chosen['lam_star']:g} was chosen for {chosen[name]} {what}; "
+                          f"registering with {given}", file=sys.stderr)
+            refine = chosen["refine"] if refine is None else refine
+            fine_steps = chosen["fine_steps"] if fine_steps is None else fine_steps
+            print(f"λ* = {lams[0]:g} from {folder} (chosen for {chosen['refine']} refinement steps and "
+                  f"{chosen['fine_steps']} at the fixed grid)", file=sys.stderr)
         else:
             lams = parse_lams(lam)
         refine = DEFAULT_REFINE if refine is None else refine
+        fine_steps = DEFAULT_FINE_STEPS if fine_steps is None else fine_steps
         with cpu_threads(threads):
             results = register_files(fixed, moving, lams, out, moving_label=moving_label, fixed_label=fixed_label,
                                      model=model, device=device, ddf_units=ddf_units, figures=png, frame=frame,
@@ -154,7 +161,7 @@ class Commands:
     def batch(self, data: str, lam="1.0", out: str = "runs/batch", split: str = "test", workers: int = 1,
               model: str | None = None, device: str | None = None, ddf_units: str = "voxel", png: bool = False,
               frame: str = "model", inverse: bool = False, affine: bool = False, refine: int = DEFAULT_REFINE,
-              fine_steps: int = 0, threads: int | None = None):
+              fine_steps: int = DEFAULT_FINE_STEPS, threads: int | None = None):
         """Register many pairs (a study to a template): `register`'s outputs for each pair of a datalist, the model
         loaded once, the next pairs read while one is registered, the last written while the next is registered.
 
@@ -235,7 +242,8 @@ class Commands:
     def sweep(self, data: str = "embedded", lams=DEFAULT_LAMS, out: str = "runs/sweep",
               max_folding: float = MAX_FOLDING_PCT, rule: str = "max_dice", tolerance: float = 0.01,
               split: str = "validation", model: str | None = None, device: str | None = None,
-              pixdim: float | None = None, refine: int = DEFAULT_REFINE, threads: int | None = None):
+              pixdim: float | None = None, refine: int = DEFAULT_REFINE, fine_steps: int = DEFAULT_FINE_STEPS,
+              threads: int | None = None):
         """Find λ*: register every labelled pair at every λ with one model, as `register` would, and pick the best λ.
 
         Writes OUT/summary.md (report with tables and pictures), summary.json, one CSV per pair,
@@ -256,9 +264,10 @@ class Commands:
             model: model file (default: the bundle's shipped model).
             device: cpu or cuda.
             pixdim: resample to this spacing in mm first (default: the fixed image's grid).
-            refine: per-pair refinement steps at every λ (default 30, register's default: λ* is chosen for the
+            refine: per-pair refinement steps at every λ (default 20, register's default: λ* is chosen for the
                 registrations register makes; `register --lam OUT` then refines as the sweep did). 0 scores the
-                network alone (8× faster).
+                network alone (with --fine-steps 0; several times faster).
+            fine_steps: then more steps at each pair's fixed grid (default 5, register's; recorded as refine is).
             threads: CPU threads (default: $CIR_MONAI_THREADS, else the usable cores not busy with other work).
         """
         from cir_monai.runtime import cpu_threads, tune_cpu_allocator
@@ -268,10 +277,11 @@ class Commands:
         tune_cpu_allocator()
         with cpu_threads(threads):
             summary = sweep(data, out, parse_lams(lams), max_folding, rule, tolerance, split, model, device, pixdim,
-                            refine=refine)
+                            refine=refine, fine_steps=fine_steps)
         report = Path(out).expanduser() / "summary.md"
         _print_table(report, bold=True)
-        print(f"λ* = {summary['lam_star']:g} (for {refine} refinement steps); report: {report}")
+        print(f"λ* = {summary['lam_star']:g} (for {refine} refinement steps and {fine_steps} at the fixed grid); "
+              f"report: {report}")
         print(f"done in {time.perf_counter() - started:.1f} s")
 
     def evaluate(self, model: str | None = None, lams=DEFAULT_LAMS, out: str = "runs/evaluate",

@@ -25,20 +25,56 @@ from cir_monai.metrics import jacobian_determinant
 from cir_monai.networks.clapirn import PyramidOutput
 from cir_monai.networks.warp import Warp
 
-__all__ = ["BoxLNCC", "MultiResolutionNCC", "SmoothnessLoss", "FoldingLoss", "LabelDiceLoss", "FieldErrorLoss",
-           "CLapIRNLoss"]
+__all__ = ["box_sum", "BoxLNCC", "MultiResolutionNCC", "SmoothnessLoss", "FoldingLoss", "LabelDiceLoss",
+           "FieldErrorLoss", "CLapIRNLoss"]
+
+
+def box_sum(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """``x`` ``(B, C, *S)`` summed over the cube (square) of side ``kernel_size`` centred at each voxel, zeros
+    outside the image: MONAI's rectangular local-NCC window sum, one axis at a time.
+
+    Each axis adds ``kernel_size − 1`` shifted copies into a copy of ``x``: the same terms as a convolution with a
+    box kernel, so no running-sum cancellation (see :class:`BoxLNCC`), and faster on the CPU than both the
+    convolution and ``avg_pool3d``. The sum with zero padding is its own adjoint, so the backward pass is the
+    same sum of the incoming gradient (:class:`_BoxSum`); the autograd graph holds no copies.
+    """
+    return _BoxSum.apply(x, int(kernel_size))
+
+
+def _shifted_sum(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    radius = kernel_size // 2
+    for axis in range(2, x.ndim):
+        n = x.shape[axis]
+        out = x.clone()
+        for shift in range(1, min(radius, n - 1) + 1):
+            out.narrow(axis, shift, n - shift).add_(x.narrow(axis, 0, n - shift))
+            out.narrow(axis, 0, n - shift).add_(x.narrow(axis, shift, n - shift))
+        x = out
+    return x
+
+
+class _BoxSum(torch.autograd.Function):
+    """:func:`box_sum` with its adjoint (itself) as the backward pass."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, kernel_size: int) -> torch.Tensor:
+        ctx.kernel_size = kernel_size
+        return _shifted_sum(x, kernel_size)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return _shifted_sum(grad.contiguous(), ctx.kernel_size), None
 
 
 class BoxLNCC(LocalNormalizedCrossCorrelationLoss):
     """MONAI's local NCC (rectangular window, squared NCC, its ``smooth_nr`` / ``smooth_dr`` and reductions), with
-    the window sums taken by average pooling instead of MONAI's separable convolution.
+    the window sums taken by shifted additions (:func:`box_sum`) instead of MONAI's separable convolution.
 
-    The same sums (zero padding, one axis at a time) in another order: within 1e-6 of MONAI's value
+    The same sums (zero padding, one axis at a time) in another order: within 1e-6 of MONAI's value and gradient
     (``tests/test_losses.py``). Why not MONAI's: on the CPU, PyTorch's 3D convolution with a ``(k, 1, 1)`` kernel
-    is slower than ``avg_pool3d`` on a 1 mm brain box (the similarity pyramid on a 163×201×170 box, forward and
-    backward, 2 threads: 6.3–6.9 s against 2.0–2.5 s alone; one step of ``register --fine-steps`` 3.4–3.7 s against
-    2.8–3.0 s in the pipeline, 2026-12-07), and slower on the 2 mm frame, where the default refinement keeps MONAI's
-    (``bench/bench_lncc.py``). Running (cumulative) sums were faster still but lost the variances' precision
+    is slow on a 1 mm brain box (the similarity pyramid on a 163×201×170 box, forward and backward, 2 threads:
+    6.3–6.9 s; by ``avg_pool3d``, this class's first form, 2.0–2.5 s; 2026-12-07); shifted additions are faster
+    still (``bench/bench_lncc.py``). Running (cumulative) sums were tried too and lost the variances' precision
     where the brain meets the background: on a 1 mm brain box the mean NCC came out −0.320 against MONAI's −0.224.
 
     Args:
@@ -52,18 +88,10 @@ class BoxLNCC(LocalNormalizedCrossCorrelationLoss):
             raise ValueError(f"BoxLNCC: spatial_dims must be 2 or 3, got {spatial_dims}")
         super().__init__(spatial_dims, kernel_size=kernel_size, kernel_type="rectangular", reduction=reduction)
         self.kernel_size = int(kernel_size)
-        self.pool = F.avg_pool3d if spatial_dims == 3 else F.avg_pool2d
 
     def window_sum(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` ``(B, C, *S)`` summed over the window centred at each voxel, zeros outside (MONAI's padding)."""
-        k, n = self.kernel_size, self.ndim
-        for axis in range(n):
-            size = [1] * n
-            size[axis] = k
-            pad = [0] * n
-            pad[axis] = k // 2
-            x = self.pool(x, tuple(size), stride=1, padding=tuple(pad), count_include_pad=True) * k
-        return x
+        return box_sum(x, self.kernel_size)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if pred.ndim - 2 != self.ndim or target.shape != pred.shape:
@@ -94,15 +122,16 @@ class MultiResolutionNCC(nn.Module):
         spatial_dims: 2 or 3.
         kernel_size: window at the finest scale (odd; 7 at pyramid level 3).
         num_scales: number of scales (the level's index).
-        pooled_sums: take the windows' sums by average pooling (:class:`BoxLNCC`, faster on large volumes on the
-            CPU) instead of MONAI's separable convolution; the same value within 1e-6.
+        box_sums: take the windows' sums by shifted additions (:class:`BoxLNCC`, faster on the CPU, the
+            refinement's) instead of MONAI's separable convolution (the reference, training's); the same value
+            within 1e-6.
 
     Shapes:
         ``pred``, ``target``: ``(B, 1, *spatial)`` -> ``(B,)`` per-sample loss (negative).
     """
 
     def __init__(self, spatial_dims: int = 3, kernel_size: int = 7, num_scales: int = 3,
-                 pooled_sums: bool = False) -> None:
+                 box_sums: bool = False) -> None:
         super().__init__()
         if kernel_size % 2 == 0 or kernel_size - 2 * (num_scales - 1) < 1:
             raise ValueError(
@@ -110,7 +139,7 @@ class MultiResolutionNCC(nn.Module):
                 f"got {kernel_size} for {num_scales} scales."
             )
         self.ncc = nn.ModuleList(
-            BoxLNCC(spatial_dims, kernel_size - 2 * i, reduction="none") if pooled_sums else
+            BoxLNCC(spatial_dims, kernel_size - 2 * i, reduction="none") if box_sums else
             LocalNormalizedCrossCorrelationLoss(
                 spatial_dims, kernel_size=kernel_size - 2 * i, kernel_type="rectangular", reduction="none"
             )
@@ -133,19 +162,53 @@ class SmoothnessLoss(nn.Module):
     Args:
         reference_scaling: multiply the voxel DDF by ``s = 2`` first, the authors'
             scaling (normalised units × (size − 1)); ``False`` uses voxels as they are.
+        closed_form_grad: the same value, with its gradient written out (:class:`_DiffusionEnergy`) instead of
+            autograd's through ``torch.diff`` (which allocates and copies a zero-padded gradient per axis): ~3× faster
+            forward and backward on a 1 mm brain box on the CPU; the refinement's. No double backward.
 
     Shapes:
         ``ddf``: ``(B, n, *spatial)`` in voxels -> ``(B,)``.
     """
 
-    def __init__(self, reference_scaling: bool = True) -> None:
+    def __init__(self, reference_scaling: bool = True, closed_form_grad: bool = False) -> None:
         super().__init__()
         self.scale = 2.0 if reference_scaling else 1.0
+        self.closed_form_grad = bool(closed_form_grad)
 
     def forward(self, ddf: torch.Tensor) -> torch.Tensor:
         n = ddf.ndim - 2
+        if self.closed_form_grad:
+            return _DiffusionEnergy.apply(ddf.float(), self.scale)
         u = ddf.float() * self.scale
         return sum(torch.diff(u, dim=2 + j).pow(2).flatten(1).mean(1) for j in range(n)) / n
+
+
+class _DiffusionEnergy(torch.autograd.Function):
+    """:class:`SmoothnessLoss`'s value ``E(u) = (s² / n) Σ_j mean(d_j²)``, ``d_j = diff(u, axis j)``, per sample, and
+    its gradient ``(2 s² / (n·|d_j|)) Σ_j (d_j shifted one voxel up − d_j)``, i.e. ``−2 s² / (n·|d_j|)`` times the
+    divergence of the differences (zero flux at the borders)."""
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.save_for_backward(u)
+        ctx.scale = scale
+        n = u.ndim - 2
+        return sum(torch.diff(u, dim=2 + j).pow(2).flatten(1).mean(1) for j in range(n)) * (scale * scale / n)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (u,) = ctx.saved_tensors
+        n = u.ndim - 2
+        out = torch.zeros_like(u)
+        for axis in range(2, u.ndim):
+            size = u.shape[axis]
+            if size < 2:
+                continue
+            d = torch.diff(u, dim=axis)
+            d *= 2 * ctx.scale * ctx.scale / (n * d[0].numel())
+            out.narrow(axis, 1, size - 1).add_(d)
+            out.narrow(axis, 0, size - 1).sub_(d)
+        return out * grad.view(-1, *([1] * (u.ndim - 1))), None
 
 
 class FoldingLoss(nn.Module):
@@ -251,7 +314,9 @@ class CLapIRNLoss(nn.Module):
         field_weight: weight of :class:`FieldErrorLoss`, the end-point error against the true field of
             generated pairs (0 = off, the paper; see configs/scale/cpu_lite_supervised.yaml). For a warm-up,
             train with it and then resume with 0.
-        pooled_sums: the local NCC's window sums by average pooling (:class:`BoxLNCC`; refinement at 1 mm).
+        fast: the refinement's CPU fast paths, the same objective within float rounding: the local NCC's window sums
+            by shifted additions (:class:`BoxLNCC`) and the smoothness's gradient written out
+            (``SmoothnessLoss(closed_form_grad=True)``); ``False`` (training): MONAI's local NCC and autograd.
 
     Forward:
         ``out``: the network's training-mode :class:`PyramidOutput`;
@@ -266,14 +331,14 @@ class CLapIRNLoss(nn.Module):
 
     def __init__(
         self, spatial_dims: int = 3, num_levels: int = 3, folding_weight: float = 0.0, reference_scaling: bool = True,
-        label_weight: float = 0.0, field_weight: float = 0.0, pooled_sums: bool = False,
+        label_weight: float = 0.0, field_weight: float = 0.0, fast: bool = False,
     ) -> None:
         super().__init__()
         self.similarity = nn.ModuleList(
-            MultiResolutionNCC(spatial_dims, kernel_size=2 * level + 1, num_scales=level, pooled_sums=pooled_sums)
+            MultiResolutionNCC(spatial_dims, kernel_size=2 * level + 1, num_scales=level, box_sums=fast)
             for level in range(1, num_levels + 1)
         )
-        self.smoothness = SmoothnessLoss(reference_scaling)
+        self.smoothness = SmoothnessLoss(reference_scaling, closed_form_grad=fast)
         self.folding = FoldingLoss()
         self.folding_weight = float(folding_weight)
         self.label_weight = float(label_weight)

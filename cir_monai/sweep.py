@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from cir_monai.atomic import write_json, write_text
-from cir_monai.defaults import DEFAULT_LAMS, DEFAULT_REFINE, MAX_FOLDING_PCT
+from cir_monai.defaults import DEFAULT_FINE_STEPS, DEFAULT_LAMS, DEFAULT_REFINE, MAX_FOLDING_PCT
 
 __all__ = ["RULES", "LAM_STAR_FILE", "check_rule", "select_lambda", "read_lam_star", "read_sweep", "run_sweep",
            "sweep"]
@@ -88,9 +88,9 @@ def select_lambda(
 
 
 def read_sweep(path: str | os.PathLike) -> dict:
-    """The record of a sweep folder or its ``lam_star.json``: ``lam_star`` (float) and ``refine`` (the refinement
-    steps λ* was chosen for; 0 for sweeps written before it was recorded, which scored the network alone), with the
-    rule's settings.
+    """The record of a sweep folder or its ``lam_star.json``: ``lam_star`` (float), ``refine`` and ``fine_steps`` (the
+    refinement steps in the frame and at the fixed grid λ* was chosen for; 0 for sweeps written before they were
+    recorded, which scored without them), with the rule's settings.
 
     Raises:
         FileNotFoundError: no ``lam_star.json`` there (the path in the message).
@@ -102,7 +102,8 @@ def read_sweep(path: str | os.PathLike) -> dict:
         raise FileNotFoundError(f"no λ sweep result at {path} (expected {file}; run `cir-monai sweep` first)")
     try:
         record = json.loads(file.read_text())
-        return dict(record, lam_star=float(record["lam_star"]), refine=int(record.get("refine", 0)))
+        return dict(record, lam_star=float(record["lam_star"]), refine=int(record.get("refine", 0)),
+                    fine_steps=int(record.get("fine_steps", 0)))
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"{file} does not hold a λ* ({type(err).__name__}: {err})") from err
 
@@ -127,6 +128,7 @@ def run_sweep(
     progress: bool = True,
     shown_dir: str | os.PathLike | None = None,
     refine: int = DEFAULT_REFINE,
+    fine_steps: int = DEFAULT_FINE_STEPS,
 ) -> dict:
     """Evaluate ``network`` on labelled ``pairs`` at every λ, pick λ* and write the report.
 
@@ -143,6 +145,8 @@ def run_sweep(
             command line writes to a staging folder that is moved there afterwards).
         refine: per-pair refinement steps at every λ (:func:`cir_monai.refine.refine_ddf`; default: ``register``'s,
             so that λ* is chosen for the registrations ``register`` makes; recorded in ``lam_star.json``).
+        fine_steps: then more steps at each pair's fixed grid (:func:`cir_monai.refine.refine_on_grid`; default:
+            ``register``'s; recorded too).
 
     Returns:
         the evaluation summary with ``lam_star`` added.
@@ -153,7 +157,7 @@ def run_sweep(
     check_rule(rule, max_folding, tolerance)  # fail before the work
     output_dir = Path(output_dir)
     evaluator = RegistrationEvaluator(network, pairs, lams=lams, output_dir=output_dir, pixdim=pixdim, device=device,
-                                      progress=progress, refine=refine)
+                                      progress=progress, refine=refine, fine_steps=fine_steps)
     summary = evaluator.run(report=False)  # one report, written below with λ*
     lam_star = select_lambda(summary["per_lam"], max_folding=max_folding, rule=rule, tolerance=tolerance)
     shown = Path(shown_dir) if shown_dir is not None else output_dir
@@ -164,16 +168,19 @@ def run_sweep(
     }[rule]
     notes = [f"**λ\\* = {lam_star:g}** ({rule_text}; rule `{rule}`).", "",
              f"Model `{model}`, data `{data}`, {summary['pairs']} pairs × {len(evaluator.lams)} λ, "
-             f"{refine} refinement steps per registration (as `register --lam {shown}` will run). "
+             f"{refine} refinement steps and {fine_steps} at the fixed grid per registration (as "
+             f"`register --lam {shown}` will run). "
              f"Use it: `cir-monai register FIXED MOVING --lam {shown}` or the bundle overlay "
              f"`{shown / 'register_lam.yaml'}`."]
     write_report(output_dir, summary, lam_star=lam_star, max_folding=max_folding, title="λ sweep", notes=notes)
     record = {"lam_star": lam_star, "rule": rule, "max_folding": max_folding, "tolerance": tolerance,
-              "refine": int(refine), "model": str(model), "data": str(data), "lams": evaluator.lams}
+              "refine": int(refine), "fine_steps": int(fine_steps), "model": str(model), "data": str(data),
+              "lams": evaluator.lams}
     write_json(output_dir / LAM_STAR_FILE, record)
     write_text(output_dir / "register_lam.yaml",
         f"# λ* from the sweep in this folder ({rule}, folding ≤ {max_folding:g} %, chosen for {refine} refinement "
-        f"steps)\nlams: [{lam_star:g}]\nrefine: {int(refine)}\n")
+        f"steps and {fine_steps} at the fixed grid)\nlams: [{lam_star:g}]\nrefine: {int(refine)}\n"
+        f"fine_steps: {int(fine_steps)}\n")
     return summary
 
 
@@ -181,7 +188,7 @@ def sweep(data: str | os.PathLike = "embedded", out: str | os.PathLike = "runs/s
           lams: Sequence[float] = DEFAULT_LAMS,
           max_folding: float = MAX_FOLDING_PCT, rule: str = "max_dice", tolerance: float = 0.01,
           split: str = "validation", model: str | os.PathLike | None = None, device: str | torch.device | None = None,
-          pixdim: float | None = None, refine: int = DEFAULT_REFINE) -> dict:
+          pixdim: float | None = None, refine: int = DEFAULT_REFINE, fine_steps: int = DEFAULT_FINE_STEPS) -> dict:
     """The λ sweep of ``cir-monai sweep``: check the settings, load the model (``None``: the shipped one) and
     the labelled pairs of ``data`` (:func:`cir_monai.workflows.data_pairs`), and write :func:`run_sweep`'s
     report into ``out`` atomically (:func:`~cir_monai.atomic.staged_folder`, replacing an earlier report).
@@ -193,10 +200,12 @@ def sweep(data: str | os.PathLike = "embedded", out: str | os.PathLike = "runs/s
     from cir_monai.defaults import default_device, default_model
     from cir_monai.engines.prediction import check_options, checked_lams
     from cir_monai.io import load_network
+    from cir_monai.refine import refine_steps
     from cir_monai.workflows import data_pairs
 
     check_rule(rule, max_folding, tolerance)
     check_options(refine=refine)
+    refine_steps(fine_steps, "fine_steps")
     device = default_device(device)
     network = load_network(model, device)
     checked_lams(lams, network)  # before the data are built
@@ -204,4 +213,4 @@ def sweep(data: str | os.PathLike = "embedded", out: str | os.PathLike = "runs/s
     with staged_folder(out, fresh=True) as staging:
         return run_sweep(network, pairs, staging, lams=lams, max_folding=float(max_folding), rule=rule,
                          tolerance=float(tolerance), model=str(model or default_model()), data=str(data), device=device,
-                         pixdim=pixdim, shown_dir=out, refine=refine)
+                         pixdim=pixdim, shown_dir=out, refine=refine, fine_steps=fine_steps)

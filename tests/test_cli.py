@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from cir_monai.cli import main, parse_lams
-from cir_monai.defaults import DEFAULT_REFINE
+from cir_monai.defaults import DEFAULT_FINE_STEPS, DEFAULT_REFINE
 from cir_monai.io import load_network
 from cir_monai.io.checkpoint import save_checkpoint
 from cir_monai.networks import CLapIRN
@@ -101,9 +101,11 @@ def test_sweep_applies_the_documented_rule(tiny, tmp_path, capsys):
                if v["dice_mean"] == max(w["dice_mean"] for n, w in per_lam.items() if n != "before"))
     star = json.loads((out / "lam_star.json").read_text())
     assert star["lam_star"] == best and star["rule"] == "max_dice"
-    assert star["refine"] == DEFAULT_REFINE  # the sweep scores the pipeline `register` runs
+    # the sweep scores the pipeline `register` runs
+    assert star["refine"] == DEFAULT_REFINE and star["fine_steps"] == DEFAULT_FINE_STEPS
     overlay = (out / "register_lam.yaml").read_text()
     assert f"lams: [{best:g}]" in overlay and f"refine: {DEFAULT_REFINE}" in overlay
+    assert f"fine_steps: {DEFAULT_FINE_STEPS}" in overlay
     for name in ("tradeoff.png", "lambda_panel.png", "overlay.png"):
         assert_png(out / name)
     report = (out / "summary.md").read_text()
@@ -117,16 +119,20 @@ def test_sweep_applies_the_documented_rule(tiny, tmp_path, capsys):
                  "--model", str(model)]) == 0
     assert [p.name for p in reg.glob("*/lam_*")] == [f"lam_{best:g}"]
     printed = capsys.readouterr()
-    assert f"λ* = {best:g} from {out} (chosen for {DEFAULT_REFINE} refinement steps)" in printed.err
+    assert (f"λ* = {best:g} from {out} (chosen for {DEFAULT_REFINE} refinement steps and {DEFAULT_FINE_STEPS} at the "
+            f"fixed grid)") in printed.err
     assert "refining" in printed.err and "written in" in printed.err  # progress: the steps, then the λ's line
     assert re.search(r"det J ≤ 0 in [0-9.]+ % of voxels", printed.err)  # each λ's folding, said as it is written
     assert printed.out.strip().splitlines()[-1].startswith("done in ")
     # an older sweep scored the network alone: register follows it, unless --refine is given (with a note)
     star["refine"] = 0
+    del star["fine_steps"]  # older sweeps did not record it: they had no steps at the fixed grid
     (out / "lam_star.json").write_text(json.dumps(star))
     assert main(["register", pair["fixed"], pair["moving"], "--lam", str(out), "--out", str(reg),
                  "--model", str(model), "--refine", "5"]) == 0
-    assert "was chosen for 0 refinement steps; registering with 5" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "was chosen for 0 refinement steps; registering with 5" in err
+    assert "chosen for 0 refinement steps and 0 at the fixed grid" in err and "steps at the fixed grid;" not in err
 
 
 def test_evaluate_through_the_bundle(tiny, tmp_path):

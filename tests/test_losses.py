@@ -5,7 +5,7 @@ import torch
 from monai.losses import LocalNormalizedCrossCorrelationLoss
 
 from cir_monai.conventions import normalized_to_voxel_ddf
-from cir_monai.losses import BoxLNCC, CLapIRNLoss, FoldingLoss, MultiResolutionNCC, SmoothnessLoss
+from cir_monai.losses import BoxLNCC, CLapIRNLoss, FoldingLoss, MultiResolutionNCC, SmoothnessLoss, box_sum
 from cir_monai.networks import CLapIRN, Warp
 
 
@@ -40,8 +40,8 @@ def test_ncc_of_identical_images_is_minus_sum_of_weights():
 @pytest.mark.parametrize("shape", [(2, 1, 17, 20, 15), (2, 1, 23, 19)])
 @pytest.mark.parametrize("kernel", [3, 5, 7])
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
-def test_pooled_window_sums_are_monais_local_ncc(shape, kernel, reduction):
-    """BoxLNCC (the refinement's fast path at 1 mm) is MONAI's local NCC, value and gradient, within float rounding;
+def test_box_window_sums_are_monais_local_ncc(shape, kernel, reduction):
+    """BoxLNCC (the refinement's fast path) is MONAI's local NCC, value and gradient, within float rounding;
     random images (the worst case for cancellation in the variances) with a flat region, where the variance floor
     applies."""
     gen = torch.Generator().manual_seed(kernel)
@@ -62,7 +62,36 @@ def test_pooled_window_sums_are_monais_local_ncc(shape, kernel, reduction):
     torch.testing.assert_close(grad_got, grad_want, atol=1e-4 * grad_want.abs().max().item(), rtol=1e-3)
 
 
-def test_pooled_sums_hold_where_a_brain_meets_the_background():
+@pytest.mark.parametrize("shape", [(1, 2, 9, 3, 6), (2, 1, 11, 2)])
+@pytest.mark.parametrize("kernel", [1, 3, 7])
+def test_box_sum_is_a_zero_padded_box_convolution_and_its_own_adjoint(shape, kernel):
+    """box_sum against a convolution with a box of ones (zero padding), on axes shorter than the window too; its
+    backward pass (the same sum of the gradient) against autograd's numerical Jacobian, in float64."""
+    n = len(shape) - 2
+    x = torch.rand(shape, dtype=torch.float64, requires_grad=True)
+    conv = torch.nn.functional.conv3d if n == 3 else torch.nn.functional.conv2d
+    ones = torch.ones(shape[1], 1, *(kernel,) * n, dtype=torch.float64)
+    want = conv(x, ones, padding=kernel // 2, groups=shape[1])
+    torch.testing.assert_close(box_sum(x, kernel), want)
+    assert torch.autograd.gradcheck(lambda t: box_sum(t, kernel), (x,))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 7, 5, 6), (1, 2, 8, 9), (1, 3, 2, 4, 5)])
+@pytest.mark.parametrize("reference_scaling", [True, False])
+def test_smoothness_closed_form_gradient_is_autograds(shape, reference_scaling):
+    """SmoothnessLoss(closed_form_grad=True): the plain loss's value and autograd's gradient through it, per sample
+    (the (B,) output weighted by a different number per sample), on an axis of two voxels too."""
+    ddf = torch.randn(shape, requires_grad=True)
+    weights = torch.rand(shape[0]) + 0.5
+    plain = SmoothnessLoss(reference_scaling)
+    fast = SmoothnessLoss(reference_scaling, closed_form_grad=True)
+    torch.testing.assert_close(fast(ddf), plain(ddf))
+    (grad_fast,) = torch.autograd.grad((fast(ddf) * weights).sum(), ddf)
+    (grad_plain,) = torch.autograd.grad((plain(ddf) * weights).sum(), ddf)
+    torch.testing.assert_close(grad_fast, grad_plain)
+
+
+def test_box_sums_hold_where_a_brain_meets_the_background():
     """A phantom brain in an empty field (two thirds background, as a 1 mm brain box): where the windows straddle the
     edge the variances are small, and a sum that rounds coarsely (a running sum did) changes the NCC there."""
     from cir_monai.data.synthetic import phantom
@@ -82,9 +111,9 @@ def test_pooled_sums_hold_where_a_brain_meets_the_background():
     torch.testing.assert_close(grad_got, grad_want, atol=1e-4 * grad_want.abs().max().item(), rtol=1e-3)
 
 
-def test_pooled_sums_give_the_same_similarity_pyramid():
+def test_box_sums_give_the_same_similarity_pyramid():
     image, other = torch.rand(1, 1, 24, 28, 20), torch.rand(1, 1, 24, 28, 20)
-    torch.testing.assert_close(MultiResolutionNCC(3, 7, 3, pooled_sums=True)(image, other),
+    torch.testing.assert_close(MultiResolutionNCC(3, 7, 3, box_sums=True)(image, other),
                                MultiResolutionNCC(3, 7, 3)(image, other), atol=1e-6, rtol=1e-5)
     with pytest.raises(ValueError, match="equal shapes"):
         BoxLNCC(3, 3)(image, other[..., :-1])

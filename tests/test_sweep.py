@@ -36,10 +36,11 @@ def test_read_lam_star(tmp_path):
 
 
 def test_read_sweep_gives_the_refinement_lam_star_was_chosen_for(tmp_path):
-    (tmp_path / "lam_star.json").write_text(json.dumps({"lam_star": 1, "refine": 50, "rule": "max_dice"}))
-    assert read_sweep(tmp_path) == {"lam_star": 1.0, "refine": 50, "rule": "max_dice"}
+    (tmp_path / "lam_star.json").write_text(json.dumps({"lam_star": 1, "refine": 20, "fine_steps": 5,
+                                                        "rule": "max_dice"}))
+    assert read_sweep(tmp_path) == {"lam_star": 1.0, "refine": 20, "fine_steps": 5, "rule": "max_dice"}
     (tmp_path / "lam_star.json").write_text(json.dumps({"lam_star": 2.0}))  # before the refinement was recorded
-    assert read_sweep(tmp_path)["refine"] == 0
+    assert read_sweep(tmp_path)["refine"] == 0 and read_sweep(tmp_path)["fine_steps"] == 0
 
 
 def test_the_default_rule_keeps_folding_under_half_a_percent():

@@ -134,17 +134,19 @@ def test_two_process_gloo_registration(trained, tmp_path):
 
 
 def test_refine_defaults_and_override(trained):
-    """Both workflows refine by the package's default (inference.yaml states it as a number, for MONAI Label);
-    `--refine 0` gives the network's field alone, which differs from the refined one."""
+    """Both workflows refine by the package's default (inference.yaml states it as a number, for MONAI Label), and
+    register.yaml adds the default steps at the fixed grid as `cir-monai register` does; `--refine 0 --fine_steps 0`
+    gives the network's field alone, which differs from the refined one."""
     import numpy as np
     from monai.bundle import ConfigParser
 
-    from cir_monai.defaults import DEFAULT_REFINE
+    from cir_monai.defaults import DEFAULT_FINE_STEPS, DEFAULT_REFINE
 
     for name in ("inference.yaml", "register.yaml"):
         parser = ConfigParser()
         parser.read_config(str(CONFIGS / name))
         assert parser.get_parsed_content("refine") == DEFAULT_REFINE, name
+    assert parser.get_parsed_content("fine_steps") == DEFAULT_FINE_STEPS
     work, _ = trained
     pair = json.loads((work / "data" / "datalist.json").read_text())["test"][0]
     fields = {}
@@ -153,7 +155,7 @@ def test_refine_defaults_and_override(trained):
         cmd = [sys.executable, "-m", "monai.bundle", "run", "register", "--config_file", str(CONFIGS / "register.yaml"),
                "--bundle_root", str(work / "bundle"), "--output_dir", str(out),
                "--fixed", str(work / "data" / pair["fixed"]), "--moving", str(work / "data" / pair["moving"]),
-               "--refine", str(steps)]
+               "--refine", str(steps), "--fine_steps", "0"]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
         fields[steps] = np.asarray(nib.load(str(next(out.rglob("ddf.nii.gz")))).dataobj)

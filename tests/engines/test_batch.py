@@ -56,13 +56,13 @@ def test_two_gloo_processes_write_what_one_process_writes(study, model_file, tmp
     """torchrun with 2 CPU processes: each registers its share, rank 0 writes one summary of all; every file equals
     the one-process run's, bit for bit (both on one thread), and a pair's files equal `register`'s."""
     root, pairs = study
-    one = register_many(pairs, (0.5, 2.0), tmp_path / "one", model=model_file, workers=1, refine=2,
+    one = register_many(pairs, (0.5, 2.0), tmp_path / "one", model=model_file, workers=1, refine=2, fine_steps=1,
                         progress=False)
     assert one["registered"] == 5 and one["processes"] == 1
     torchrun = Path(sys.executable).with_name("torchrun")
     cmd = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "cir_monai", "batch", str(root / "datalist.json"),
            "--model", str(model_file), "--out", str(tmp_path / "two"), "--lam", "0.5,2", "--refine", "2",
-           "--threads", "1"]
+           "--fine-steps", "1", "--threads", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert proc.stdout.count("5 registered, 0 already done, 0 failed") == 1  # rank 0 alone reports
@@ -77,7 +77,8 @@ def test_two_gloo_processes_write_what_one_process_writes(study, model_file, tmp
         else:
             assert value == b[key].replace(str(tmp_path / "two"), str(tmp_path / "one")), key
     single = register_files(pairs[3]["fixed"], pairs[3]["moving"], (2.0,), tmp_path / "single",
-                            moving_label=pairs[3]["moving_label"], model=model_file, refine=2, progress=False)
+                            moving_label=pairs[3]["moving_label"], model=model_file, refine=2, fine_steps=1,
+                            progress=False)
     for name in ("ddf", "warped", "warped_label"):
         assert np.array_equal(np.asarray(nib.load(single[2.0][name]).dataobj),
                               a[f"pair_003_s3_moving/lam_2/{name}.nii.gz"]), name
@@ -113,7 +114,7 @@ def test_the_command_reports_failed_pairs_in_one_line(study, model_file, tmp_pat
     broken.write_bytes(gzip.compress(gzip.decompress(Path(pairs[0]["moving"]).read_bytes())[:1000]))
     (tmp_path / "list.json").write_text(json.dumps([dict(pairs[0], moving=str(broken)), pairs[1]]))
     status = main(["batch", str(tmp_path / "list.json"), "--model", str(model_file), "--out",
-                   str(tmp_path / "out"), "--refine", "0", "--workers", "0"])
+                   str(tmp_path / "out"), "--refine", "0", "--fine-steps", "0", "--workers", "0"])
     err = capsys.readouterr().err
     assert status == 1
     assert "cir-monai: error: 1 pair(s) failed (pair_000_cut)" in err and "summary.md" in err

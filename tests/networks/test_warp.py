@@ -21,6 +21,30 @@ def test_warp_serves_any_size_with_one_module():
         assert torch.allclose(warp(image, shift)[:, :, :-1], image[:, :, 1:], atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(1, 2, 21, 17, 19), (2, 1, 23, 18)])
+@pytest.mark.parametrize("mode, padding", [("bilinear", "border"), ("bilinear", "zeros"), ("nearest", "zeros")])
+def test_warp_is_monais_warp(shape, mode, padding):
+    """The fast normalisation against MONAI's Warp itself: values within float rounding of the positions, gradients
+    (bilinear) equal but where a position's rounding crosses a voxel (the derivative jumps there)."""
+    from monai.networks.blocks import Warp as MonaiWarp
+
+    gen = torch.Generator().manual_seed(len(shape))
+    n = len(shape) - 2
+    image = torch.rand(shape, generator=gen)
+    coarse = torch.randn(shape[0], n, *(4,) * n, generator=gen) * 3  # reaching past the borders
+    ddf = torch.nn.functional.interpolate(coarse, size=shape[2:], mode="bilinear" if n == 2 else "trilinear",
+                                          align_corners=True).requires_grad_()
+    want, got = MonaiWarp(mode, padding)(image, ddf), Warp(mode, padding)(image, ddf)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    if mode == "bilinear":
+        (grad_want,) = torch.autograd.grad(want.sum(), ddf)
+        (grad_got,) = torch.autograd.grad(got.sum(), ddf)
+        assert ((grad_got - grad_want).abs() > 1e-3).float().mean() < 1e-3
+        assert (grad_got - grad_want).abs().sum() < 1e-4 * grad_want.abs().sum()
+    with pytest.raises(ValueError, match="the DDF .* on the same grid"):
+        Warp(mode, padding)(image, ddf[:, :, 1:])
+
+
 def test_inverse_of_a_smooth_deformation():
     gen = torch.Generator().manual_seed(0)
     velocity = multiscale_svf((40, 48, 40), (16.0, 8.0), (6.0, 3.0), gen)
