@@ -1,6 +1,8 @@
 """Where the time of one `cir-monai register` on a 1 mm brain pair goes, in one process.
 
-    python bench/profile_register.py [--refine 0] [--threads 2] [--no-append]
+    python bench/profile_register.py [--refine 0] [--fine-steps 0] [--threads 2] [--no-append]
+
+(``--refine 20 --fine-steps 5``: the default pipeline.)
 
 The pair is bench_register_1mm.py's (held-out pair seed 31000, 193×229×193 at 1 mm). The process times its own
 imports (torch, then cir_monai with MONAI), then runs :func:`cir_monai.engines.inference.register_files` (what
@@ -44,12 +46,15 @@ STAGES = {
 PARTS = {
     "  of which the forward pass": ("cir_monai/networks/clapirn.py", "forward"),
     "  of which refinement": ("cir_monai/refine.py", "refine_ddf"),
+    "    of which the steps at the fixed grid": ("cir_monai/refine.py", "refine_on_grid"),
 }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--refine", type=int, default=0)
+    parser.add_argument("--fine-steps", type=int, default=0, help="steps at the fixed grid (register's default: "
+                                                                  "cir_monai.defaults.DEFAULT_FINE_STEPS)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
@@ -60,7 +65,7 @@ def main() -> int:
     start = time.perf_counter()
     profile.enable()
     register_files(paths["fixed"], paths["moving"], lams=(1.0,), out=str(folder / "out"),
-                   moving_label=paths["moving_label"], refine=args.refine)
+                   moving_label=paths["moving_label"], refine=args.refine, fine_steps=args.fine_steps)
     profile.disable()
     total = time.perf_counter() - start
     stats = pstats.Stats(profile).stats  # {(file, line, name): (calls, primitive, tottime, cumtime, callers)}
@@ -83,7 +88,8 @@ def main() -> int:
     print(table)
     if not args.no_append:
         append_table(ROOT, "Where one register run's time goes", "bench/profile_register.py",
-                     f"{args.threads} threads; one process; fixed 193×229×193 at 1 mm, λ = 1, refine {args.refine}; "
+                     f"{args.threads} threads; one process; fixed 193×229×193 at 1 mm, λ = 1, refine {args.refine}, "
+                     f"fine steps {args.fine_steps}; "
                      "stages by cProfile's cumulative time", table)
     return 0
 
