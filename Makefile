@@ -22,7 +22,7 @@ BUNDLE := --bundle_root bundle --meta_file bundle/configs/metadata.json --loggin
 PAIR := data/embedded/test/pair_000
 
 # The main job, with the shipped model (bundle/models/model.pt): find λ* on the embedded validation
-# pairs for the pipeline register runs (network + 30 refinement steps; λ* = the best Dice among the λ whose fields
+# pairs for the pipeline register runs (network, 20 refinement steps, 5 at the fixed grid; λ* = the best Dice among the λ whose fields
 # fold under 0.5 % of voxels), evaluate the network on the embedded test pairs at the paper's λ list, register one
 # test pair at λ* (with the sweep's refinement). The sweep tries the λ that can win: λ = 0 folds once refined, and
 # 8 and 10 are smoother than any pair needs (drop --lams for the paper's full list).

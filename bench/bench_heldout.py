@@ -11,11 +11,11 @@ regions), which no training of this project sees, as two subjects under independ
 deformations, 1 mm, ~157×193×167. Every method is scored on the fixed image's 1 mm grid, with the
 moving labels warped by nearest neighbour through its DDF: Dice per label and mean, end-point error
 (mm, over the fixed brain) against the true field, std|J|, % det J ≤ 0 and SDlogJ (forward
-differences, voxels). Ours runs twice: the network alone (``ours``) and refined for each pair by ``--refine`` steps
-(``ours + refine N``, the default pipeline of ``cir-monai register``; s / pair counts the steps), and with
-``--fine-steps M`` a third time with ``register --fine-steps M`` (M more steps at the fixed image's 1 mm grid,
-:func:`cir_monai.refine.refine_on_grid`). Ours and the lite
-model run through :class:`cir_monai.engines.RegistrationEvaluator`
+differences, voxels). Ours runs three times: the network alone (``ours``), refined for each pair by ``--refine``
+steps in its frame (``ours + refine N``; s / pair counts the steps), and then ``--fine-steps M`` more steps at the
+fixed image's 1 mm grid at the ``--fine-lams`` (``ours + refine N + M at the fixed grid``,
+:func:`cir_monai.refine.refine_on_grid`): with the defaults, the default pipeline of ``cir-monai register``.
+Ours and the lite model run through :class:`cir_monai.engines.RegistrationEvaluator`
 in their own frames (the shipped model: 2 mm; the lite model: 1 mm), the field brought back to the 1 mm
 grid; ANTs and the other peers (``--peers``: ConvexAdam and elastix with their package defaults, FireANTs with its brain
 script's settings) through
@@ -64,8 +64,8 @@ def main() -> int:
     parser.add_argument("--lite-lams", default="0,1,10")
     parser.add_argument("--refine", type=int, default=None, help="refinement steps of the refined rows (default: "
                         "register's, cir_monai.defaults.DEFAULT_REFINE; 0: no refined rows)")
-    parser.add_argument("--fine-steps", type=int, default=0, help="also rows of the refined pipeline with this many "
-                        "steps at the fixed grid after it (register --fine-steps; 0: none)")
+    parser.add_argument("--fine-steps", type=int, default=None, help="rows of the refined pipeline with this many "
+                        "steps at the fixed grid after it (default: register's, DEFAULT_FINE_STEPS; 0: none)")
     parser.add_argument("--fine-lams", default="1", help="the λ of the --fine-steps rows")
     parser.add_argument("--ants-transform", default="SyN")
     parser.add_argument("--no-ants", action="store_true")
@@ -94,7 +94,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     pairs = heldout_pairs(ROOT / "data", args.group, args.pairs, args.data)
     lams = [float(v) for v in args.lams.split(",")]
-    from cir_monai.defaults import DEFAULT_REFINE
+    from cir_monai.defaults import DEFAULT_FINE_STEPS, DEFAULT_REFINE
 
     net = load_network(args.model)
     rows = evaluator_rows("ours", net, pairs, lams, out)
@@ -102,10 +102,11 @@ def main() -> int:
     if refine:
         refined = evaluator_rows(f"ours + refine {refine}", net, pairs, lams, out / "refined", refine=refine)
         rows += [r for r in refined if r["method"] != "identity"]
-    if args.fine_steps:
-        fine = evaluator_rows(f"ours + refine {refine} + {args.fine_steps} at the fixed grid", net, pairs,
+    fine_steps = DEFAULT_FINE_STEPS if args.fine_steps is None else args.fine_steps
+    if fine_steps:
+        fine = evaluator_rows(f"ours + refine {refine} + {fine_steps} at the fixed grid", net, pairs,
                               [float(v) for v in args.fine_lams.split(",")], out / "fine", refine=refine,
-                              fine_steps=args.fine_steps)
+                              fine_steps=fine_steps)
         rows += [r for r in fine if r["method"] != "identity"]
     if not args.no_lite and LITE.is_file():
         lite_rows = evaluator_rows("authors' lite (OASIS)", load_network(LITE), pairs,

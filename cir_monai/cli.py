@@ -95,8 +95,8 @@ class Commands:
         Args:
             fixed: the fixed (target) image file.
             moving: the moving (source) image file.
-            lam: λ, or several (0.1,1,4), or a `sweep` output folder to use its λ* (and, unless --refine is given,
-                the refinement the sweep chose it for). Default 1.
+            lam: λ, or several (0.1,1,4), or a `sweep` output folder to use its λ* (and, unless --refine /
+                --fine-steps are given, the refinement the sweep chose it for). Default 1.
             out: output folder (created; files of the same name replaced).
             moving_label: a label map of the moving image, warped with nearest neighbour.
             fixed_label: a label map of the fixed image (checked against the fixed image's shape).
@@ -117,7 +117,7 @@ class Commands:
                 λ (Adam, in the model's frame); 0 gives the network's field alone (fastest, with --fine-steps 0).
                 Default 20, or the sweep's with --lam SWEEP_FOLDER.
             fine_steps: after the refinement, N more steps on the fixed image's own grid (e.g. 1 mm), cropped to the
-                brain. Default 5: +0.010 to +0.016 Dice on the held-out groups over the refinement alone, ~6 s on a
+                brain. Default 5: +0.011 to +0.016 Dice on the held-out groups over the 20 frame steps alone, ~6 s on a
                 1 mm brain (2 CPU threads); its time and memory grow with the fixed image's voxels in the brain's
                 box. 10 gains ~0.003 more on the hard group; 0 skips it (docs/results.md). With --lam SWEEP_FOLDER,
                 the sweep's.

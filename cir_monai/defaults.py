@@ -25,7 +25,8 @@ __all__ = ["DEFAULT_LAMS", "DEFAULT_REFINE", "DEFAULT_FINE_STEPS", "MAX_FOLDING_
 DEFAULT_LAMS = (0.0, 0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0)
 #: per-pair refinement steps of ``cir-monai register`` and the bundle's register/inference workflows, with the update
 #: on a grid twice as coarse as the frame (cir_monai.refine.REFINE_GRID_FACTOR; measured on the held-out groups:
-#: docs/results.md, "A coarser update"; 50 per-voxel steps before 0.9.0, 30 in 0.9.0)
+#: docs/results.md, "A coarser update"; 50 per-voxel steps before 0.9.0, then 30 until the 1 mm stage joined the
+#: default)
 DEFAULT_REFINE = 20
 #: then more steps on the fixed image's own grid, cropped to the brain (cir_monai.refine.refine_on_grid), in
 #: ``cir-monai register`` / ``batch`` and the bundle's register workflow: 20 + 5 scores what 30 + 5 does and +0.010 /

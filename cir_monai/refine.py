@@ -67,7 +67,7 @@ def refine_steps(value, name: str = "refine") -> int:
 
 def refine_ddf(moving: torch.Tensor, fixed: torch.Tensor, ddf: torch.Tensor, lam: float, iterations: int = 50,
                lr: float = 0.1, num_levels: int = 3, grid_factor: int = 1, return_losses: bool = False,
-               progress: str | None = None, fast: bool = True):
+               progress: str | None = None, fast: bool | None = None):
     """Refine ``ddf`` for this pair by ``iterations`` Adam steps on the network's own objective at smoothness ``lam``.
 
     Args:
@@ -82,9 +82,10 @@ def refine_ddf(moving: torch.Tensor, fixed: torch.Tensor, ddf: torch.Tensor, lam
         progress: a description for a progress bar over the steps (tqdm on stderr, with an ETA; removed when
             done); ``None``: no bar.
         fast: the objective's CPU fast paths (``CLapIRNLoss(fast=True)``: window sums by shifted additions, the
-            smoothness's gradient written out), the default: the same objective within float rounding, 7.9× faster
-            per step on a 1 mm brain box and 3.1× in the 2 mm frame on the CPU (``bench/bench_lncc.py``); ``False``:
-            MONAI's local NCC and autograd (the reference).
+            smoothness's gradient written out): the same objective within float rounding, 7.9× faster per step on a
+            1 mm brain box and 3.1× in the 2 mm frame on the CPU (``bench/bench_lncc.py``); ``False``: MONAI's local
+            NCC and autograd (the reference); ``None`` (default): on the CPU only, where they were measured (a
+            GPU runs MONAI's convolutions, whose kernels are fewer).
 
     Returns:
         the refined ``(1, n, *S)`` field (and the list of objective values when ``return_losses``).
@@ -93,6 +94,7 @@ def refine_ddf(moving: torch.Tensor, fixed: torch.Tensor, ddf: torch.Tensor, lam
     if iterations == 0:
         return (ddf, []) if return_losses else ddf
     n = ddf.shape[1]
+    fast = ddf.device.type == "cpu" if fast is None else bool(fast)
     objective = CLapIRNLoss(n, num_levels, fast=fast).to(ddf.device)
     moving, fixed, start = moving.float(), fixed.float(), ddf.detach().float()
     size = tuple(start.shape[2:])

@@ -56,9 +56,9 @@ def test_bundle_folder_equals_cir_monai(bundle, image, reference, truth, work):
 
 
 #: the traced network's field differs from the eager one's by float rounding, and the refinement's Adam steps (about
-#: lr · sign(gradient) at first) carry that to the labels of a few edge voxels: measured 3.1e-4 of the voxels with the
-#: default refinement since 0.9.0 (30 steps, lr 0.2 on the 2× update grid), under 1e-4 with 0.8.0's 50 per-voxel steps
-#: at 0.1; a different λ differs by more than 1e-3 (test_lambda_is_an_input_of_the_application)
+#: lr · sign(gradient) at first) carry that to the labels of a few edge voxels: measured 3.1e-4 of the voxels with 30
+#: steps at lr 0.2 on the 2× update grid, 8.3e-5 with inference.yaml's 20 (2026-12-08), under 1e-4 with 0.8.0's 50
+#: per-voxel steps at 0.1; a different λ differs by more than 1e-3 (test_lambda_is_an_input_of_the_application)
 TRACED_DISAGREEMENT = 5e-4
 
 

@@ -48,6 +48,21 @@ def test_lambda_keeps_its_meaning(start):
     assert change[10.0] < 0.8 * change[0.1], change
 
 
+def test_fast_paths_refine_as_the_reference_does_in_the_frame(start):
+    """The default pipeline's frame settings (the update on the 2× grid at REFINE_LR): the fast objective (box sums,
+    the smoothness's written-out gradient; the CPU default) and the reference (MONAI's NCC, autograd) take the same
+    steps, to float rounding carried by Adam."""
+    from cir_monai.refine import REFINE_GRID_FACTOR, REFINE_LR
+
+    moving, fixed, ddf = start
+    runs = {fast: refine_ddf(moving, fixed, ddf, 1.0, 10, lr=REFINE_LR, grid_factor=REFINE_GRID_FACTOR, fast=fast)
+            for fast in (True, False)}
+    assert torch.equal(runs[True], refine_ddf(moving, fixed, ddf, 1.0, 10, lr=REFINE_LR,
+                                              grid_factor=REFINE_GRID_FACTOR))  # fast is the CPU's default
+    moved = (runs[False] - ddf).abs().max()
+    assert moved > 0.1 and (runs[True] - runs[False]).abs().max() < 1e-3 * moved
+
+
 def test_deterministic_and_zero_steps_is_the_network(start):
     moving, fixed, ddf = start
     first = refine_ddf(moving, fixed, ddf, 1.0, iterations=5)

@@ -274,8 +274,8 @@ class RegistrationRunner:
         folding = record["folding_pct"]
         line = f"{pair_id} λ = {lam:g}: written in {record['seconds']:.1f} s; det J ≤ 0 in {folding:.3f} % of voxels"
         if folding > MAX_FOLDING_PCT:
-            line += (f" (more than {MAX_FOLDING_PCT:g} %: the field folds; a larger λ, or --refine 0 at this λ, "
-                     "gives a smoother one)")
+            line += (f" (more than {MAX_FOLDING_PCT:g} %: the field folds; a larger λ, or --fine-steps 0 (the steps at "
+                     "the fixed grid roughen it most) or --refine 0 --fine-steps 0 at this λ, gives a smoother one)")
         if "inverse_residual_median" in record:
             line += "; inverse residual (voxels, fixed brain) " + residual_text(record)
         return line

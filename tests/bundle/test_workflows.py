@@ -146,7 +146,8 @@ def test_refine_defaults_and_override(trained):
         parser = ConfigParser()
         parser.read_config(str(CONFIGS / name))
         assert parser.get_parsed_content("refine") == DEFAULT_REFINE, name
-    assert parser.get_parsed_content("fine_steps") == DEFAULT_FINE_STEPS
+        if name == "register.yaml":
+            assert parser.get_parsed_content("fine_steps") == DEFAULT_FINE_STEPS
     work, _ = trained
     pair = json.loads((work / "data" / "datalist.json").read_text())["test"][0]
     fields = {}
